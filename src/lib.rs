@@ -1,0 +1,15 @@
+//! prism-lite: a small, fast, never-wrong blob cache for the LBRY/Odysee network.
+//!
+//! The crate is a library first (tests and benches drive it directly) with a thin CLI on top.
+//! Request flow: a front door in [`server`] parses and limits a request, then asks the root of
+//! the [`store`] tree built from `blobcache.yaml` ([`config`]); [`metrics`] counts everything.
+
+pub mod app;
+pub mod blob;
+pub mod config;
+pub mod metrics;
+pub mod protected;
+pub mod server;
+pub mod store;
+pub mod stream;
+pub mod trace;

@@ -1,0 +1,264 @@
+//! One Prometheus registry for the whole process, passed in (no globals).
+//!
+//! Names follow reflector.go's `internal/metrics` exactly (namespace `reflector`, same labels,
+//! same types, including its two "_total" gauges), so dashboards built for reflector.go work
+//! unchanged. What reflector.go lacks is added under the `prism_` prefix.
+
+use prometheus::{
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// `reflector_error_total{direction}` values.
+pub const DIRECTION_DOWNLOAD: &str = "download";
+
+/// Every metric the process exports.
+pub struct Metrics {
+    pub registry: Registry,
+
+    // --- reflector.go names ---
+    pub blob_download_total: IntCounter,
+    pub http_blob_download_total: IntCounter,
+    pub peer_download_total: IntCounter,
+    pub http3_blob_download_total: IntCounter,
+    /// `{cache_type, component}`: cache_type = the cache tier's name, component = the
+    /// caching store's name.
+    pub cache_hit_total: IntCounterVec,
+    pub cache_miss_total: IntCounterVec,
+    /// A gauge in reflector.go despite the name: origin gets in flight.
+    pub cache_origin_requests_total: IntGaugeVec,
+    /// A gauge in reflector.go despite the name: requests waiting on an in-flight origin get.
+    pub cache_waiting_requests_total: IntGaugeVec,
+    pub cache_evict_total: IntCounterVec,
+    pub speed_mbps: GaugeVec,
+    pub error_total: IntCounterVec,
+    pub http_out_bytes: IntCounter,
+    pub tcp_out_bytes: IntCounter,
+    pub udp_out_bytes: IntCounter,
+    pub upstream_in_bytes: IntCounter,
+    pub s3_in_bytes: IntCounter,
+    pub http_blob_request_queue_size: IntGauge,
+
+    // --- prism-lite additions ---
+    /// Origin gets completed by caching stores, by result (`ok`, `not_found`, `error`, `corrupt`).
+    pub origin_fetch_total: IntCounterVec,
+    /// Bytes held by each local store (`{component}`).
+    pub store_size_bytes: IntGaugeVec,
+    /// Blobs held by each local store (`{component}`).
+    pub store_blobs: IntGaugeVec,
+    /// Store write failures (disk full, I/O error) that were absorbed (`{component}`).
+    pub store_write_errors_total: IntCounterVec,
+    /// Request latency by front door and status code.
+    pub request_duration_seconds: HistogramVec,
+    /// Requests turned away because the server was at `max_concurrent_requests` with a full queue.
+    pub requests_rejected_total: IntCounterVec,
+    /// Process start time, for uptime panels.
+    pub start_time_seconds: Gauge,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let ns = "reflector";
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::with_opts(Opts::new(name, help).namespace(ns)).expect("valid");
+            registry.register(Box::new(c.clone())).expect("unique");
+            c
+        };
+        let counter_vec = |name: &str, sub: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help).namespace(ns).subsystem(sub), labels)
+                .expect("valid");
+            registry.register(Box::new(c.clone())).expect("unique");
+            c
+        };
+        let gauge_vec = |name: &str, sub: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help).namespace(ns).subsystem(sub), labels)
+                .expect("valid");
+            registry.register(Box::new(g.clone())).expect("unique");
+            g
+        };
+        let cache_labels = &["cache_type", "component"];
+
+        let speed_mbps = GaugeVec::new(
+            Opts::new(
+                "speed_mbps",
+                "Speed of blob retrieval from cache or from origin",
+            )
+            .namespace(ns),
+            &["cache_type", "component", "source"],
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(speed_mbps.clone()))
+            .expect("unique");
+        let queue = IntGauge::with_opts(
+            Opts::new(
+                "http_blob_request_queue_size",
+                "Blob requests queue size of the HTTP protocol",
+            )
+            .namespace(ns),
+        )
+        .expect("valid");
+        registry.register(Box::new(queue.clone())).expect("unique");
+
+        let prism = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help).namespace("prism"), labels)
+                .expect("valid");
+            registry.register(Box::new(c.clone())).expect("unique");
+            c
+        };
+        let prism_gauge = |name: &str, help: &str| {
+            let g = IntGaugeVec::new(Opts::new(name, help).namespace("prism"), &["component"])
+                .expect("valid");
+            registry.register(Box::new(g.clone())).expect("unique");
+            g
+        };
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "request_duration_seconds",
+                "Time from request to last response byte handed to the socket, by server and status",
+            )
+            .namespace("prism")
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0,
+            ]),
+            &["server", "status"],
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(latency.clone()))
+            .expect("unique");
+        let start = Gauge::with_opts(
+            Opts::new("start_time_seconds", "Unix time the process started").namespace("prism"),
+        )
+        .expect("valid");
+        registry.register(Box::new(start.clone())).expect("unique");
+        start.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or_default(),
+        );
+
+        Metrics {
+            blob_download_total: counter(
+                "blob_download_total",
+                "Total number of blobs downloaded from reflector",
+            ),
+            http_blob_download_total: counter(
+                "http_blob_download_total",
+                "Total number of blobs downloaded from reflector through HTTP protocol",
+            ),
+            peer_download_total: counter(
+                "peer_download_total",
+                "Total number of blobs downloaded from reflector through tcp protocol",
+            ),
+            http3_blob_download_total: counter(
+                "http3_blob_download_total",
+                "Total number of blobs downloaded from reflector through QUIC protocol",
+            ),
+            cache_hit_total: counter_vec(
+                "hit_total",
+                "cache",
+                "Total number of blobs retrieved from the cache storage",
+                cache_labels,
+            ),
+            cache_miss_total: counter_vec(
+                "miss_total",
+                "cache",
+                "Total number of blobs retrieved from origin rather than cache storage",
+                cache_labels,
+            ),
+            cache_origin_requests_total: gauge_vec(
+                "origin_requests_total",
+                "cache",
+                "How many Get requests are in flight from the cache to the origin",
+                cache_labels,
+            ),
+            cache_waiting_requests_total: gauge_vec(
+                "waiting_requests_total",
+                "cache",
+                "How many cache requests are waiting for an in-flight origin request",
+                cache_labels,
+            ),
+            cache_evict_total: counter_vec(
+                "evict_total",
+                "cache",
+                "Count of blobs evicted from cache",
+                cache_labels,
+            ),
+            speed_mbps,
+            error_total: {
+                let c = IntCounterVec::new(
+                    Opts::new("error_total", "Total number of errors").namespace(ns),
+                    &["direction", "error_type"],
+                )
+                .expect("valid");
+                registry.register(Box::new(c.clone())).expect("unique");
+                c
+            },
+            http_out_bytes: counter(
+                "http_out_bytes",
+                "Total number of bytes streamed out through HTTP",
+            ),
+            tcp_out_bytes: counter(
+                "tcp_out_bytes",
+                "Total number of bytes streamed out through TCP",
+            ),
+            udp_out_bytes: counter(
+                "udp_out_bytes",
+                "Total number of bytes streamed out through UDP",
+            ),
+            upstream_in_bytes: counter(
+                "upstream_in_bytes",
+                "Total number of incoming bytes (from Upstream)",
+            ),
+            s3_in_bytes: counter("s3_in_bytes", "Total number of incoming bytes (from S3-CF)"),
+            http_blob_request_queue_size: queue,
+            origin_fetch_total: prism(
+                "origin_fetch_total",
+                "Origin gets made by caching stores, by result",
+                &["component", "result"],
+            ),
+            store_size_bytes: prism_gauge("store_size_bytes", "Bytes held by a local store"),
+            store_blobs: prism_gauge("store_blobs", "Blobs held by a local store"),
+            store_write_errors_total: prism(
+                "store_write_errors_total",
+                "Cache writes that failed (disk full, I/O error) and were absorbed",
+                &["component"],
+            ),
+            request_duration_seconds: latency,
+            requests_rejected_total: prism(
+                "requests_rejected_total",
+                "Requests answered 503 because the server was saturated",
+                &["server"],
+            ),
+            start_time_seconds: start,
+            registry,
+        }
+    }
+
+    /// Counts an error in `reflector_error_total`.
+    pub fn error(&self, direction: &str, error_type: &str) {
+        self.error_total
+            .with_label_values(&[direction, error_type])
+            .inc();
+    }
+
+    /// The text exposition format for `/metrics`.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        let families = self.registry.gather();
+        if TextEncoder::new().encode(&families, &mut buf).is_err() {
+            buf.clear();
+        }
+        buf
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,296 @@
+//! `servers.http`: reflector.go's HTTP blob API.
+//!
+//! - `GET /blob?hash=H[&edge_token=T]` -> 200 with the bytes (+ `Via` trace), 404 when no store
+//!   in the chain has it, 403 for protected content without the right token, 502/504 when the
+//!   origin failed or timed out.
+//! - `HEAD /blob?hash=H` -> 204 present / 404 absent.
+//! - 400 with a reason for a missing or malformed hash, 405 for other methods on `/blob`.
+//!
+//! `max_concurrent_requests` bounds store calls in flight; up to `max_queued_requests` more wait
+//! (at most `queue_timeout`), and anything beyond gets 503 at once, so a flood costs a fixed
+//! amount of memory. The blob is handed to hyper as the store's own `Bytes` (no copy); hyper
+//! writes headers and body with one vectored write.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::blob::BlobHash;
+use crate::config::HttpServerConfig;
+use crate::metrics::DIRECTION_DOWNLOAD;
+use crate::server::Shared;
+use crate::store::StoreError;
+
+/// Most connections served at once; further ones wait in the kernel's accept backlog.
+const MAX_CONNECTIONS: usize = 8192;
+/// A client must finish sending request headers within this time.
+const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+type Body = Full<Bytes>;
+
+/// The HTTP front door's state.
+pub struct HttpServer {
+    shared: Shared,
+    config: HttpServerConfig,
+    slots: Arc<Semaphore>,
+    queued: AtomicUsize,
+    max_queued: usize,
+}
+
+impl HttpServer {
+    pub fn new(shared: Shared, config: HttpServerConfig) -> Arc<HttpServer> {
+        Arc::new(HttpServer {
+            slots: Arc::new(Semaphore::new(config.max_concurrent_requests.max(1))),
+            queued: AtomicUsize::new(0),
+            max_queued: config
+                .max_queued_requests
+                .unwrap_or(config.max_concurrent_requests),
+            shared,
+            config,
+        })
+    }
+
+    /// Accepts connections until `shutdown`, then stops accepting and gives in-flight requests
+    /// up to `shutdown_timeout` to finish.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        loop {
+            let permit = tokio::select! {
+                p = Arc::clone(&connections).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                _ = shutdown.cancelled() => break,
+            };
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = shutdown.cancelled() => break,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "http accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let server = Arc::clone(&self);
+            let service = hyper::service::service_fn(move |req| {
+                let server = Arc::clone(&server);
+                async move { Ok::<_, Infallible>(server.handle(req, peer).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .writev(true)
+                .serve_connection(TokioIo::new(stream), service);
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!(%peer, error = %e, "http connection ended with an error");
+                }
+                drop(permit);
+            });
+        }
+        drop(listener);
+        tokio::select! {
+            _ = graceful.shutdown() => tracing::info!("http server drained"),
+            _ = tokio::time::sleep(self.config.shutdown_timeout) => {
+                tracing::warn!(timeout = ?self.config.shutdown_timeout, "http server drain timed out; closing remaining connections");
+            }
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
+        let start = Instant::now();
+        let response = self.route(&req).await;
+        self.shared
+            .metrics
+            .request_duration_seconds
+            .with_label_values(&["http", response.status().as_str()])
+            .observe(start.elapsed().as_secs_f64());
+        response
+    }
+
+    async fn route(&self, req: &Request<Incoming>) -> Response<Body> {
+        if req.uri().path() != "/blob" {
+            return text(StatusCode::NOT_FOUND, "no such route; use /blob?hash=HASH");
+        }
+        let is_head = match *req.method() {
+            Method::GET => false,
+            Method::HEAD => true,
+            _ => {
+                let mut r = text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "only GET and HEAD are allowed on /blob",
+                );
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                return r;
+            }
+        };
+        let query = BlobQuery::parse(req.uri().query());
+        let hash = match BlobHash::parse(query.hash.as_deref().unwrap_or("")) {
+            Ok(h) => h,
+            Err(e) => {
+                self.shared
+                    .metrics
+                    .error(DIRECTION_DOWNLOAD, "invalid_blob_hash");
+                return text(StatusCode::BAD_REQUEST, &format!("bad hash parameter: {e}"));
+            }
+        };
+        if !self.shared.protected.allows(
+            &hash,
+            self.config.edge_token.as_deref(),
+            query.edge_token.as_deref(),
+        ) {
+            self.shared
+                .metrics
+                .error(DIRECTION_DOWNLOAD, "protected_blob");
+            return text(
+                StatusCode::FORBIDDEN,
+                "requested blob is protected; a valid edge_token is required",
+            );
+        }
+        let _slot = match self.acquire_slot().await {
+            Some(slot) => slot,
+            None => {
+                self.shared
+                    .metrics
+                    .requests_rejected_total
+                    .with_label_values(&["http"])
+                    .inc();
+                let mut r = text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server is at its request limit; retry shortly",
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return r;
+            }
+        };
+        if is_head {
+            return match self.shared.store.has(&hash).await {
+                Ok(true) => empty(StatusCode::NO_CONTENT),
+                Ok(false) => empty(StatusCode::NOT_FOUND),
+                Err(e) => self.store_error(&hash, e),
+            };
+        }
+        match self.shared.store.get(&hash).await {
+            Ok(blob) => {
+                let m = &self.shared.metrics;
+                m.blob_download_total.inc();
+                m.http_blob_download_total.inc();
+                m.http_out_bytes.inc_by(blob.data.len() as u64);
+                let via = blob.trace.to_header();
+                let mut r = Response::new(Full::new(blob.data));
+                let h = r.headers_mut();
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                if let Ok(v) = HeaderValue::from_str(&format!("filename={hash}")) {
+                    h.insert(header::CONTENT_DISPOSITION, v);
+                }
+                if let Ok(v) = HeaderValue::from_str(&via) {
+                    h.insert(header::VIA, v);
+                }
+                r
+            }
+            Err(e) => self.store_error(&hash, e),
+        }
+    }
+
+    /// Waits for an in-flight slot, unless the wait queue is already full.
+    async fn acquire_slot(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
+            return Some(permit);
+        }
+        let queue_gauge = &self.shared.metrics.http_blob_request_queue_size;
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.max_queued {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        queue_gauge.inc();
+        let permit = tokio::time::timeout(
+            self.config.queue_timeout,
+            Arc::clone(&self.slots).acquire_owned(),
+        )
+        .await;
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        queue_gauge.dec();
+        permit.ok().and_then(Result::ok)
+    }
+
+    fn store_error(&self, hash: &BlobHash, err: StoreError) -> Response<Body> {
+        let status = status_for(&err);
+        if status != StatusCode::NOT_FOUND {
+            tracing::warn!(%hash, error = %err, status = status.as_u16(), "blob request failed");
+            self.shared.metrics.error(DIRECTION_DOWNLOAD, err.kind());
+        }
+        text(status, &one_line(&err.to_string()))
+    }
+}
+
+/// The HTTP status for a store error: what an operator and a client can act on.
+pub fn status_for(err: &StoreError) -> StatusCode {
+    match err {
+        StoreError::NotFound => StatusCode::NOT_FOUND,
+        StoreError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        StoreError::Corrupt { .. } | StoreError::Unavailable { .. } => StatusCode::BAD_GATEWAY,
+        StoreError::Io { .. } | StoreError::Refused { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The query parameters of `/blob`.
+#[derive(Debug, Default)]
+struct BlobQuery {
+    hash: Option<String>,
+    edge_token: Option<String>,
+}
+
+impl BlobQuery {
+    fn parse(query: Option<&str>) -> BlobQuery {
+        let mut q = BlobQuery::default();
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match &*k {
+                "hash" if q.hash.is_none() => q.hash = Some(v.into_owned()),
+                "edge_token" if q.edge_token.is_none() => q.edge_token = Some(v.into_owned()),
+                _ => {}
+            }
+        }
+        q
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.replace(['\n', '\r'], " ")
+}
+
+fn text(status: StatusCode, message: &str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(format!("{message}\n"))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn empty(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = status;
+    r
+}

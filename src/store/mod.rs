@@ -1,0 +1,220 @@
+//! The store contract and the tree builder.
+//!
+//! Every backend and every composite is a [`BlobStore`]. Leaf stores talk to exactly one backend
+//! (a directory, memory, a remote); composites (`caching`, `ittt`, `singleflight`, `gcache`)
+//! only combine other stores. The tree is built recursively from one serde model
+//! ([`crate::config::StoreConfig`]), so a new backend is one new file here plus one enum variant.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::blob::{BlobHash, VerifyError};
+use crate::config::StoreConfig;
+use crate::metrics::Metrics;
+use crate::trace::BlobTrace;
+
+pub mod caching;
+pub mod disk;
+pub mod flight;
+pub mod gcache;
+pub mod ittt;
+pub mod memory;
+pub mod noop;
+pub mod singleflight;
+
+/// A blob as a store hands it out: the bytes plus the trace of who served them.
+#[derive(Debug, Clone)]
+pub struct Blob {
+    pub data: Bytes,
+    pub trace: BlobTrace,
+}
+
+impl Blob {
+    /// A blob served by `store_name` itself, taking `timing`.
+    pub fn served_by(data: Bytes, timing: Duration, store_name: &str) -> Blob {
+        Blob {
+            data,
+            trace: BlobTrace::default().stack(timing, store_name),
+        }
+    }
+
+    /// Adds a hop for a composite that passed this blob through.
+    pub fn via(mut self, timing: Duration, store_name: &str) -> Blob {
+        self.trace = self.trace.stack(timing, store_name);
+        self
+    }
+}
+
+/// What can go wrong in a store. Cloneable so one origin result can answer many waiters.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The blob is not in this store (or, for a chain, in any store of it).
+    #[error("blob not found")]
+    NotFound,
+    /// The origin answered with bytes that are not the requested blob.
+    #[error("{store}: origin sent a bad blob: {source}")]
+    Corrupt {
+        store: Arc<str>,
+        #[source]
+        source: VerifyError,
+    },
+    /// The backend did not answer in time.
+    #[error("{store}: timed out after {after:?}")]
+    Timeout { store: Arc<str>, after: Duration },
+    /// The backend could not be reached or answered with an error.
+    #[error("{store}: {message}")]
+    Unavailable { store: Arc<str>, message: String },
+    /// A local I/O error (disk full, permission, ...).
+    #[error("{store}: {context}: {source}")]
+    Io {
+        store: Arc<str>,
+        context: String,
+        #[source]
+        source: Arc<io::Error>,
+    },
+    /// The blob is refused by policy (too large to store, blocked, ...).
+    #[error("{store}: {message}")]
+    Refused { store: Arc<str>, message: String },
+}
+
+impl StoreError {
+    pub fn io(store: &str, context: impl Into<String>, source: io::Error) -> StoreError {
+        StoreError::Io {
+            store: Arc::from(store),
+            context: context.into(),
+            source: Arc::new(source),
+        }
+    }
+
+    pub fn unavailable(store: &str, message: impl Into<String>) -> StoreError {
+        StoreError::Unavailable {
+            store: Arc::from(store),
+            message: message.into(),
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::NotFound)
+    }
+
+    /// A short label for `reflector_error_total{error_type}`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::NotFound => "blob_not_found",
+            StoreError::Corrupt {
+                source: VerifyError::HashMismatch { .. },
+                ..
+            } => "hash_mismatch",
+            StoreError::Corrupt {
+                source: VerifyError::TooLarge(_),
+                ..
+            } => "blob_too_big",
+            StoreError::Corrupt {
+                source: VerifyError::Empty,
+                ..
+            } => "zero_byte_blob",
+            StoreError::Timeout { .. } => "deadline_exceeded",
+            StoreError::Unavailable { .. } => "origin_unavailable",
+            StoreError::Io { .. } => "io_error",
+            StoreError::Refused { .. } => "refused",
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A place blobs live. Object-safe: the tree is `Arc<dyn BlobStore>` all the way down.
+#[async_trait]
+pub trait BlobStore: Send + Sync + 'static {
+    /// The configured name (or the type name), used in metrics labels, logs and traces.
+    fn name(&self) -> &str;
+
+    /// Whether the store holds the blob. Cheap for local stores; remote stores may ask.
+    async fn has(&self, hash: &BlobHash) -> StoreResult<bool>;
+
+    /// The blob's bytes; [`StoreError::NotFound`] when absent.
+    async fn get(&self, hash: &BlobHash) -> StoreResult<Blob>;
+
+    /// Stores `data` under `hash`. Callers pass verified bytes.
+    async fn put(&self, hash: &BlobHash, data: Bytes) -> StoreResult<()>;
+
+    /// Removes the blob; deleting an absent blob is not an error.
+    async fn delete(&self, hash: &BlobHash) -> StoreResult<()>;
+
+    /// Every hash the store holds, for local stores that can enumerate cheaply (used to seed
+    /// count-bounded indexes at start). `None` means "cannot list".
+    fn list(&self) -> Option<Vec<BlobHash>> {
+        None
+    }
+}
+
+/// What building a store tree needs from its surroundings.
+#[derive(Clone)]
+pub struct BuildContext {
+    pub metrics: Arc<Metrics>,
+    /// Relative paths in the config (e.g. `mount_point: ./data`) are resolved against the
+    /// process's working directory, as reflector.go does.
+    pub base_dir: std::path::PathBuf,
+}
+
+/// Builds the store tree described by `config`. Runs blocking work (disk index rebuild), so
+/// call it before serving (or from `spawn_blocking`).
+pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn BlobStore>> {
+    use anyhow::Context;
+    let store: Arc<dyn BlobStore> = match config {
+        StoreConfig::Disk(c) => Arc::new(
+            disk::DiskStore::open(c, ctx)
+                .with_context(|| format!("opening disk store at {}", c.mount_point.display()))?,
+        ),
+        StoreConfig::Mem(c) => Arc::new(memory::MemoryStore::new(c, ctx)),
+        StoreConfig::Noop(_) => Arc::new(noop::NoopStore),
+        StoreConfig::Caching(c) => {
+            let cache = build(&c.cache, ctx).context("in caching.cache")?;
+            let origin = build(&c.origin, ctx).context("in caching.origin")?;
+            Arc::new(caching::CachingStore::new(c, cache, origin, ctx))
+        }
+        StoreConfig::Ittt(c) => {
+            let this = build(&c.this, ctx).context("in ittt.this")?;
+            let that = build(&c.that, ctx).context("in ittt.that")?;
+            Arc::new(ittt::IfThisThenThat::new(c.name.as_deref(), this, that))
+        }
+        StoreConfig::Singleflight(c) => {
+            let inner = build(&c.store, ctx).context("in singleflight.store")?;
+            Arc::new(singleflight::SingleFlightStore::new(c, inner, ctx))
+        }
+        StoreConfig::Gcache(c) => {
+            let inner = build(&c.store, ctx).context("in gcache.store")?;
+            Arc::new(gcache::GcacheStore::new(c, inner, ctx))
+        }
+        StoreConfig::S3(never)
+        | StoreConfig::Http(never)
+        | StoreConfig::Upstream(never)
+        | StoreConfig::Http3(never)
+        | StoreConfig::Peer(never)
+        | StoreConfig::Multiwriter(never)
+        | StoreConfig::ProxiedS3(never)
+        | StoreConfig::DbBacked(never) => match *never {},
+    };
+    Ok(store)
+}
+
+/// A one-line description of the tree, for `check-config` and the start-up log.
+pub fn describe(config: &StoreConfig) -> String {
+    let mut out = String::new();
+    describe_into(config, 0, &mut out);
+    out
+}
+
+fn describe_into(config: &StoreConfig, depth: usize, out: &mut String) {
+    use std::fmt::Write;
+    let pad = "  ".repeat(depth);
+    let _ = writeln!(out, "{pad}{}", config.summary());
+    for (role, child) in config.children() {
+        let _ = writeln!(out, "{pad}  {role}:");
+        describe_into(child, depth + 2, out);
+    }
+}

@@ -1,0 +1,29 @@
+//! `noop`: holds nothing. Gets miss, writes are accepted and dropped. Useful as a placeholder
+//! origin and in tests.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::blob::BlobHash;
+use crate::store::{Blob, BlobStore, StoreError, StoreResult};
+
+pub struct NoopStore;
+
+#[async_trait]
+impl BlobStore for NoopStore {
+    fn name(&self) -> &str {
+        "noop"
+    }
+    async fn has(&self, _: &BlobHash) -> StoreResult<bool> {
+        Ok(false)
+    }
+    async fn get(&self, _: &BlobHash) -> StoreResult<Blob> {
+        Err(StoreError::NotFound)
+    }
+    async fn put(&self, _: &BlobHash, _: Bytes) -> StoreResult<()> {
+        Ok(())
+    }
+    async fn delete(&self, _: &BlobHash) -> StoreResult<()> {
+        Ok(())
+    }
+}
