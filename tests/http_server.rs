@@ -1,0 +1,376 @@
+//! The HTTP front door on a real socket: every status it can answer, protected content,
+//! saturation, the metrics endpoint, and graceful shutdown.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{blob_bytes, fixture_blobs, metric, wait_until, TestOrigin, TEST_TIMEOUT};
+use prism_lite::app::{self, RunOptions};
+use prism_lite::blob::BlobHash;
+use prism_lite::config::{self, BlobcacheConfig};
+use prism_lite::metrics::Metrics;
+use prism_lite::protected::ProtectedList;
+use prism_lite::server::http::HttpServer;
+use prism_lite::server::Shared;
+use prism_lite::store::BlobStore;
+use tokio::net::TcpListener;
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(TEST_TIMEOUT)
+        .build()
+        .unwrap()
+}
+
+async fn start(yaml: &str) -> app::Running {
+    let cfg: BlobcacheConfig = config::parse(yaml, "test.yaml").unwrap();
+    app::start(
+        cfg,
+        RunOptions {
+            conf_dir: ".".into(),
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            disable_blocklist: false,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// A server over a caching tree (mem over disk over nothing) with `blobs` put in.
+async fn server_with(dir: &std::path::Path, extra_http: &str) -> app::Running {
+    let yaml = format!(
+        r#"
+servers:
+  http: {{port: 0, address: 127.0.0.1{extra_http}}}
+store:
+  caching:
+    name: edge
+    cache: {{mem: {{name: ram, max_size: 32MiB}}}}
+    origin: {{disk: {{name: local, mount_point: {}, sharding_size: 2, max_size: 100MB}}}}
+"#,
+        dir.display()
+    );
+    start(&yaml).await
+}
+
+#[tokio::test]
+async fn get_and_head_statuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = server_with(dir.path(), "").await;
+    let data = blob_bytes(1, 300_000);
+    let hash = BlobHash::of(&data);
+    running.store.put(&hash, data.clone()).await.unwrap();
+    let base = format!("http://{}", running.http_addr.unwrap());
+    let c = client();
+
+    let r = c
+        .get(format!("{base}/blob?hash={hash}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/octet-stream");
+    assert_eq!(r.headers()["content-length"], "300000");
+    let via: serde_json::Value =
+        serde_json::from_str(r.headers()["via"].to_str().unwrap()).unwrap();
+    assert_eq!(via["stacks"].as_array().unwrap().len(), 2, "{via}");
+    assert_eq!(r.bytes().await.unwrap(), data);
+
+    let r = c
+        .head(format!("{base}/blob?hash={hash}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+
+    let absent = BlobHash::of(b"absent");
+    let r = c
+        .get(format!("{base}/blob?hash={absent}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let r = c
+        .head(format!("{base}/blob?hash={absent}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    for (query, reason) in [
+        ("", "missing"),
+        ("?hash=abc", "96 hex characters"),
+        ("?hash=../../etc/passwd", "96 hex characters"),
+        (
+            &*format!("?hash={}", hash.to_string().to_uppercase()),
+            "lowercase hex",
+        ),
+    ] {
+        let r = c.get(format!("{base}/blob{query}")).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{query}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains(reason), "{query}: {body}");
+    }
+    let r = c
+        .post(format!("{base}/blob?hash={hash}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
+    let r = c.get(format!("{base}/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn fixture_blobs_are_served_byte_exact() {
+    let blobs = fixture_blobs();
+    if blobs.is_empty() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let running = server_with(dir.path(), "").await;
+    for (hash, data) in &blobs {
+        running.store.put(hash, data.clone()).await.unwrap();
+    }
+    let base = format!("http://{}", running.http_addr.unwrap());
+    for (hash, data) in &blobs {
+        let got = client()
+            .get(format!("{base}/blob?hash={hash}"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(&got, data);
+        assert_eq!(BlobHash::of(&got), *hash);
+    }
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn protected_blobs_need_the_edge_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = blob_bytes(2, 1000);
+    let hash = BlobHash::of(&data);
+    let list = dir.path().join("protected.txt");
+    std::fs::write(&list, format!("# paid content\n{hash}\n")).unwrap();
+    let yaml = format!(
+        r#"
+protected_list: {}
+servers:
+  http: {{port: 0, address: 127.0.0.1, edge_token: s3cret}}
+store: {{mem: {{}}}}
+"#,
+        list.display()
+    );
+    let running = start(&yaml).await;
+    running.store.put(&hash, data.clone()).await.unwrap();
+    let base = format!("http://{}/blob?hash={hash}", running.http_addr.unwrap());
+    let c = client();
+    assert_eq!(c.get(&base).send().await.unwrap().status(), 403);
+    let wrong = c
+        .get(format!("{base}&edge_token=guess"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 403);
+    let right = c
+        .get(format!("{base}&edge_token=s3cret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status(), 200);
+    assert_eq!(right.bytes().await.unwrap(), data);
+    running.stop().await;
+}
+
+/// An HTTP server over a gated origin, so requests can be held in flight.
+async fn gated_server(
+    max: usize,
+    queued: usize,
+) -> (
+    Arc<TestOrigin>,
+    Arc<Metrics>,
+    std::net::SocketAddr,
+    CancellationToken,
+    tokio::task::JoinHandle<()>,
+) {
+    let origin = TestOrigin::new(true);
+    let metrics = Arc::new(Metrics::new());
+    let http: BlobcacheConfig = config::parse(
+        &format!("servers: {{http: {{port: 0, max_concurrent_requests: {max}, max_queued_requests: {queued}, queue_timeout: 10s, shutdown_timeout: 10s}}}}\nstore: {{noop: {{}}}}"),
+        "t.yaml",
+    )
+    .unwrap();
+    let shared = Shared {
+        store: origin.clone() as Arc<dyn BlobStore>,
+        metrics: Arc::clone(&metrics),
+        protected: Arc::new(ProtectedList::default()),
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let token = CancellationToken::new();
+    let server = HttpServer::new(shared, http.servers.http.unwrap());
+    let task = tokio::spawn(server.serve(listener, token.clone()));
+    (origin, metrics, addr, token, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saturated_server_answers_503_beyond_the_queue() {
+    let (origin, metrics, addr, token, task) = gated_server(2, 1).await;
+    let data = blob_bytes(3, 5000);
+    let hash = origin.insert(data.clone());
+    let url = format!("http://{addr}/blob?hash={hash}");
+    // Two requests in flight (held at the origin) and one queued.
+    let held: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move { client().get(url).send().await.unwrap().status() })
+        })
+        .collect();
+    wait_until("two in flight", || origin.get_count() == 2).await;
+    wait_until("one queued", || {
+        metrics.http_blob_request_queue_size.get() == 1
+    })
+    .await;
+    let rejected = client().get(&url).send().await.unwrap();
+    assert_eq!(rejected.status(), 503);
+    assert_eq!(rejected.headers()["retry-after"], "1");
+    origin.open_gate();
+    for h in held {
+        assert_eq!(timeout(TEST_TIMEOUT, h).await.unwrap().unwrap(), 200);
+    }
+    assert_eq!(
+        metrics
+            .requests_rejected_total
+            .with_label_values(&["http"])
+            .get(),
+        1
+    );
+    token.cancel();
+    timeout(TEST_TIMEOUT, task).await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_in_flight_requests_and_stops_accepting() {
+    let (origin, _metrics, addr, token, task) = gated_server(10, 10).await;
+    let data = blob_bytes(4, 50_000);
+    let hash = origin.insert(data.clone());
+    let url = format!("http://{addr}/blob?hash={hash}");
+    let in_flight = {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let r = client().get(url).send().await.unwrap();
+            (r.status(), r.bytes().await.unwrap())
+        })
+    };
+    wait_until("request in flight", || origin.get_count() == 1).await;
+    token.cancel();
+    // The listener closes promptly: new connections are refused.
+    let refused = async {
+        loop {
+            if tokio::net::TcpStream::connect(addr).await.is_err() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    timeout(TEST_TIMEOUT, refused)
+        .await
+        .expect("listener closed");
+    origin.open_gate();
+    let (status, body) = timeout(TEST_TIMEOUT, in_flight).await.unwrap().unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body, data);
+    timeout(TEST_TIMEOUT, task).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn metrics_endpoint_is_scraped_and_counters_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = server_with(dir.path(), "").await;
+    let data = blob_bytes(5, 12_345);
+    let hash = BlobHash::of(&data);
+    running.store.put(&hash, data.clone()).await.unwrap();
+    let base = format!("http://{}", running.http_addr.unwrap());
+    let metrics_url = format!("http://{}/metrics", running.metrics_addr);
+    let c = client();
+    for _ in 0..3 {
+        c.get(format!("{base}/blob?hash={hash}"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+    }
+    c.get(format!("{base}/blob?hash=bad")).send().await.unwrap();
+    let r = c.get(&metrics_url).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = r.text().await.unwrap();
+    assert_eq!(
+        metric(&text, "reflector_http_blob_download_total", &[]),
+        3.0
+    );
+    assert_eq!(metric(&text, "reflector_blob_download_total", &[]), 3.0);
+    assert_eq!(
+        metric(&text, "reflector_http_out_bytes", &[]),
+        3.0 * 12_345.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "reflector_error_total",
+            &[("error_type", "invalid_blob_hash")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "prism_request_duration_seconds_count",
+            &[("server", "http"), ("status", "200")]
+        ),
+        3.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "prism_request_duration_seconds_count",
+            &[("server", "http"), ("status", "400")]
+        ),
+        1.0
+    );
+    // The disk tier below the memory tier holds the blob.
+    assert_eq!(
+        metric(&text, "prism_store_blobs", &[("component", "local")]),
+        1.0
+    );
+    // Every sample line parses as `name{labels} value`.
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let value = line.rsplit_once(' ').unwrap().1;
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+    }
+    for path in ["healthz", "readyz"] {
+        let r = c
+            .get(format!("http://{}/{path}", running.metrics_addr))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    running.stop().await;
+}
