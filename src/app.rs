@@ -3,31 +3,37 @@
 //!
 //! Tests use [`start`] directly with port 0 and read the bound addresses from [`Running`].
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::blocklist;
 use crate::config::BlobcacheConfig;
 use crate::metrics::Metrics;
-use crate::protected::ProtectedList;
+use crate::policy::Policy;
+use crate::reload::{self, ReloadReport, Reloader};
 use crate::server::admin::AdminServer;
 use crate::server::http::HttpServer;
 use crate::server::Shared;
+use crate::store::blocklist::BlocklistStore;
 use crate::store::{self, BlobStore, BuildContext};
 
 /// Process-level options (from the command line, not the YAML).
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// Where `blobcache.yaml` was read from (for log messages).
+    /// Where `blobcache.yaml` is read from (again on reload).
     pub conf_dir: PathBuf,
     /// Address for `/metrics`; port 0 picks a free one.
     pub metrics_addr: SocketAddr,
+    /// Ignore the `blocklist:` section entirely.
     pub disable_blocklist: bool,
 }
 
@@ -35,8 +41,11 @@ pub struct RunOptions {
 pub struct Running {
     pub http_addr: Option<SocketAddr>,
     pub metrics_addr: SocketAddr,
+    /// The root store as the front doors see it (blocklist applied).
     pub store: Arc<dyn BlobStore>,
     pub metrics: Arc<Metrics>,
+    pub policy: Arc<Policy>,
+    reloader: Arc<Reloader>,
     shutdown: CancellationToken,
     tasks: JoinSet<()>,
 }
@@ -45,6 +54,16 @@ impl Running {
     /// A token that stops everything when cancelled (signal handlers hold a clone).
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+
+    /// The reloader (signal handlers hold a clone).
+    pub fn reloader(&self) -> Arc<Reloader> {
+        Arc::clone(&self.reloader)
+    }
+
+    /// Re-reads `blobcache.yaml` and applies what can change live (see [`crate::reload`]).
+    pub async fn reload(&self) -> anyhow::Result<ReloadReport> {
+        self.reloader.reload().await
     }
 
     /// Runs until the shutdown token is cancelled and every server has drained.
@@ -59,13 +78,59 @@ impl Running {
     }
 }
 
-/// Builds everything and starts serving.
-pub async fn start(config: BlobcacheConfig, opts: RunOptions) -> anyhow::Result<Running> {
-    let metrics = Arc::new(Metrics::new());
-    let protected = match &config.protected_list {
-        Some(path) => ProtectedList::load(path)?,
-        None => ProtectedList::default(),
+/// Builds the store tree (blocking work runs off the async workers) and, when the blocklist is
+/// in use, wraps it in the blocklist layer. Shared by the server and the one-shot commands.
+pub async fn build_root(
+    config: &BlobcacheConfig,
+    metrics: &Arc<Metrics>,
+    policy: &Arc<Policy>,
+    with_blocklist: bool,
+) -> anyhow::Result<Arc<dyn BlobStore>> {
+    // Relative paths in the YAML are relative to the working directory, as in reflector.go.
+    let ctx = BuildContext {
+        metrics: Arc::clone(metrics),
+        base_dir: PathBuf::from("."),
     };
+    let store_config = config.store.clone();
+    let tree = tokio::task::spawn_blocking(move || store::build(&store_config, &ctx))
+        .await
+        .context("store build task failed")??;
+    tracing::info!(tree = %store::describe(&config.store).trim_end(), "store tree built");
+    Ok(if with_blocklist {
+        Arc::new(BlocklistStore::new(
+            tree,
+            Arc::clone(policy),
+            Arc::clone(metrics),
+        ))
+    } else {
+        tree
+    })
+}
+
+/// Reads `conf_dir/blobcache.yaml` and starts serving it.
+pub async fn start_from_dir(opts: RunOptions) -> anyhow::Result<Running> {
+    let (cfg, raw) = reload::read_config(&opts.conf_dir)?;
+    start_with_raw(cfg, raw, opts).await
+}
+
+/// Builds everything and starts serving `config` (tests pass a parsed config directly; a later
+/// reload re-reads `opts.conf_dir`).
+pub async fn start(config: BlobcacheConfig, opts: RunOptions) -> anyhow::Result<Running> {
+    start_with_raw(config, serde_yaml::Value::Null, opts).await
+}
+
+async fn start_with_raw(
+    config: BlobcacheConfig,
+    raw: serde_yaml::Value,
+    opts: RunOptions,
+) -> anyhow::Result<Running> {
+    let metrics = Arc::new(Metrics::new());
+    let policy = Arc::new(Policy::new(
+        reload::load_protected(&config)?,
+        HashSet::new(),
+    ));
+    let blocklist_settings = (!opts.disable_blocklist)
+        .then(|| Arc::new(ArcSwap::from_pointee(config.blocklist.clone())));
     let ready = Arc::new(AtomicBool::new(false));
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -81,23 +146,31 @@ pub async fn start(config: BlobcacheConfig, opts: RunOptions) -> anyhow::Result<
     });
     tasks.spawn(admin.serve(metrics_listener, shutdown.clone()));
 
-    // Relative paths in the YAML are relative to the working directory, as in reflector.go.
-    let ctx = BuildContext {
-        metrics: Arc::clone(&metrics),
-        base_dir: PathBuf::from("."),
-    };
-    let store_config = config.store.clone();
-    let root = tokio::task::spawn_blocking(move || store::build(&store_config, &ctx))
-        .await
-        .context("store build task failed")??;
-    tracing::info!(tree = %store::describe(&config.store).trim_end(), "store tree built");
+    let root = build_root(&config, &metrics, &policy, blocklist_settings.is_some()).await?;
+
+    if let (Some(settings), Some(cfg)) = (&blocklist_settings, &config.blocklist) {
+        let hashes = blocklist::load(cfg, &blocklist::list_client(), &policy).await?;
+        let newly = policy.set_blocked(hashes);
+        tracing::info!(blocked = newly.len(), "blocklist loaded");
+        let store = Arc::clone(&root);
+        tasks.spawn(async move { blocklist::purge(store.as_ref(), &newly).await });
+        tasks.spawn(blocklist::refresh_loop(
+            Arc::clone(settings),
+            Arc::clone(&policy),
+            Arc::clone(&root),
+            shutdown.clone(),
+        ));
+    } else if opts.disable_blocklist {
+        tracing::info!("blocklist disabled by --disable-blocklist");
+    }
 
     let shared = Shared {
         store: Arc::clone(&root),
         metrics: Arc::clone(&metrics),
-        protected: Arc::new(protected),
+        policy: Arc::clone(&policy),
     };
     let mut http_addr = None;
+    let mut http_server = None;
     if let Some(http) = config.servers.http.clone() {
         let host = http.address.clone().unwrap_or_else(|| "0.0.0.0".into());
         let bind = format!("{host}:{}", http.port);
@@ -107,11 +180,19 @@ pub async fn start(config: BlobcacheConfig, opts: RunOptions) -> anyhow::Result<
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "http server listening");
         http_addr = Some(addr);
-        tasks.spawn(HttpServer::new(shared.clone(), http).serve(listener, shutdown.clone()));
+        let server = HttpServer::new(shared.clone(), http);
+        http_server = Some(Arc::clone(&server));
+        tasks.spawn(server.serve(listener, shutdown.clone()));
     }
-    if opts.disable_blocklist {
-        tracing::info!("blocklist disabled by --disable-blocklist");
-    }
+
+    let reloader = Arc::new(Reloader::new(
+        opts.conf_dir.clone(),
+        raw,
+        Arc::clone(&policy),
+        Arc::clone(&root),
+        http_server,
+        blocklist_settings,
+    ));
     ready.store(true, Ordering::Release);
     tracing::info!(%metrics_addr, "metrics listening; ready");
     Ok(Running {
@@ -119,6 +200,8 @@ pub async fn start(config: BlobcacheConfig, opts: RunOptions) -> anyhow::Result<
         metrics_addr,
         store: root,
         metrics,
+        policy,
+        reloader,
         shutdown,
         tasks,
     })

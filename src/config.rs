@@ -92,6 +92,23 @@ pub struct BlobcacheConfig {
     /// directory, like every path in the file (as in reflector.go).
     #[serde(default)]
     pub protected_list: Option<PathBuf>,
+    /// Blobs never to serve or keep.
+    #[serde(default)]
+    pub blocklist: Option<BlocklistConfig>,
+}
+
+/// `blocklist:`: blob hashes the cache refuses to serve and deletes from its stores.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlocklistConfig {
+    /// A local file: one hash per line (`#` comments) or a JSON array of hashes.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// A URL serving the same formats, fetched at start and every `refresh_interval`.
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default = "defaults::blocklist_refresh", deserialize_with = "duration")]
+    pub refresh_interval: Duration,
 }
 
 /// `servers:`: which front doors run.
@@ -210,6 +227,18 @@ impl StoreConfig {
             | StoreConfig::Multiwriter(never)
             | StoreConfig::ProxiedS3(never)
             | StoreConfig::DbBacked(never) => match *never {},
+        }
+    }
+
+    /// Every `disk` store in the tree (for maintenance commands).
+    pub fn disks(&self) -> Vec<&DiskConfig> {
+        match self {
+            StoreConfig::Disk(d) => vec![d],
+            other => other
+                .children()
+                .into_iter()
+                .flat_map(|(_, child)| child.disks())
+                .collect(),
         }
     }
 
@@ -457,6 +486,9 @@ mod defaults {
     }
     pub fn negative_size() -> u64 {
         2000
+    }
+    pub fn blocklist_refresh() -> Duration {
+        Duration::from_secs(3600)
     }
     pub fn singleflight_component() -> String {
         "singleflight".into()

@@ -6,9 +6,12 @@
 
 pub mod app;
 pub mod blob;
+pub mod blocklist;
 pub mod config;
+pub mod hashlist;
 pub mod metrics;
-pub mod protected;
+pub mod policy;
+pub mod reload;
 pub mod server;
 pub mod store;
 pub mod stream;

@@ -4,10 +4,18 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
 use clap::{Parser, Subcommand};
 use prism_lite::app::{self, RunOptions};
+use prism_lite::blob::BlobHash;
+use prism_lite::blocklist;
 use prism_lite::config::{self, BlobcacheConfig};
-use prism_lite::store;
+use prism_lite::metrics::Metrics;
+use prism_lite::policy::Policy;
+use prism_lite::reload;
+use prism_lite::store::{self, disk::DiskStore};
+use tokio::signal::unix::{signal, SignalKind};
 
 /// A small, fast, never-wrong blob cache for the LBRY/Odysee network.
 #[derive(Parser)]
@@ -34,6 +42,16 @@ enum Command {
         #[arg(long)]
         disable_blocklist: bool,
     },
+    /// Fetch one blob through the store tree (cache, then origin) to stdout or a file.
+    Getblob {
+        /// The blob's SHA-384 hash (96 lowercase hex characters).
+        hash: String,
+        /// Write to this file instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Re-hash every blob in the disk stores of blobcache.yaml and remove corrupt ones.
+    CheckIntegrity,
     /// Load CONF_DIR/<COMMAND>.yaml, print the store tree, and exit non-zero if it is invalid.
     CheckConfig {
         /// Which command's file to check.
@@ -62,6 +80,8 @@ fn main() -> ExitCode {
             disable_blocklist,
         }),
         Command::CheckConfig { command } => check_config(&cli.conf_dir, &command),
+        Command::Getblob { hash, output } => getblob(&cli.conf_dir, &hash, output.as_deref()),
+        Command::CheckIntegrity => check_integrity(&cli.conf_dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -90,18 +110,41 @@ fn check_config(conf_dir: &std::path::Path, command: &str) -> anyhow::Result<()>
     Ok(())
 }
 
-fn run_blobcache(opts: RunOptions) -> anyhow::Result<()> {
-    let cfg: BlobcacheConfig = config::load_file(&opts.conf_dir, "blobcache")?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        let running = app::start(cfg, opts).await?;
+        .build()?)
+}
+
+fn run_blobcache(opts: RunOptions) -> anyhow::Result<()> {
+    runtime()?.block_on(async move {
+        let running = app::start_from_dir(opts).await?;
         let shutdown = running.shutdown_token();
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down: no new connections, draining in-flight requests");
             shutdown.cancel();
+        });
+        let reloader = running.reloader();
+        tokio::spawn(async move {
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                tracing::warn!("cannot listen for SIGHUP; reload needs a restart");
+                return;
+            };
+            while hup.recv().await.is_some() {
+                match reloader.reload().await {
+                    Ok(report) => {
+                        tracing::info!(applied = ?report.applied, "configuration reloaded");
+                        if !report.needs_restart.is_empty() {
+                            tracing::warn!(changed = ?report.needs_restart, "these changes need a restart to take effect");
+                        }
+                    }
+                    Err(err) => tracing::error!(
+                        error = %format!("{err:#}"),
+                        "reload rejected; the running configuration stays"
+                    ),
+                }
+            }
         });
         running.wait().await;
         tracing::info!("stopped");
@@ -109,9 +152,82 @@ fn run_blobcache(opts: RunOptions) -> anyhow::Result<()> {
     })
 }
 
+fn getblob(
+    conf_dir: &std::path::Path,
+    hash: &str,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let hash = BlobHash::parse(hash).map_err(|e| anyhow::anyhow!("bad hash {hash:?}: {e}"))?;
+    let cfg: BlobcacheConfig = config::load_file(conf_dir, "blobcache")?;
+    let blob = runtime()?.block_on(async {
+        let metrics = Arc::new(Metrics::new());
+        let policy = Arc::new(Policy::new(
+            reload::load_protected(&cfg)?,
+            Default::default(),
+        ));
+        if let Some(list) = &cfg.blocklist {
+            policy.set_blocked(blocklist::load(list, &blocklist::list_client(), &policy).await?);
+        }
+        let root = app::build_root(&cfg, &metrics, &policy, cfg.blocklist.is_some()).await?;
+        let blob = root.get(&hash).await;
+        anyhow::Ok(blob)
+    })?;
+    let blob = blob.map_err(|e| anyhow::anyhow!("{hash}: {e}"))?;
+    prism_lite::blob::verify(&blob.data, &hash)?;
+    match output {
+        Some(path) => std::fs::write(path, &blob.data)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?,
+        None => std::io::stdout().lock().write_all(&blob.data)?,
+    }
+    eprintln!("{hash}: {} bytes, verified", blob.data.len());
+    Ok(())
+}
+
+fn check_integrity(conf_dir: &std::path::Path) -> anyhow::Result<()> {
+    let cfg: BlobcacheConfig = config::load_file(conf_dir, "blobcache")?;
+    let disks = cfg.store.disks();
+    anyhow::ensure!(
+        !disks.is_empty(),
+        "blobcache.yaml has no disk store to check"
+    );
+    let metrics = Arc::new(Metrics::new());
+    let ctx = store::BuildContext {
+        metrics,
+        base_dir: ".".into(),
+    };
+    let mut corrupt_total = 0;
+    for disk_cfg in disks {
+        let disk = DiskStore::open(disk_cfg, &ctx)
+            .map_err(|e| anyhow::anyhow!("opening {}: {e}", disk_cfg.mount_point.display()))?;
+        let bar = indicatif::ProgressBar::new(disk.used_bytes());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )?
+            .progress_chars("=> "),
+        );
+        bar.set_message(disk_cfg.mount_point.display().to_string());
+        let report = disk.check_integrity(|n| bar.inc(n));
+        bar.finish();
+        println!(
+            "{}: {} blobs checked ({} bytes), {} corrupt removed",
+            disk_cfg.mount_point.display(),
+            report.checked,
+            report.bytes,
+            report.corrupt_removed.len()
+        );
+        for hash in &report.corrupt_removed {
+            println!("  removed {hash}");
+        }
+        corrupt_total += report.corrupt_removed.len();
+    }
+    println!("integrity check done: {corrupt_total} corrupt blobs removed");
+    Ok(())
+}
+
 /// Resolves on SIGINT or SIGTERM.
 async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,
         Err(e) => {

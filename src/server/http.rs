@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -43,23 +44,49 @@ type Body = Full<Bytes>;
 /// The HTTP front door's state.
 pub struct HttpServer {
     shared: Shared,
-    config: HttpServerConfig,
+    /// Live settings: `edge_token` and the limits change on reload; port and address do not.
+    settings: ArcSwap<HttpServerConfig>,
     slots: Arc<Semaphore>,
+    /// How many permits `slots` is meant to have (the semaphore cannot tell us).
+    slot_limit: std::sync::Mutex<usize>,
     queued: AtomicUsize,
-    max_queued: usize,
 }
 
 impl HttpServer {
     pub fn new(shared: Shared, config: HttpServerConfig) -> Arc<HttpServer> {
+        let limit = config.max_concurrent_requests.max(1);
+        // The series exists from the start (zero), so rate() panels work before the first 503.
+        shared
+            .metrics
+            .requests_rejected_total
+            .with_label_values(&["http"]);
         Arc::new(HttpServer {
-            slots: Arc::new(Semaphore::new(config.max_concurrent_requests.max(1))),
+            slots: Arc::new(Semaphore::new(limit)),
+            slot_limit: std::sync::Mutex::new(limit),
             queued: AtomicUsize::new(0),
-            max_queued: config
-                .max_queued_requests
-                .unwrap_or(config.max_concurrent_requests),
+            settings: ArcSwap::from_pointee(config),
             shared,
-            config,
         })
+    }
+
+    /// Applies reloadable settings (token, limits). Lowering the request limit takes effect as
+    /// in-flight requests finish; nothing in flight is interrupted.
+    pub fn reconfigure(&self, config: HttpServerConfig) {
+        let new_limit = config.max_concurrent_requests.max(1);
+        let mut limit = self.slot_limit.lock().unwrap_or_else(|p| p.into_inner());
+        if new_limit > *limit {
+            self.slots.add_permits(new_limit - *limit);
+        } else if new_limit < *limit {
+            let excess = u32::try_from(*limit - new_limit).unwrap_or(u32::MAX);
+            let slots = Arc::clone(&self.slots);
+            tokio::spawn(async move {
+                if let Ok(permits) = slots.acquire_many_owned(excess).await {
+                    permits.forget();
+                }
+            });
+        }
+        *limit = new_limit;
+        self.settings.store(Arc::new(config));
     }
 
     /// Accepts connections until `shutdown`, then stops accepting and gives in-flight requests
@@ -105,10 +132,11 @@ impl HttpServer {
             });
         }
         drop(listener);
+        let deadline = self.settings.load().shutdown_timeout;
         tokio::select! {
             _ = graceful.shutdown() => tracing::info!("http server drained"),
-            _ = tokio::time::sleep(self.config.shutdown_timeout) => {
-                tracing::warn!(timeout = ?self.config.shutdown_timeout, "http server drain timed out; closing remaining connections");
+            _ = tokio::time::sleep(deadline) => {
+                tracing::warn!(timeout = ?deadline, "http server drain timed out; closing remaining connections");
             }
         }
     }
@@ -151,9 +179,10 @@ impl HttpServer {
                 return text(StatusCode::BAD_REQUEST, &format!("bad hash parameter: {e}"));
             }
         };
-        if !self.shared.protected.allows(
+        let settings = self.settings.load();
+        if !self.shared.policy.allows(
             &hash,
-            self.config.edge_token.as_deref(),
+            settings.edge_token.as_deref(),
             query.edge_token.as_deref(),
         ) {
             self.shared
@@ -164,7 +193,7 @@ impl HttpServer {
                 "requested blob is protected; a valid edge_token is required",
             );
         }
-        let _slot = match self.acquire_slot().await {
+        let _slot = match self.acquire_slot(&settings).await {
             Some(slot) => slot,
             None => {
                 self.shared
@@ -214,18 +243,21 @@ impl HttpServer {
     }
 
     /// Waits for an in-flight slot, unless the wait queue is already full.
-    async fn acquire_slot(&self) -> Option<OwnedSemaphorePermit> {
+    async fn acquire_slot(&self, settings: &HttpServerConfig) -> Option<OwnedSemaphorePermit> {
         if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
             return Some(permit);
         }
         let queue_gauge = &self.shared.metrics.http_blob_request_queue_size;
-        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.max_queued {
+        let max_queued = settings
+            .max_queued_requests
+            .unwrap_or(settings.max_concurrent_requests);
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= max_queued {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
         queue_gauge.inc();
         let permit = tokio::time::timeout(
-            self.config.queue_timeout,
+            settings.queue_timeout,
             Arc::clone(&self.slots).acquire_owned(),
         )
         .await;

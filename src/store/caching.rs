@@ -246,8 +246,11 @@ impl BlobStore for CachingStore {
         Ok(())
     }
 
+    /// Deletes from the cache even when the origin refuses (a read-only origin must not keep a
+    /// blocklisted blob in our cache); the origin's error, if any, is still reported.
     async fn delete(&self, hash: &BlobHash) -> StoreResult<()> {
-        self.inner.origin.delete(hash).await?;
-        self.inner.cache.delete(hash).await
+        let cached = self.inner.cache.delete(hash).await;
+        let origin = self.inner.origin.delete(hash).await;
+        cached.and(origin)
     }
 }

@@ -65,6 +65,8 @@ struct Disk {
     tmp_counter: AtomicU64,
     size_gauge: IntGauge,
     blobs_gauge: IntGauge,
+    fs_size_gauge: IntGauge,
+    fs_free_gauge: IntGauge,
 }
 
 /// What the start-up scan found.
@@ -76,6 +78,14 @@ pub struct ScanReport {
     pub foreign_files_skipped: usize,
     pub bad_size_removed: usize,
     pub evicted_over_capacity: usize,
+}
+
+/// What [`DiskStore::check_integrity`] found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct IntegrityReport {
+    pub checked: usize,
+    pub bytes: u64,
+    pub corrupt_removed: Vec<BlobHash>,
 }
 
 struct Found {
@@ -106,6 +116,53 @@ impl DiskStore {
     /// Where `hash` lives on disk.
     pub fn path_of(&self, hash: &BlobHash) -> PathBuf {
         self.disk.path_of(hash)
+    }
+
+    /// Re-hashes every blob file (in parallel) and removes the ones whose bytes no longer match
+    /// their name. Blocking; `progress` is called with each file's size as it is checked.
+    ///
+    /// Safe while a blobcache process uses the same directory: a blob removed here is a miss
+    /// there (the file is gone), which refetches it from the origin.
+    pub fn check_integrity(&self, progress: impl Fn(u64) + Sync) -> IntegrityReport {
+        let disk = &self.disk;
+        let hashes: Vec<BlobHash> = disk.index.iter().map(|(k, _)| *k).collect();
+        let results: Vec<(u64, Option<BlobHash>)> = hashes
+            .par_iter()
+            .map(|hash| {
+                let path = disk.path_of(hash);
+                let (size, corrupt) = match fs::read(&path) {
+                    Ok(bytes) => (
+                        bytes.len() as u64,
+                        crate::blob::verify(&bytes, hash).is_err(),
+                    ),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => (0, true),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot read blob file");
+                        (0, true)
+                    }
+                };
+                progress(size);
+                (size, corrupt.then_some(*hash))
+            })
+            .collect();
+        let mut report = IntegrityReport::default();
+        for (size, corrupt) in results {
+            report.checked += 1;
+            report.bytes += size;
+            if let Some(hash) = corrupt {
+                let _guard = disk.lock_for(&hash);
+                disk.index.invalidate(&hash);
+                match fs::remove_file(disk.path_of(&hash)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => tracing::warn!(%hash, error = %e, "cannot remove corrupt blob"),
+                }
+                tracing::warn!(%hash, "corrupt blob removed");
+                report.corrupt_removed.push(hash);
+            }
+        }
+        disk.settle();
+        report
     }
 
     /// Runs blocking filesystem work off the async workers.
@@ -163,9 +220,21 @@ impl Disk {
                 }
             })
             .build();
+        ctx.metrics
+            .store_capacity_bytes
+            .with_label_values(&[&name])
+            .set(i64::try_from(capacity).unwrap_or(i64::MAX));
         let store = Disk {
             size_gauge: ctx.metrics.store_size_bytes.with_label_values(&[&name]),
             blobs_gauge: ctx.metrics.store_blobs.with_label_values(&[&name]),
+            fs_size_gauge: ctx
+                .metrics
+                .filesystem_size_bytes
+                .with_label_values(&[&name]),
+            fs_free_gauge: ctx
+                .metrics
+                .filesystem_free_bytes
+                .with_label_values(&[&name]),
             name,
             root,
             tmp_dir,
@@ -208,6 +277,13 @@ impl Disk {
             .set(i64::try_from(self.index.weighted_size()).unwrap_or(i64::MAX));
         self.blobs_gauge
             .set(i64::try_from(self.index.entry_count()).unwrap_or(i64::MAX));
+        if let Ok(stat) = rustix::fs::statvfs(&self.root) {
+            let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            self.fs_size_gauge
+                .set(to_i64(stat.f_blocks.saturating_mul(stat.f_frsize)));
+            self.fs_free_gauge
+                .set(to_i64(stat.f_bavail.saturating_mul(stat.f_frsize)));
+        }
     }
 
     /// Lets the index apply pending evictions, then deletes the files of everything it evicted.

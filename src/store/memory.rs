@@ -40,6 +40,10 @@ impl MemoryStore {
                 }
             })
             .build();
+        ctx.metrics
+            .store_capacity_bytes
+            .with_label_values(&[&name])
+            .set(i64::try_from(config.max_size.0).unwrap_or(i64::MAX));
         MemoryStore {
             size_gauge: ctx.metrics.store_size_bytes.with_label_values(&[&name]),
             blobs_gauge: ctx.metrics.store_blobs.with_label_values(&[&name]),

@@ -17,6 +17,7 @@ use crate::config::StoreConfig;
 use crate::metrics::Metrics;
 use crate::trace::BlobTrace;
 
+pub mod blocklist;
 pub mod caching;
 pub mod disk;
 pub mod flight;

@@ -1,0 +1,151 @@
+//! Reloading `blobcache.yaml` without a restart (SIGHUP).
+//!
+//! What can change live does: the protected list (its file is re-read), the blocklist (file and
+//! URL re-read, newly blocked blobs purged), and the HTTP server's `edge_token` and limits. What
+//! cannot (ports, addresses, the store tree) is reported as needing a restart and left as it is.
+//! A file that does not load, or a list that does not parse, rejects the whole reload: the
+//! running configuration stays exactly as it was.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use serde_yaml::Value;
+
+use crate::blocklist;
+use crate::config::{self, BlobcacheConfig, BlocklistConfig};
+use crate::hashlist;
+use crate::policy::Policy;
+use crate::server::http::HttpServer;
+use crate::store::BlobStore;
+
+/// What a reload did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Settings now in force.
+    pub applied: Vec<String>,
+    /// Settings that changed in the file but need a restart.
+    pub needs_restart: Vec<String>,
+}
+
+pub struct Reloader {
+    conf_dir: PathBuf,
+    /// The file as last applied (raw, to compare the parts that need a restart). The lock also
+    /// serializes reloads.
+    applied: tokio::sync::Mutex<Value>,
+    policy: Arc<Policy>,
+    store: Arc<dyn BlobStore>,
+    http: Option<Arc<HttpServer>>,
+    /// `None` when `--disable-blocklist` is set.
+    blocklist: Option<Arc<ArcSwap<Option<BlocklistConfig>>>>,
+    client: reqwest::Client,
+}
+
+/// Reads `blobcache.yaml` as typed config and as raw YAML.
+pub fn read_config(conf_dir: &std::path::Path) -> anyhow::Result<(BlobcacheConfig, Value)> {
+    let path = conf_dir.join("blobcache.yaml");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let typed: BlobcacheConfig = config::parse(&text, &path.display().to_string())?;
+    let raw: Value = serde_yaml::from_str(&text)?;
+    Ok((typed, raw))
+}
+
+/// Loads the protected list named by the config (empty when none).
+pub fn load_protected(cfg: &BlobcacheConfig) -> anyhow::Result<HashSet<crate::blob::BlobHash>> {
+    match &cfg.protected_list {
+        Some(path) => hashlist::load(path).context("protected_list"),
+        None => Ok(HashSet::new()),
+    }
+}
+
+impl Reloader {
+    pub fn new(
+        conf_dir: PathBuf,
+        applied: Value,
+        policy: Arc<Policy>,
+        store: Arc<dyn BlobStore>,
+        http: Option<Arc<HttpServer>>,
+        blocklist: Option<Arc<ArcSwap<Option<BlocklistConfig>>>>,
+    ) -> Reloader {
+        Reloader {
+            conf_dir,
+            applied: tokio::sync::Mutex::new(applied),
+            policy,
+            store,
+            http,
+            blocklist,
+            client: blocklist::list_client(),
+        }
+    }
+
+    /// Re-reads the file and applies what can change live.
+    pub async fn reload(&self) -> anyhow::Result<ReloadReport> {
+        let mut applied = self.applied.lock().await;
+        let (cfg, raw) = read_config(&self.conf_dir)?;
+        // Load everything that can fail before changing anything.
+        let protected = load_protected(&cfg)?;
+        let blocked = match (&self.blocklist, &cfg.blocklist) {
+            (Some(_), Some(b)) => Some(
+                blocklist::load(b, &self.client, &self.policy)
+                    .await
+                    .context("blocklist")?,
+            ),
+            (Some(_), None) => Some(HashSet::new()),
+            (None, _) => None,
+        };
+
+        let mut report = ReloadReport {
+            needs_restart: restart_needed(&applied, &raw),
+            ..ReloadReport::default()
+        };
+
+        self.policy.set_protected(protected);
+        report.applied.push(format!(
+            "protected_list ({} hashes)",
+            self.policy.protected_count()
+        ));
+        if let (Some(settings), Some(hashes)) = (&self.blocklist, blocked) {
+            settings.store(Arc::new(cfg.blocklist.clone()));
+            let added = blocklist::apply(&self.policy, self.store.as_ref(), hashes).await;
+            report.applied.push(format!(
+                "blocklist ({} hashes, {added} newly blocked)",
+                self.policy.blocked_count()
+            ));
+        }
+        if let (Some(server), Some(http)) = (&self.http, cfg.servers.http.clone()) {
+            server.reconfigure(http);
+            report
+                .applied
+                .push("servers.http edge_token and limits".to_string());
+        }
+        *applied = raw;
+        Ok(report)
+    }
+}
+
+/// What changed between two versions of the file that only a restart can apply.
+fn restart_needed(old: &Value, new: &Value) -> Vec<String> {
+    let mut changed = Vec::new();
+    if old.get("store") != new.get("store") {
+        changed.push("store (the store tree)".to_string());
+    }
+    for server in ["http", "http3", "peer"] {
+        let old_server = old.get("servers").and_then(|s| s.get(server));
+        let new_server = new.get("servers").and_then(|s| s.get(server));
+        match (old_server, new_server) {
+            (Some(o), Some(n)) => {
+                for key in ["port", "address"] {
+                    if o.get(key) != n.get(key) {
+                        changed.push(format!("servers.{server}.{key}"));
+                    }
+                }
+            }
+            (None, None) => {}
+            _ => changed.push(format!("servers.{server} (added or removed)")),
+        }
+    }
+    changed
+}
