@@ -10,7 +10,7 @@ use prism_lite::app::{self, RunOptions};
 use prism_lite::blob::BlobHash;
 use prism_lite::config::{self, BlobcacheConfig};
 use prism_lite::metrics::Metrics;
-use prism_lite::protected::ProtectedList;
+use prism_lite::policy::Policy;
 use prism_lite::server::http::HttpServer;
 use prism_lite::server::Shared;
 use prism_lite::store::BlobStore;
@@ -211,7 +211,7 @@ async fn gated_server(
     let shared = Shared {
         store: origin.clone() as Arc<dyn BlobStore>,
         metrics: Arc::clone(&metrics),
-        protected: Arc::new(ProtectedList::default()),
+        policy: Arc::new(Policy::default()),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
