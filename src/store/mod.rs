@@ -245,6 +245,12 @@ fn describe_into(config: &StoreConfig, depth: usize, out: &mut String) {
     use std::fmt::Write;
     let pad = "  ".repeat(depth);
     let _ = writeln!(out, "{pad}{}", config.summary());
+    if let StoreConfig::DbBacked(c) = config {
+        // Show the store as it will actually be built (with the capacity applied).
+        let _ = writeln!(out, "{pad}  store:");
+        describe_into(&db_backed::resolve(c).store, depth + 2, out);
+        return;
+    }
     for (role, child) in config.children() {
         let _ = writeln!(out, "{pad}  {role}:");
         describe_into(child, depth + 2, out);
