@@ -198,3 +198,90 @@ async fn hanging_origin_is_a_timeout_in_bounded_time() {
     let err = within("has hanging", s.has(&hash)).await.unwrap_err();
     assert!(matches!(err, StoreError::Timeout { .. }), "{err}");
 }
+
+/// A raw server that answers every request with a chunked 200 body of `total` bytes (no
+/// Content-Length), to exercise the cap applied while reading.
+async fn chunked_server(total: usize) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                    .await;
+                let chunk = vec![b'x'; 64 * 1024];
+                let mut sent = 0;
+                while sent < total {
+                    let head = format!("{:x}\r\n", chunk.len());
+                    if socket.write_all(head.as_bytes()).await.is_err()
+                        || socket.write_all(&chunk).await.is_err()
+                        || socket.write_all(b"\r\n").await.is_err()
+                    {
+                        return;
+                    }
+                    sent += chunk.len();
+                }
+                let _ = socket.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn chunked_body_is_capped_while_reading() {
+    let (addr, task) = chunked_server(8 * 1024 * 1024).await;
+    let s = build(&format!(
+        "http: {{name: chunky, endpoint: \"http://{addr}/\", timeout: 5s}}"
+    ));
+    let (hash, _) = blob(10, 10);
+    let err = within("get chunked", s.get(&hash)).await.unwrap_err();
+    match err {
+        StoreError::Corrupt {
+            source: VerifyError::TooLarge(n),
+            ..
+        } => assert!(n > MAX_BLOB_SIZE && n <= MAX_BLOB_SIZE + 64 * 1024, "{n}"),
+        other => panic!("expected TooLarge, got {other}"),
+    }
+    task.abort();
+}
+
+#[tokio::test]
+async fn upstream_maps_statuses_verifies_and_hints_at_edge_token() {
+    let origin = HttpOrigin::start().await;
+    let s = build(&format!(
+        "upstream: {{name: up, upstream: \"{}\", timeout: 5s}}",
+        origin.addr
+    ));
+    let (hash, data) = blob(11, 4096);
+    // The scripted server routes by path only; every upstream call is `/blob?hash=...`.
+    origin.script.set("/blob", 404, "");
+    assert!(!within("has 404", s.has(&hash)).await.unwrap());
+    assert!(matches!(
+        within("get 404", s.get(&hash)).await,
+        Err(StoreError::NotFound)
+    ));
+    origin.script.set("/blob", 403, "protected");
+    let err = within("get 403", s.get(&hash)).await.unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Unavailable { message, .. } if message.contains("edge_token")),
+        "{err}"
+    );
+    let (_, wrong) = blob(12, 4096);
+    origin.script.set("/blob", 200, wrong);
+    let err = within("get corrupt", s.get(&hash)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    origin.script.set("/blob", 200, data.clone());
+    let got = within("get", s.get(&hash)).await.unwrap();
+    assert_eq!(got.data, data);
+    // No Via from the upstream: the trace is just our hop.
+    assert_eq!(got.trace.stacks.len(), 1);
+    origin.script.set("/blob", 204, "");
+    assert!(within("has 204", s.has(&hash)).await.unwrap());
+    let seen = origin.requests.lock().unwrap().clone();
+    assert!(seen.iter().all(|r| r.ends_with(" /blob")), "{seen:?}");
+}

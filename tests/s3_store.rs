@@ -140,3 +140,24 @@ async fn corrupt_s3_object_is_an_error_and_never_cached() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn hanging_s3_is_a_timeout_in_bounded_time() {
+    let hanging = HangingOrigin::start().await;
+    let ctx = ctx();
+    let s3 = build(
+        &s3_yaml(&format!("http://{}", hanging.addr), "stuck", 0, "1s"),
+        &ctx,
+    );
+    let (hash, _) = blob(9, 10);
+    let start = std::time::Instant::now();
+    let err = within("get from hanging s3", s3.get(&hash))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Timeout { .. }), "{err}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    let err = within("has on hanging s3", s3.has(&hash))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Timeout { .. }), "{err}");
+}
