@@ -167,23 +167,23 @@ pub enum StoreConfig {
     Singleflight(Box<SingleflightConfig>),
     #[serde(rename = "gcache")]
     Gcache(Box<GcacheConfig>),
-    // reflector.go types that later releases add; they load as a clear error for now.
     #[serde(rename = "s3")]
-    S3(NotYetSupported),
+    S3(Box<S3Config>),
     #[serde(rename = "http")]
-    Http(NotYetSupported),
+    Http(Box<HttpOriginConfig>),
     #[serde(rename = "upstream")]
-    Upstream(NotYetSupported),
+    Upstream(Box<UpstreamConfig>),
+    #[serde(rename = "multiwriter")]
+    Multiwriter(Box<MultiwriterConfig>),
+    #[serde(rename = "proxied-s3")]
+    ProxiedS3(Box<ProxiedS3Config>),
+    #[serde(rename = "db_backed")]
+    DbBacked(Box<DbBackedConfig>),
+    // reflector.go types that later releases add; they load as a clear error for now.
     #[serde(rename = "http3")]
     Http3(NotYetSupported),
     #[serde(rename = "peer")]
     Peer(NotYetSupported),
-    #[serde(rename = "multiwriter")]
-    Multiwriter(NotYetSupported),
-    #[serde(rename = "proxied-s3")]
-    ProxiedS3(NotYetSupported),
-    #[serde(rename = "db_backed")]
-    DbBacked(NotYetSupported),
 }
 
 impl StoreConfig {
@@ -219,14 +219,49 @@ impl StoreConfig {
                 c.max_size,
                 c.strategy
             ),
-            StoreConfig::S3(never)
-            | StoreConfig::Http(never)
-            | StoreConfig::Upstream(never)
-            | StoreConfig::Http3(never)
-            | StoreConfig::Peer(never)
-            | StoreConfig::Multiwriter(never)
-            | StoreConfig::ProxiedS3(never)
-            | StoreConfig::DbBacked(never) => match *never {},
+            StoreConfig::S3(c) => format!(
+                "s3 name={} bucket={} region={} endpoint={} prefix={} sharding_size={} timeout={:?} retries={}",
+                c.name.as_deref().unwrap_or("s3"),
+                c.bucket,
+                c.region.as_deref().unwrap_or(defaults::S3_REGION),
+                c.endpoint.as_deref().unwrap_or("(AWS)"),
+                c.prefix.as_deref().unwrap_or(""),
+                c.sharding_size,
+                c.timeout,
+                c.retries
+            ),
+            StoreConfig::Http(c) => format!(
+                "http name={} endpoint={} sharding_size={} timeout={:?}",
+                c.name.as_deref().unwrap_or("http"),
+                c.endpoint,
+                c.sharding_size,
+                c.timeout
+            ),
+            StoreConfig::Upstream(c) => format!(
+                "upstream name={} upstream={} edge_token={} timeout={:?}",
+                c.name.as_deref().unwrap_or("upstream"),
+                c.upstream,
+                if c.edge_token.is_some() { "set" } else { "none" },
+                c.timeout
+            ),
+            StoreConfig::Multiwriter(c) => format!(
+                "multiwriter name={} stores={}",
+                c.name.as_deref().unwrap_or("multiwriter"),
+                c.stores.len()
+            ),
+            StoreConfig::ProxiedS3(c) => format!(
+                "proxied-s3 name={}{}",
+                c.name.as_deref().unwrap_or("proxied-s3"),
+                if c.reader.is_none() { " (no reader: reads use the writer)" } else { "" }
+            ),
+            StoreConfig::DbBacked(c) => format!(
+                "db_backed (compatibility: loads as its inner store{}; MySQL settings ignored)",
+                match (c.max_size, c.has_cap) {
+                    (Some(size), Some(true) | None) => format!(", max_size {size} applied to its disk"),
+                    _ => String::new(),
+                }
+            ),
+            StoreConfig::Http3(never) | StoreConfig::Peer(never) => match *never {},
         }
     }
 
@@ -249,6 +284,16 @@ impl StoreConfig {
             StoreConfig::Ittt(c) => vec![("this", &c.this), ("that", &c.that)],
             StoreConfig::Singleflight(c) => vec![("store", &c.store)],
             StoreConfig::Gcache(c) => vec![("store", &c.store)],
+            StoreConfig::Multiwriter(c) => c.stores.iter().map(|s| ("store", s)).collect(),
+            StoreConfig::ProxiedS3(c) => {
+                let mut v = Vec::with_capacity(2);
+                if let Some(reader) = &c.reader {
+                    v.push(("reader", reader));
+                }
+                v.push(("writer", &c.writer));
+                v
+            }
+            StoreConfig::DbBacked(c) => vec![("store", &c.store)],
             _ => vec![],
         }
     }
@@ -370,6 +415,134 @@ impl<'de> Deserialize<'de> for GcacheStrategy {
     }
 }
 
+/// `http`: a read-only origin over plain HTTP(S) object storage or a CDN, laid out as
+/// `endpoint/[hash[0:sharding_size]/]hash`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpOriginConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Base URL, e.g. `https://s3.example.com/blobs-bucket/` (a trailing `/` is optional).
+    pub endpoint: String,
+    #[serde(default, deserialize_with = "sharding_size")]
+    pub sharding_size: usize,
+    /// Whole-request deadline (connect + headers + body).
+    #[serde(default = "defaults::origin_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Deadline for establishing a connection. Default: the smaller of 10s and `timeout`.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub connect_timeout: Option<Duration>,
+}
+
+/// `upstream`: another blob cache's HTTP API (`GET /blob?hash=H`), reflector.go or prism-lite.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Base URL of the next cache, e.g. `http://regional.example.com:5569`. A bare `host:port`
+    /// is taken as `http://host:port`, as reflector.go's loader only concatenates.
+    pub upstream: String,
+    /// Sent as `&edge_token=` so the upstream serves protected blobs.
+    #[serde(default)]
+    pub edge_token: Option<String>,
+    #[serde(default = "defaults::origin_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub connect_timeout: Option<Duration>,
+}
+
+/// `s3`: an S3-protocol bucket (AWS, Wasabi, MinIO, ...).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Access key id; omitted = the standard AWS chain (env, profile, instance role).
+    #[serde(default)]
+    pub aws_id: Option<String>,
+    #[serde(default)]
+    pub aws_secret: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    pub bucket: String,
+    /// Custom endpoint for non-AWS services, e.g. `https://s3.wasabisys.com`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default, deserialize_with = "sharding_size")]
+    pub sharding_size: usize,
+    /// Path-style addressing (`endpoint/bucket/key`). Default: on when `endpoint` is set
+    /// (what MinIO-style services need), off for AWS.
+    #[serde(default)]
+    pub path_style: Option<bool>,
+    /// Key prefix inside the bucket, e.g. `blobs/`.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Deadline of one S3 call, per attempt.
+    #[serde(default = "defaults::origin_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Retries of a failed call (with exponential backoff); 0 = one attempt only.
+    #[serde(default = "defaults::s3_retries")]
+    pub retries: u32,
+}
+
+/// `multiwriter`: writes to every store, reads from the first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultiwriterConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub stores: Vec<StoreConfig>,
+}
+
+/// `proxied-s3`: reads through `reader`, writes through `writer`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxiedS3Config {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Omitted (as in reflector.go's `upload.yaml`) = reads go to the writer too.
+    #[serde(default)]
+    pub reader: Option<StoreConfig>,
+    pub writer: StoreConfig,
+}
+
+/// `db_backed`: reflector.go tracks a store's contents in MySQL. prism-lite's disk store keeps
+/// its own index, so this loads as the inner `store`, with `max_size` applied to it; the
+/// MySQL settings are accepted (so existing files load) and ignored with a warning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbBackedConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub store: StoreConfig,
+    /// reflector.go only applies `max_size` when `has_cap` is true; we apply it unless
+    /// `has_cap` is explicitly false.
+    #[serde(default)]
+    pub has_cap: Option<bool>,
+    #[serde(default)]
+    pub max_size: Option<ByteSize>,
+    // Accepted for compatibility, ignored (see `store::db_backed`).
+    #[serde(default)]
+    pub user: Option<de::IgnoredAny>,
+    #[serde(default)]
+    pub password: Option<de::IgnoredAny>,
+    #[serde(default)]
+    pub database: Option<de::IgnoredAny>,
+    #[serde(default)]
+    pub host: Option<de::IgnoredAny>,
+    #[serde(default)]
+    pub port: Option<de::IgnoredAny>,
+    #[serde(default)]
+    pub access_tracking: Option<de::IgnoredAny>,
+    #[serde(default)]
+    pub soft_deletes: Option<de::IgnoredAny>,
+    #[serde(default)]
+    pub delete_on_miss: Option<de::IgnoredAny>,
+    #[serde(default)]
+    pub log_queries: Option<de::IgnoredAny>,
+}
+
 /// A reflector.go store or server type this release does not implement yet. Loading it is an
 /// error naming the YAML path, rather than silently ignoring part of the operator's file.
 ///
@@ -381,7 +554,8 @@ impl<'de> Deserialize<'de> for NotYetSupported {
     fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
         Err(de::Error::custom(
             "this reflector.go type is not supported yet by prism-lite; \
-             supported stores: disk, mem, noop, caching, ittt, singleflight, gcache; \
+             supported stores: disk, mem, noop, caching, ittt, singleflight, gcache, \
+             http, upstream, s3, multiwriter, proxied-s3, db_backed; \
              supported servers: http",
         ))
     }
@@ -452,6 +626,11 @@ pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     }
 }
 
+/// An optional [`duration`].
+pub fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
+
 fn sharding_size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     let n = usize::deserialize(d)?;
     if n > 8 {
@@ -489,6 +668,13 @@ mod defaults {
     }
     pub fn blocklist_refresh() -> Duration {
         Duration::from_secs(3600)
+    }
+    pub const S3_REGION: &str = "us-east-1";
+    pub fn origin_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn s3_retries() -> u32 {
+        3
     }
     pub fn singleflight_component() -> String {
         "singleflight".into()
@@ -627,9 +813,9 @@ store:
     #[test]
     fn not_yet_supported_types_name_path() {
         let e = error_of(
-            "store:\n  caching:\n    cache: {mem: {}}\n    origin:\n      s3: {bucket: b}\n",
+            "store:\n  caching:\n    cache: {mem: {}}\n    origin:\n      peer: {address: x}\n",
         );
-        assert!(e.contains("store.caching.origin.s3"), "{e}");
+        assert!(e.contains("store.caching.origin.peer"), "{e}");
         assert!(e.contains("not supported yet"), "{e}");
         let e = error_of("servers: {peer: {port: 5567}}\nstore: {noop: {}}\n");
         assert!(

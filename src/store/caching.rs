@@ -179,6 +179,14 @@ impl Inner {
                 }
                 Err(StoreError::NotFound)
             }
+            // Remote origins verify what they receive themselves; count their verdict the same
+            // way as ours.
+            Err(err @ StoreError::Corrupt { .. }) => {
+                self.counters.fetch_corrupt.inc();
+                self.metrics.error(DIRECTION_DOWNLOAD, err.kind());
+                tracing::error!(store = %self.name, %hash, error = %err, "origin blob failed verification; not cached, not served");
+                Err(err)
+            }
             Err(err) => {
                 self.counters.fetch_error.inc();
                 self.metrics.error(DIRECTION_DOWNLOAD, err.kind());

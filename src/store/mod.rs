@@ -19,13 +19,20 @@ use crate::trace::BlobTrace;
 
 pub mod blocklist;
 pub mod caching;
+pub mod db_backed;
 pub mod disk;
 pub mod flight;
 pub mod gcache;
+pub mod http;
 pub mod ittt;
 pub mod memory;
+pub mod multiwriter;
 pub mod noop;
+pub mod proxied_s3;
+pub mod remote;
+pub mod s3;
 pub mod singleflight;
+pub mod upstream;
 
 /// A blob as a store hands it out: the bytes plus the trace of who served them.
 #[derive(Debug, Clone)]
@@ -191,14 +198,39 @@ pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn
             let inner = build(&c.store, ctx).context("in gcache.store")?;
             Arc::new(gcache::GcacheStore::new(c, inner, ctx))
         }
-        StoreConfig::S3(never)
-        | StoreConfig::Http(never)
-        | StoreConfig::Upstream(never)
-        | StoreConfig::Http3(never)
-        | StoreConfig::Peer(never)
-        | StoreConfig::Multiwriter(never)
-        | StoreConfig::ProxiedS3(never)
-        | StoreConfig::DbBacked(never) => match *never {},
+        StoreConfig::Http(c) => Arc::new(http::HttpOriginStore::new(c)?),
+        StoreConfig::Upstream(c) => Arc::new(upstream::UpstreamStore::new(c, ctx)?),
+        StoreConfig::S3(c) => Arc::new(s3::S3Store::new(c, ctx)?),
+        StoreConfig::Multiwriter(c) => {
+            if c.stores.is_empty() {
+                anyhow::bail!("multiwriter: `stores` must list at least one store");
+            }
+            let stores = c
+                .stores
+                .iter()
+                .enumerate()
+                .map(|(i, s)| build(s, ctx).with_context(|| format!("in multiwriter.stores[{i}]")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            Arc::new(multiwriter::MultiWriter::new(c.name.as_deref(), stores))
+        }
+        StoreConfig::ProxiedS3(c) => {
+            let writer = build(&c.writer, ctx).context("in proxied-s3.writer")?;
+            let reader = match &c.reader {
+                Some(r) => build(r, ctx).context("in proxied-s3.reader")?,
+                None => Arc::clone(&writer),
+            };
+            Arc::new(proxied_s3::ProxiedS3::new(
+                c.name.as_deref(),
+                reader,
+                writer,
+            ))
+        }
+        StoreConfig::DbBacked(c) => {
+            let resolved = db_backed::resolve(c);
+            db_backed::warn(&resolved);
+            return build(&resolved.store, ctx).context("in db_backed.store");
+        }
+        StoreConfig::Http3(never) | StoreConfig::Peer(never) => match *never {},
     };
     Ok(store)
 }
@@ -214,6 +246,12 @@ fn describe_into(config: &StoreConfig, depth: usize, out: &mut String) {
     use std::fmt::Write;
     let pad = "  ".repeat(depth);
     let _ = writeln!(out, "{pad}{}", config.summary());
+    if let StoreConfig::DbBacked(c) = config {
+        // Show the store as it will actually be built (with the capacity applied).
+        let _ = writeln!(out, "{pad}  store:");
+        describe_into(&db_backed::resolve(c).store, depth + 2, out);
+        return;
+    }
     for (role, child) in config.children() {
         let _ = writeln!(out, "{pad}  {role}:");
         describe_into(child, depth + 2, out);

@@ -12,6 +12,10 @@ use prism_lite::blob::BlobHash;
 use prism_lite::store::{Blob, BlobStore, StoreError, StoreResult};
 use tokio::sync::{Notify, Semaphore};
 
+mod net;
+#[allow(unused_imports)] // each test binary uses a different subset
+pub use net::*;
+
 /// Upper bound for any single wait in a test.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(20);
 

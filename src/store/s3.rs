@@ -1,0 +1,314 @@
+//! `s3`: blobs as objects in an S3-protocol bucket (AWS, Wasabi, MinIO, ...).
+//!
+//! Keys are `[prefix][hash[0:sharding_size]/]hash`, the same layout as the `http` origin, so one
+//! bucket can be written here and read through a CDN with `http`.
+//!
+//! - **Bounded.** Every call (including its retries and, for `get`, reading the body) runs under
+//!   `timeout`; retries back off exponentially from 100 ms. An object larger than a blob may be
+//!   is refused from its `Content-Length` before a byte of the body is read.
+//! - **Verified.** Every `get` checks the SHA-384, so a stray or damaged object is an origin
+//!   error (502), never served and never cached.
+//! - **Errors that mean something.** 404 / `NoSuchKey` / `NotFound` is [`StoreError::NotFound`];
+//!   deadlines are [`StoreError::Timeout`]; anything else (connection refused, 5xx, access
+//!   denied) is [`StoreError::Unavailable`] with the SDK's full explanation.
+//! - **Client built lazily.** Loading the AWS default chain (env, profile, instance role) is
+//!   async and may probe the network, so it happens on the first call, not during the
+//!   synchronous tree build.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+use bytes::{Bytes, BytesMut};
+use prometheus::IntCounter;
+use tokio::sync::OnceCell;
+
+use crate::blob::{verify, BlobHash, VerifyError, MAX_BLOB_SIZE};
+use crate::config::S3Config;
+use crate::store::remote::check_base_url;
+use crate::store::{Blob, BlobStore, BuildContext, StoreError, StoreResult};
+
+/// First retry waits this long; each further one doubles (with jitter), up to [`MAX_BACKOFF`].
+const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Connect deadline, capped by `timeout`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_REGION: &str = "us-east-1";
+
+pub struct S3Store {
+    name: Arc<str>,
+    config: S3Config,
+    client: OnceCell<Client>,
+    in_bytes: IntCounter,
+}
+
+impl S3Store {
+    pub fn new(config: &S3Config, ctx: &BuildContext) -> anyhow::Result<S3Store> {
+        let name = config.name.as_deref().unwrap_or("s3");
+        if let Some(endpoint) = &config.endpoint {
+            check_base_url(name, "endpoint", endpoint)?;
+        }
+        match (&config.aws_id, &config.aws_secret) {
+            (Some(_), None) | (None, Some(_)) => anyhow::bail!(
+                "{name}: set both aws_id and aws_secret, or neither (to use the AWS environment/profile chain)"
+            ),
+            _ => {}
+        }
+        if config.bucket.is_empty() {
+            anyhow::bail!("{name}: bucket must not be empty");
+        }
+        Ok(S3Store {
+            name: Arc::from(name),
+            config: config.clone(),
+            client: OnceCell::new(),
+            in_bytes: ctx.metrics.s3_in_bytes.clone(),
+        })
+    }
+
+    /// The object key for a blob.
+    pub fn key_of(&self, hash: &BlobHash) -> String {
+        format!(
+            "{}{}",
+            self.config.prefix.as_deref().unwrap_or(""),
+            hash.sharded_path(self.config.sharding_size)
+        )
+    }
+
+    async fn client(&self) -> &Client {
+        self.client.get_or_init(|| self.make_client()).await
+    }
+
+    async fn make_client(&self) -> Client {
+        let c = &self.config;
+        let region = c.region.clone().unwrap_or_else(|| DEFAULT_REGION.into());
+        let mut loader =
+            aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region));
+        if let (Some(id), Some(secret)) = (&c.aws_id, &c.aws_secret) {
+            loader = loader.credentials_provider(Credentials::new(
+                id,
+                secret,
+                None,
+                None,
+                "blobcache.yaml",
+            ));
+        }
+        let shared = loader.load().await;
+        let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(CONNECT_TIMEOUT.min(c.timeout))
+                    .operation_attempt_timeout(c.timeout)
+                    .operation_timeout(c.timeout)
+                    .build(),
+            )
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(c.retries.saturating_add(1))
+                    .with_initial_backoff(INITIAL_BACKOFF)
+                    .with_max_backoff(MAX_BACKOFF),
+            )
+            // Only when the operation needs it: many S3-compatible services reject the newer
+            // default checksum headers. Blob integrity is checked by SHA-384 anyway.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        if let Some(endpoint) = &c.endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        builder = builder.force_path_style(c.path_style.unwrap_or(c.endpoint.is_some()));
+        Client::from_conf(builder.build())
+    }
+
+    /// Runs `work` under the store's deadline (the SDK has its own; this one also covers
+    /// reading a response body).
+    async fn bounded<T>(
+        &self,
+        work: impl std::future::Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        match tokio::time::timeout(self.config.timeout, work).await {
+            Ok(result) => result,
+            Err(_) => Err(self.timeout_error()),
+        }
+    }
+
+    fn timeout_error(&self) -> StoreError {
+        StoreError::Timeout {
+            store: Arc::clone(&self.name),
+            after: self.config.timeout,
+        }
+    }
+
+    /// Maps an SDK failure to what the rest of the tree acts on.
+    fn map_err<E>(
+        &self,
+        op: &str,
+        err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        let code = err.code().map(str::to_owned);
+        if status == Some(404) || matches!(code.as_deref(), Some("NoSuchKey" | "NotFound")) {
+            return StoreError::NotFound;
+        }
+        let timed_out = match &err {
+            SdkError::TimeoutError(_) => true,
+            SdkError::DispatchFailure(f) => f.is_timeout(),
+            _ => false,
+        };
+        if timed_out {
+            return self.timeout_error();
+        }
+        let what = match (&err, status) {
+            (SdkError::DispatchFailure(_), _) => "cannot reach S3".to_string(),
+            (_, Some(s)) => format!("S3 answered {s}"),
+            _ => "S3 call failed".to_string(),
+        };
+        StoreError::unavailable(
+            &self.name,
+            format!("{op} {what}: {}", DisplayErrorContext(&err)),
+        )
+    }
+
+    /// Reads an object body, stopping as soon as it is larger than a blob may be.
+    async fn read_capped(&self, mut body: ByteStream, expected: usize) -> StoreResult<Bytes> {
+        let mut buf = BytesMut::with_capacity(expected.min(MAX_BLOB_SIZE));
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                StoreError::unavailable(&self.name, format!("reading object body: {e}"))
+            })?;
+            if buf.len() + chunk.len() > MAX_BLOB_SIZE {
+                return Err(self.too_large(buf.len() + chunk.len()));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    }
+
+    fn too_large(&self, len: usize) -> StoreError {
+        StoreError::Corrupt {
+            store: Arc::clone(&self.name),
+            source: VerifyError::TooLarge(len),
+        }
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3Store {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn has(&self, hash: &BlobHash) -> StoreResult<bool> {
+        self.bounded(async {
+            let result = self
+                .client()
+                .await
+                .head_object()
+                .bucket(&self.config.bucket)
+                .key(self.key_of(hash))
+                .send()
+                .await;
+            match result {
+                Ok(_) => Ok(true),
+                Err(e) => match self.map_err("HeadObject", e) {
+                    StoreError::NotFound => Ok(false),
+                    other => Err(other),
+                },
+            }
+        })
+        .await
+    }
+
+    async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
+        let start = Instant::now();
+        self.bounded(async {
+            let out = self
+                .client()
+                .await
+                .get_object()
+                .bucket(&self.config.bucket)
+                .key(self.key_of(hash))
+                .send()
+                .await
+                .map_err(|e| self.map_err("GetObject", e))?;
+            let declared = out
+                .content_length()
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+            if let Some(len) = declared {
+                if len > MAX_BLOB_SIZE {
+                    return Err(self.too_large(len));
+                }
+            }
+            let data = self.read_capped(out.body, declared.unwrap_or(0)).await?;
+            self.in_bytes.inc_by(data.len() as u64);
+            verify(&data, hash).map_err(|source| StoreError::Corrupt {
+                store: Arc::clone(&self.name),
+                source,
+            })?;
+            Ok(Blob::served_by(data, start.elapsed(), &self.name))
+        })
+        .await
+    }
+
+    async fn put(&self, hash: &BlobHash, data: Bytes) -> StoreResult<()> {
+        if data.len() > MAX_BLOB_SIZE {
+            return Err(StoreError::Refused {
+                store: Arc::clone(&self.name),
+                message: format!("blob is {} bytes, more than {MAX_BLOB_SIZE}", data.len()),
+            });
+        }
+        self.bounded(async {
+            let len = data.len() as i64;
+            self.client()
+                .await
+                .put_object()
+                .bucket(&self.config.bucket)
+                .key(self.key_of(hash))
+                .content_type("application/octet-stream")
+                .content_length(len)
+                .body(ByteStream::from(data))
+                .send()
+                .await
+                .map_err(|e| match self.map_err("PutObject", e) {
+                    // A 404 on put means the bucket is missing, not the blob.
+                    StoreError::NotFound => StoreError::unavailable(
+                        &self.name,
+                        format!("PutObject: bucket {:?} not found", self.config.bucket),
+                    ),
+                    other => other,
+                })?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete(&self, hash: &BlobHash) -> StoreResult<()> {
+        self.bounded(async {
+            match self
+                .client()
+                .await
+                .delete_object()
+                .bucket(&self.config.bucket)
+                .key(self.key_of(hash))
+                .send()
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) => match self.map_err("DeleteObject", e) {
+                    StoreError::NotFound => Ok(()),
+                    other => Err(other),
+                },
+            }
+        })
+        .await
+    }
+}

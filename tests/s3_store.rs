@@ -1,0 +1,163 @@
+//! The `s3` store against a real S3-protocol server (s3s + s3s-fs) on 127.0.0.1.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use prism_lite::blob::MAX_BLOB_SIZE;
+use prism_lite::config::{self, BlobcacheConfig};
+use prism_lite::metrics::Metrics;
+use prism_lite::store::{self, BlobStore, BuildContext, StoreError};
+
+fn ctx() -> BuildContext {
+    BuildContext {
+        metrics: Arc::new(Metrics::new()),
+        base_dir: ".".into(),
+    }
+}
+
+fn build(yaml_store: &str, ctx: &BuildContext) -> Arc<dyn BlobStore> {
+    let cfg: BlobcacheConfig =
+        config::parse(&format!("store:\n  {yaml_store}\n"), "t.yaml").expect("parses");
+    store::build(&cfg.store, ctx).expect("builds")
+}
+
+#[tokio::test]
+async fn s3_operations_sharding_missing_oversized() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(dir.path(), 0).await;
+    let sdk = sdk_client(&server.endpoint());
+    create_bucket(&sdk).await;
+    let ctx = ctx();
+    let s3 = build(&s3_yaml(&server.endpoint(), "origin", 2, "5s"), &ctx);
+    assert_eq!(s3.name(), "origin");
+
+    let (hash, data) = blob(1, 300_000);
+    assert!(!within("has", s3.has(&hash)).await.unwrap());
+    assert!(matches!(
+        within("get missing", s3.get(&hash)).await,
+        Err(StoreError::NotFound)
+    ));
+    within("put", s3.put(&hash, data.clone())).await.unwrap();
+    assert!(within("has", s3.has(&hash)).await.unwrap());
+
+    // Sharded key: <2 hex>/<hash>, as the http origin layout.
+    let hex = hash.to_hex();
+    let on_disk = dir.path().join(BUCKET).join(&hex[..2]).join(&hex);
+    assert_eq!(
+        std::fs::read(&on_disk).expect("object at the sharded key"),
+        data
+    );
+
+    let got = within("get", s3.get(&hash)).await.unwrap();
+    assert_eq!(got.data, data);
+    assert_eq!(&*got.trace.stacks[0].origin_name, "origin");
+    assert_eq!(ctx.metrics.s3_in_bytes.get(), data.len() as u64);
+
+    within("delete", s3.delete(&hash)).await.unwrap();
+    assert!(!on_disk.exists());
+    assert!(!within("has", s3.has(&hash)).await.unwrap());
+    within("delete again", s3.delete(&hash)).await.unwrap();
+
+    // An object larger than any blob is refused before its body is read.
+    let big = bytes::Bytes::from(vec![7u8; MAX_BLOB_SIZE + 1]);
+    let (big_hash, _) = prism_lite::blob::named(big.clone());
+    put_object(&sdk, &big_hash.sharded_path(2), big.clone()).await;
+    let err = within("get oversized", s3.get(&big_hash))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Corrupt { source: prism_lite::blob::VerifyError::TooLarge(n), .. } if *n == MAX_BLOB_SIZE + 1),
+        "{err}"
+    );
+    // And the store itself never writes one.
+    let err = within("put oversized", s3.put(&big_hash, big))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Refused { .. }), "{err}");
+
+    // A prefix goes in front of the sharded key.
+    let prefixed = build(
+        &s3_yaml(&server.endpoint(), "p", 0, "5s")
+            .replace("retries: 1", "retries: 1, prefix: blobs/"),
+        &ctx,
+    );
+    let (h2, d2) = blob(2, 1000);
+    within("put prefixed", prefixed.put(&h2, d2.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(dir.path().join(BUCKET).join("blobs").join(h2.to_hex())).unwrap(),
+        d2
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn corrupt_s3_object_is_an_error_and_never_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(dir.path(), 0).await;
+    let sdk = sdk_client(&server.endpoint());
+    create_bucket(&sdk).await;
+    let ctx = ctx();
+    let (hash, _) = blob(3, 5000);
+    let (_, wrong) = blob(4, 5000);
+    put_object(&sdk, &hash.sharded_path(0), wrong).await;
+
+    let s3 = build(&s3_yaml(&server.endpoint(), "origin", 0, "5s"), &ctx);
+    let err = within("get corrupt", s3.get(&hash)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+
+    let caching = build(
+        &format!(
+            "caching: {{name: edge, cache: {{mem: {{name: ram}}}}, origin: {{{}}}}}",
+            s3_yaml(&server.endpoint(), "origin", 0, "5s")
+        ),
+        &ctx,
+    );
+    for _ in 0..2 {
+        let err = within("caching get corrupt", caching.get(&hash))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    }
+    // Not cached: the cache tier does not have it, and the origin was asked both times.
+    let text = String::from_utf8(ctx.metrics.render()).unwrap();
+    assert_eq!(
+        metric(&text, "prism_origin_fetch_total", &[("result", "corrupt")]),
+        2.0,
+        "{text}"
+    );
+    // The second get was a cache miss again: nothing was stored.
+    assert_eq!(
+        metric(&text, "reflector_cache_miss_total", &[("component", "edge")]),
+        2.0
+    );
+    assert_eq!(
+        metric(&text, "reflector_cache_hit_total", &[("component", "edge")]),
+        0.0
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn hanging_s3_is_a_timeout_in_bounded_time() {
+    let hanging = HangingOrigin::start().await;
+    let ctx = ctx();
+    let s3 = build(
+        &s3_yaml(&format!("http://{}", hanging.addr), "stuck", 0, "1s"),
+        &ctx,
+    );
+    let (hash, _) = blob(9, 10);
+    let start = std::time::Instant::now();
+    let err = within("get from hanging s3", s3.get(&hash))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Timeout { .. }), "{err}");
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    let err = within("has on hanging s3", s3.has(&hash))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Timeout { .. }), "{err}");
+}
