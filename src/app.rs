@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::protected::ProtectedList;
 use crate::server::admin::AdminServer;
 use crate::server::http::HttpServer;
+use crate::server::peer::PeerServer;
 use crate::server::Shared;
 use crate::store::{self, BlobStore, BuildContext};
 
@@ -34,6 +35,8 @@ pub struct RunOptions {
 /// A started blobcache.
 pub struct Running {
     pub http_addr: Option<SocketAddr>,
+    /// Where `servers.peer` listens, when configured.
+    pub peer_addr: Option<SocketAddr>,
     pub metrics_addr: SocketAddr,
     pub store: Arc<dyn BlobStore>,
     pub metrics: Arc<Metrics>,
@@ -109,6 +112,18 @@ pub async fn start(config: BlobcacheConfig, opts: RunOptions) -> anyhow::Result<
         http_addr = Some(addr);
         tasks.spawn(HttpServer::new(shared.clone(), http).serve(listener, shutdown.clone()));
     }
+    let mut peer_addr = None;
+    if let Some(peer) = config.servers.peer.clone() {
+        let host = peer.address.clone().unwrap_or_else(|| "0.0.0.0".into());
+        let bind = format!("{host}:{}", peer.port);
+        let listener = TcpListener::bind(&bind)
+            .await
+            .with_context(|| format!("binding servers.peer on {bind}"))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "peer server listening");
+        peer_addr = Some(addr);
+        tasks.spawn(PeerServer::new(shared.clone(), peer).serve(listener, shutdown.clone()));
+    }
     if opts.disable_blocklist {
         tracing::info!("blocklist disabled by --disable-blocklist");
     }
@@ -116,6 +131,7 @@ pub async fn start(config: BlobcacheConfig, opts: RunOptions) -> anyhow::Result<
     tracing::info!(%metrics_addr, "metrics listening; ready");
     Ok(Running {
         http_addr,
+        peer_addr,
         metrics_addr,
         store: root,
         metrics,

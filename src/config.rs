@@ -103,7 +103,41 @@ pub struct ServersConfig {
     #[serde(default)]
     pub http3: Option<NotYetSupported>,
     #[serde(default)]
-    pub peer: Option<NotYetSupported>,
+    pub peer: Option<PeerServerConfig>,
+}
+
+/// `servers.peer`: the LBRY peer protocol (what the LBRY SDK and reflector.go peers speak).
+///
+/// The limits exist because the protocol has no framing: a request is "done" only when it parses
+/// as JSON, so without a size cap and deadlines a client could hold memory and a slot forever.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerServerConfig {
+    #[serde(default = "defaults::peer_port")]
+    pub port: u16,
+    /// Bind address; omitted = all interfaces.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Largest pending request in bytes; a bigger one closes the connection. The SDK's standard
+    /// request is about 300 bytes (the SDK server itself allows 1,200).
+    #[serde(default = "defaults::peer_max_request_size")]
+    pub max_request_size: ByteSize,
+    /// How long a connection may sit between requests (and how long one request may take to
+    /// arrive) before it is closed.
+    #[serde(default = "defaults::peer_idle_timeout", deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// How long writing one response (header + blob) may take before the connection is closed.
+    #[serde(
+        default = "defaults::peer_write_timeout",
+        deserialize_with = "duration"
+    )]
+    pub write_timeout: Duration,
+    /// Connections served at once; further ones wait in the kernel's accept backlog.
+    #[serde(default = "defaults::peer_max_connections")]
+    pub max_connections: usize,
+    /// The payment address reported for `lbrycrd_address: true` (payments are not used).
+    #[serde(default)]
+    pub lbrycrd_address: String,
 }
 
 /// `servers.http`.
@@ -150,6 +184,8 @@ pub enum StoreConfig {
     Singleflight(Box<SingleflightConfig>),
     #[serde(rename = "gcache")]
     Gcache(Box<GcacheConfig>),
+    #[serde(rename = "peer")]
+    Peer(PeerStoreConfig),
     // reflector.go types that later releases add; they load as a clear error for now.
     #[serde(rename = "s3")]
     S3(NotYetSupported),
@@ -159,8 +195,6 @@ pub enum StoreConfig {
     Upstream(NotYetSupported),
     #[serde(rename = "http3")]
     Http3(NotYetSupported),
-    #[serde(rename = "peer")]
-    Peer(NotYetSupported),
     #[serde(rename = "multiwriter")]
     Multiwriter(NotYetSupported),
     #[serde(rename = "proxied-s3")]
@@ -202,11 +236,16 @@ impl StoreConfig {
                 c.max_size,
                 c.strategy
             ),
+            StoreConfig::Peer(c) => format!(
+                "peer name={} address={} timeout={:?}",
+                c.name.as_deref().unwrap_or("peer"),
+                c.address,
+                c.timeout
+            ),
             StoreConfig::S3(never)
             | StoreConfig::Http(never)
             | StoreConfig::Upstream(never)
             | StoreConfig::Http3(never)
-            | StoreConfig::Peer(never)
             | StoreConfig::Multiwriter(never)
             | StoreConfig::ProxiedS3(never)
             | StoreConfig::DbBacked(never) => match *never {},
@@ -281,6 +320,23 @@ pub struct CachingConfig {
     pub negative_cache_size: u64,
 }
 
+/// `peer`: another LBRY peer (an SDK node or a reflector.go/prism-lite peer server) as a
+/// read-only origin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerStoreConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `host:port` of the peer server.
+    pub address: String,
+    /// Deadline for one whole exchange (connect, request, response and blob bytes).
+    #[serde(
+        default = "defaults::peer_store_timeout",
+        deserialize_with = "duration"
+    )]
+    pub timeout: Duration,
+}
+
 /// `ittt`: try `this`, fall back to `that`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -352,8 +408,8 @@ impl<'de> Deserialize<'de> for NotYetSupported {
     fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
         Err(de::Error::custom(
             "this reflector.go type is not supported yet by prism-lite; \
-             supported stores: disk, mem, noop, caching, ittt, singleflight, gcache; \
-             supported servers: http",
+             supported stores: disk, mem, noop, caching, ittt, singleflight, gcache, peer; \
+             supported servers: http, peer",
         ))
     }
 }
@@ -448,6 +504,24 @@ mod defaults {
     }
     pub fn shutdown_timeout() -> Duration {
         Duration::from_secs(10)
+    }
+    pub fn peer_port() -> u16 {
+        5567
+    }
+    pub fn peer_max_request_size() -> ByteSize {
+        ByteSize(4 * 1024)
+    }
+    pub fn peer_idle_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn peer_write_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn peer_max_connections() -> usize {
+        1024
+    }
+    pub fn peer_store_timeout() -> Duration {
+        Duration::from_secs(30)
     }
     pub fn mem_size() -> ByteSize {
         ByteSize(256 * 1024 * 1024)
@@ -599,9 +673,9 @@ store:
         );
         assert!(e.contains("store.caching.origin.s3"), "{e}");
         assert!(e.contains("not supported yet"), "{e}");
-        let e = error_of("servers: {peer: {port: 5567}}\nstore: {noop: {}}\n");
+        let e = error_of("servers: {http3: {port: 5568}}\nstore: {noop: {}}\n");
         assert!(
-            e.contains("servers.peer") && e.contains("not supported yet"),
+            e.contains("servers.http3") && e.contains("not supported yet"),
             "{e}"
         );
     }

@@ -24,6 +24,7 @@ pub mod gcache;
 pub mod ittt;
 pub mod memory;
 pub mod noop;
+pub mod peer;
 pub mod singleflight;
 
 /// A blob as a store hands it out: the bytes plus the trace of who served them.
@@ -190,11 +191,11 @@ pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn
             let inner = build(&c.store, ctx).context("in gcache.store")?;
             Arc::new(gcache::GcacheStore::new(c, inner, ctx))
         }
+        StoreConfig::Peer(c) => Arc::new(peer::PeerStore::new(c, ctx)),
         StoreConfig::S3(never)
         | StoreConfig::Http(never)
         | StoreConfig::Upstream(never)
         | StoreConfig::Http3(never)
-        | StoreConfig::Peer(never)
         | StoreConfig::Multiwriter(never)
         | StoreConfig::ProxiedS3(never)
         | StoreConfig::DbBacked(never) => match *never {},
