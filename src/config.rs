@@ -681,6 +681,36 @@ store:
     }
 
     #[test]
+    fn peer_server_and_store_defaults() {
+        let cfg = load(
+            "servers: {peer: {}}\nstore: {caching: {cache: {mem: {}}, origin: {peer: {address: \"10.0.0.1:5567\"}}}}\n",
+        )
+        .unwrap();
+        let peer = cfg.servers.peer.expect("servers.peer");
+        assert_eq!(peer.port, 5567);
+        assert_eq!(peer.address, None);
+        assert_eq!(peer.max_request_size, ByteSize(4096));
+        assert_eq!(peer.idle_timeout, Duration::from_secs(30));
+        assert_eq!(peer.write_timeout, Duration::from_secs(60));
+        assert_eq!(peer.max_connections, 1024);
+        assert_eq!(peer.lbrycrd_address, "");
+        let desc = crate::store::describe(&cfg.store);
+        assert!(
+            desc.contains("peer name=peer address=10.0.0.1:5567 timeout=30s"),
+            "{desc}"
+        );
+        let e = error_of("servers: {peer: {idle_timeout: never}}\nstore: {noop: {}}\n");
+        assert!(e.contains("servers.peer.idle_timeout"), "{e}");
+        let e = error_of("store: {peer: {address: x, edge_token: t}}");
+        assert!(
+            e.contains("store.peer") && e.contains("unknown field `edge_token`"),
+            "{e}"
+        );
+        let e = error_of("store: {peer: {timeout: 5s}}");
+        assert!(e.contains("missing field `address`"), "{e}");
+    }
+
+    #[test]
     fn missing_required_fields_are_named() {
         let e = error_of("store: {caching: {cache: {mem: {}}}}");
         assert!(
