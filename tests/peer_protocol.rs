@@ -387,6 +387,19 @@ async fn oversized_invalid_and_garbage_requests_close_only_that_connection() {
 }
 
 #[tokio::test]
+async fn shutdown_closes_idle_connections_and_returns() {
+    let running = mem_cache("").await;
+    let (hash, data) = blob(14, 100);
+    put(&running, &hash, &data).await;
+    let mut c = Client::new(running.peer_addr.unwrap()).await;
+    c.send(sdk_request(&hash.to_string()).as_bytes()).await;
+    let (_, got) = c.response().await;
+    assert_eq!(got, data);
+    within("stop with an idle client connected", running.stop()).await;
+    c.expect_closed().await;
+}
+
+#[tokio::test]
 async fn idle_connection_is_closed() {
     let running = mem_cache(", idle_timeout: 300ms").await;
     let mut c = Client::new(running.peer_addr.unwrap()).await;
