@@ -163,7 +163,9 @@ impl PeerServer {
             };
             let _ = stream.set_nodelay(true);
             let server = Arc::clone(&self);
-            let shutdown = shutdown.clone();
+            // A child token per connection: each connection waits on its own node, not on one
+            // waiter list shared (and lock-contended) by every connection.
+            let shutdown = shutdown.child_token();
             tokio::spawn(async move {
                 let _open = GaugeGuard::new(&server.shared.metrics.peer_connections);
                 match server.serve_connection(stream, shutdown).await {
@@ -192,6 +194,9 @@ impl PeerServer {
     async fn serve_connection(&self, mut stream: TcpStream, shutdown: CancellationToken) -> Close {
         let max = self.max_request_size;
         let mut buf: Vec<u8> = Vec::with_capacity(max.min(64 * 1024) + 1);
+        // Registered once per connection rather than once per read.
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
         loop {
             let deadline = tokio::time::Instant::now() + self.config.idle_timeout;
             let request = loop {
@@ -212,7 +217,7 @@ impl PeerServer {
                 let mut limited = (&mut buf).limit(room);
                 let read = tokio::select! {
                     r = tokio::time::timeout_at(deadline, stream.read_buf(&mut limited)) => r,
-                    _ = shutdown.cancelled() => return Close::Quiet,
+                    _ = &mut cancelled => return Close::Quiet,
                 };
                 match read {
                     Ok(Ok(0)) => return Close::Quiet,
