@@ -22,6 +22,7 @@ use crate::policy::Policy;
 use crate::reload::{self, ReloadReport, Reloader};
 use crate::server::admin::AdminServer;
 use crate::server::http::HttpServer;
+use crate::server::peer::PeerServer;
 use crate::server::Shared;
 use crate::store::blocklist::BlocklistStore;
 use crate::store::{self, BlobStore, BuildContext};
@@ -40,6 +41,8 @@ pub struct RunOptions {
 /// A started blobcache.
 pub struct Running {
     pub http_addr: Option<SocketAddr>,
+    /// Where `servers.peer` listens, when configured.
+    pub peer_addr: Option<SocketAddr>,
     pub metrics_addr: SocketAddr,
     /// The root store as the front doors see it (blocklist applied).
     pub store: Arc<dyn BlobStore>,
@@ -184,6 +187,18 @@ async fn start_with_raw(
         http_server = Some(Arc::clone(&server));
         tasks.spawn(server.serve(listener, shutdown.clone()));
     }
+    let mut peer_addr = None;
+    if let Some(peer) = config.servers.peer.clone() {
+        let host = peer.address.clone().unwrap_or_else(|| "0.0.0.0".into());
+        let bind = format!("{host}:{}", peer.port);
+        let listener = TcpListener::bind(&bind)
+            .await
+            .with_context(|| format!("binding servers.peer on {bind}"))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "peer server listening");
+        peer_addr = Some(addr);
+        tasks.spawn(PeerServer::new(shared.clone(), peer).serve(listener, shutdown.clone()));
+    }
 
     let reloader = Arc::new(Reloader::new(
         opts.conf_dir.clone(),
@@ -197,6 +212,7 @@ async fn start_with_raw(
     tracing::info!(%metrics_addr, "metrics listening; ready");
     Ok(Running {
         http_addr,
+        peer_addr,
         metrics_addr,
         store: root,
         metrics,

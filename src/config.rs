@@ -120,7 +120,41 @@ pub struct ServersConfig {
     #[serde(default)]
     pub http3: Option<NotYetSupported>,
     #[serde(default)]
-    pub peer: Option<NotYetSupported>,
+    pub peer: Option<PeerServerConfig>,
+}
+
+/// `servers.peer`: the LBRY peer protocol (what the LBRY SDK and reflector.go peers speak).
+///
+/// The limits exist because the protocol has no framing: a request is "done" only when it parses
+/// as JSON, so without a size cap and deadlines a client could hold memory and a slot forever.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerServerConfig {
+    #[serde(default = "defaults::peer_port")]
+    pub port: u16,
+    /// Bind address; omitted = all interfaces.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// Largest pending request in bytes; a bigger one closes the connection. The SDK's standard
+    /// request is about 300 bytes (the SDK server itself allows 1,200).
+    #[serde(default = "defaults::peer_max_request_size")]
+    pub max_request_size: ByteSize,
+    /// How long a connection may sit between requests (and how long one request may take to
+    /// arrive) before it is closed.
+    #[serde(default = "defaults::peer_idle_timeout", deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    /// How long writing one response (header + blob) may take before the connection is closed.
+    #[serde(
+        default = "defaults::peer_write_timeout",
+        deserialize_with = "duration"
+    )]
+    pub write_timeout: Duration,
+    /// Connections served at once; further ones wait in the kernel's accept backlog.
+    #[serde(default = "defaults::peer_max_connections")]
+    pub max_connections: usize,
+    /// The payment address reported for `lbrycrd_address: true` (payments are not used).
+    #[serde(default)]
+    pub lbrycrd_address: String,
 }
 
 /// `servers.http`.
@@ -167,6 +201,8 @@ pub enum StoreConfig {
     Singleflight(Box<SingleflightConfig>),
     #[serde(rename = "gcache")]
     Gcache(Box<GcacheConfig>),
+    #[serde(rename = "peer")]
+    Peer(PeerStoreConfig),
     #[serde(rename = "s3")]
     S3(Box<S3Config>),
     #[serde(rename = "http")]
@@ -182,8 +218,6 @@ pub enum StoreConfig {
     // reflector.go types that later releases add; they load as a clear error for now.
     #[serde(rename = "http3")]
     Http3(NotYetSupported),
-    #[serde(rename = "peer")]
-    Peer(NotYetSupported),
 }
 
 impl StoreConfig {
@@ -261,7 +295,13 @@ impl StoreConfig {
                     _ => String::new(),
                 }
             ),
-            StoreConfig::Http3(never) | StoreConfig::Peer(never) => match *never {},
+            StoreConfig::Peer(c) => format!(
+                "peer name={} address={} timeout={:?}",
+                c.name.as_deref().unwrap_or("peer"),
+                c.address,
+                c.timeout
+            ),
+            StoreConfig::Http3(never) => match *never {},
         }
     }
 
@@ -353,6 +393,23 @@ pub struct CachingConfig {
     /// How many "not found" answers are remembered.
     #[serde(default = "defaults::negative_size")]
     pub negative_cache_size: u64,
+}
+
+/// `peer`: another LBRY peer (an SDK node or a reflector.go/prism-lite peer server) as a
+/// read-only origin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerStoreConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `host:port` of the peer server.
+    pub address: String,
+    /// Deadline for one whole exchange (connect, request, response and blob bytes).
+    #[serde(
+        default = "defaults::peer_store_timeout",
+        deserialize_with = "duration"
+    )]
+    pub timeout: Duration,
 }
 
 /// `ittt`: try `this`, fall back to `that`.
@@ -555,8 +612,8 @@ impl<'de> Deserialize<'de> for NotYetSupported {
         Err(de::Error::custom(
             "this reflector.go type is not supported yet by prism-lite; \
              supported stores: disk, mem, noop, caching, ittt, singleflight, gcache, \
-             http, upstream, s3, multiwriter, proxied-s3, db_backed; \
-             supported servers: http",
+             http, upstream, s3, multiwriter, proxied-s3, db_backed, peer; \
+             supported servers: http, peer",
         ))
     }
 }
@@ -656,6 +713,24 @@ mod defaults {
     }
     pub fn shutdown_timeout() -> Duration {
         Duration::from_secs(10)
+    }
+    pub fn peer_port() -> u16 {
+        5567
+    }
+    pub fn peer_max_request_size() -> ByteSize {
+        ByteSize(4 * 1024)
+    }
+    pub fn peer_idle_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn peer_write_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn peer_max_connections() -> usize {
+        1024
+    }
+    pub fn peer_store_timeout() -> Duration {
+        Duration::from_secs(30)
     }
     pub fn mem_size() -> ByteSize {
         ByteSize(256 * 1024 * 1024)
@@ -813,15 +888,45 @@ store:
     #[test]
     fn not_yet_supported_types_name_path() {
         let e = error_of(
-            "store:\n  caching:\n    cache: {mem: {}}\n    origin:\n      peer: {address: x}\n",
+            "store:\n  caching:\n    cache: {mem: {}}\n    origin:\n      http3: {address: x}\n",
         );
-        assert!(e.contains("store.caching.origin.peer"), "{e}");
+        assert!(e.contains("store.caching.origin.http3"), "{e}");
         assert!(e.contains("not supported yet"), "{e}");
-        let e = error_of("servers: {peer: {port: 5567}}\nstore: {noop: {}}\n");
+        let e = error_of("servers: {http3: {port: 5568}}\nstore: {noop: {}}\n");
         assert!(
-            e.contains("servers.peer") && e.contains("not supported yet"),
+            e.contains("servers.http3") && e.contains("not supported yet"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn peer_server_and_store_defaults() {
+        let cfg = load(
+            "servers: {peer: {}}\nstore: {caching: {cache: {mem: {}}, origin: {peer: {address: \"10.0.0.1:5567\"}}}}\n",
+        )
+        .unwrap();
+        let peer = cfg.servers.peer.expect("servers.peer");
+        assert_eq!(peer.port, 5567);
+        assert_eq!(peer.address, None);
+        assert_eq!(peer.max_request_size, ByteSize(4096));
+        assert_eq!(peer.idle_timeout, Duration::from_secs(30));
+        assert_eq!(peer.write_timeout, Duration::from_secs(60));
+        assert_eq!(peer.max_connections, 1024);
+        assert_eq!(peer.lbrycrd_address, "");
+        let desc = crate::store::describe(&cfg.store);
+        assert!(
+            desc.contains("peer name=peer address=10.0.0.1:5567 timeout=30s"),
+            "{desc}"
+        );
+        let e = error_of("servers: {peer: {idle_timeout: never}}\nstore: {noop: {}}\n");
+        assert!(e.contains("servers.peer.idle_timeout"), "{e}");
+        let e = error_of("store: {peer: {address: x, edge_token: t}}");
+        assert!(
+            e.contains("store.peer") && e.contains("unknown field `edge_token`"),
+            "{e}"
+        );
+        let e = error_of("store: {peer: {timeout: 5s}}");
+        assert!(e.contains("missing field `address`"), "{e}");
     }
 
     #[test]

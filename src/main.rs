@@ -106,6 +106,17 @@ fn check_config(conf_dir: &std::path::Path, command: &str) -> anyhow::Result<()>
             http.max_concurrent_requests
         );
     }
+    if let Some(peer) = &cfg.servers.peer {
+        println!(
+            "servers.peer: {}:{} (max_connections {}, max_request_size {}, idle_timeout {:?}, write_timeout {:?})",
+            peer.address.as_deref().unwrap_or("0.0.0.0"),
+            peer.port,
+            peer.max_connections,
+            peer.max_request_size,
+            peer.idle_timeout,
+            peer.write_timeout
+        );
+    }
     println!("store:\n{}", store::describe(&cfg.store).trim_end());
     Ok(())
 }

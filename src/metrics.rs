@@ -91,6 +91,10 @@ pub struct Metrics {
     pub requests_rejected_total: IntCounterVec,
     /// Process start time, for uptime panels.
     pub start_time_seconds: Gauge,
+    /// Open connections on the peer-protocol front door (`servers.peer`).
+    pub peer_connections: IntGauge,
+    /// Blob bytes received from `peer` origin stores (reflector.go has no name for this).
+    pub peer_in_bytes: IntCounter,
 }
 
 impl Metrics {
@@ -179,7 +183,32 @@ impl Metrics {
                 .unwrap_or_default(),
         );
 
+        let peer_connections = IntGauge::with_opts(
+            Opts::new(
+                "peer_connections",
+                "Open connections on the LBRY peer protocol server",
+            )
+            .namespace("prism"),
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(peer_connections.clone()))
+            .expect("unique");
+        let peer_in_bytes = IntCounter::with_opts(
+            Opts::new(
+                "peer_in_bytes_total",
+                "Blob bytes received from peer origin stores",
+            )
+            .namespace("prism"),
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(peer_in_bytes.clone()))
+            .expect("unique");
+
         let metrics = Metrics {
+            peer_connections,
+            peer_in_bytes,
             blob_download_total: counter(
                 "blob_download_total",
                 "Total number of blobs downloaded from reflector",

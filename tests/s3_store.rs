@@ -131,7 +131,11 @@ async fn corrupt_s3_object_is_an_error_and_never_cached() {
     );
     // The second get was a cache miss again: nothing was stored.
     assert_eq!(
-        metric(&text, "reflector_cache_miss_total", &[("component", "edge")]),
+        metric(
+            &text,
+            "reflector_cache_miss_total",
+            &[("component", "edge")]
+        ),
         2.0
     );
     assert_eq!(

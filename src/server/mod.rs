@@ -9,6 +9,7 @@ use crate::store::BlobStore;
 
 pub mod admin;
 pub mod http;
+pub mod peer;
 
 /// What every front door needs.
 #[derive(Clone)]

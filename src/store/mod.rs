@@ -28,6 +28,7 @@ pub mod ittt;
 pub mod memory;
 pub mod multiwriter;
 pub mod noop;
+pub mod peer;
 pub mod proxied_s3;
 pub mod remote;
 pub mod s3;
@@ -230,7 +231,8 @@ pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn
             db_backed::warn(&resolved);
             return build(&resolved.store, ctx).context("in db_backed.store");
         }
-        StoreConfig::Http3(never) | StoreConfig::Peer(never) => match *never {},
+        StoreConfig::Peer(c) => Arc::new(peer::PeerStore::new(c, ctx)),
+        StoreConfig::Http3(never) => match *never {},
     };
     Ok(store)
 }

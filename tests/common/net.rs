@@ -2,7 +2,6 @@
 //! a hanging origin, blobcache start-up, and `/metrics` scraping. Everything binds 127.0.0.1;
 //! readiness is "the listener is bound", never a sleep.
 
-
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
