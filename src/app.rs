@@ -75,9 +75,14 @@ pub async fn start(config: BlobcacheConfig, opts: RunOptions) -> anyhow::Result<
         .await
         .with_context(|| format!("binding metrics port {}", opts.metrics_addr))?;
     let metrics_addr = metrics_listener.local_addr()?;
+    let prefetch_status = config
+        .prefetch
+        .as_ref()
+        .map(|p| crate::prefetch::report::StatusHandle::new(p.enabled, &p.api));
     let admin = Arc::new(AdminServer {
         metrics: Arc::clone(&metrics),
         ready: Arc::clone(&ready),
+        prefetch: prefetch_status.clone(),
     });
     tasks.spawn(admin.serve(metrics_listener, shutdown.clone()));
 
@@ -111,6 +116,23 @@ pub async fn start(config: BlobcacheConfig, opts: RunOptions) -> anyhow::Result<
     }
     if opts.disable_blocklist {
         tracing::info!("blocklist disabled by --disable-blocklist");
+    }
+    if let (Some(prefetch), Some(status)) = (config.prefetch.clone(), prefetch_status) {
+        if prefetch.enabled {
+            // Its own task with its own small concurrency limit: it never holds a front door's
+            // slot, and stops with everything else on the shutdown token.
+            let prefetcher = crate::prefetch::Prefetcher::new(
+                prefetch,
+                Arc::clone(&root),
+                &metrics.registry,
+                status,
+            )
+            .context("starting the prefetcher")?;
+            tasks.spawn(Arc::new(prefetcher).run_forever(shutdown.clone()));
+            tracing::info!("channel prefetch started");
+        } else {
+            tracing::info!("channel prefetch configured but disabled (prefetch.enabled: false)");
+        }
     }
     ready.store(true, Ordering::Release);
     tracing::info!(%metrics_addr, "metrics listening; ready");

@@ -8,6 +8,7 @@ pub mod app;
 pub mod blob;
 pub mod config;
 pub mod metrics;
+pub mod prefetch;
 pub mod protected;
 pub mod server;
 pub mod store;

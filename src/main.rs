@@ -9,6 +9,8 @@ use prism_lite::app::{self, RunOptions};
 use prism_lite::config::{self, BlobcacheConfig};
 use prism_lite::store;
 
+mod cli_prefetch;
+
 /// A small, fast, never-wrong blob cache for the LBRY/Odysee network.
 #[derive(Parser)]
 #[command(name = "prism-lite", version, about)]
@@ -33,6 +35,14 @@ enum Command {
         /// Do not apply the blocklist (accepted for reflector.go compatibility).
         #[arg(long)]
         disable_blocklist: bool,
+    },
+    /// Warm the cache with the channels of the `prefetch:` section of CONF_DIR/blobcache.yaml,
+    /// without starting any server.
+    Prefetch {
+        /// Run once, print a per-channel summary and exit (non-zero if the API was unreachable).
+        /// Without it, runs every `prefetch.interval` until stopped.
+        #[arg(long)]
+        once: bool,
     },
     /// Load CONF_DIR/<COMMAND>.yaml, print the store tree, and exit non-zero if it is invalid.
     CheckConfig {
@@ -62,6 +72,7 @@ fn main() -> ExitCode {
             disable_blocklist,
         }),
         Command::CheckConfig { command } => check_config(&cli.conf_dir, &command),
+        Command::Prefetch { once } => cli_prefetch::run(&cli.conf_dir, once),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

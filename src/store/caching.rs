@@ -220,6 +220,14 @@ impl BlobStore for CachingStore {
         }
     }
 
+    /// In the cache tier (any layer of it), or cached further down the origin's own tree.
+    async fn has_cached(&self, hash: &BlobHash) -> StoreResult<bool> {
+        if let Ok(true) = self.inner.cache.has(hash).await {
+            return Ok(true);
+        }
+        self.inner.origin.has_cached(hash).await
+    }
+
     async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
         let start = Instant::now();
         let inner = &self.inner;
