@@ -269,11 +269,16 @@ impl Warmer {
         self.root.has_cached(hash).await.unwrap_or(false)
     }
 
-    /// One `root.get`, abandoned (harmlessly: cache fills run detached) on shutdown.
+    /// One `root.get` plus waiting for the cache fill it started to land, so "fetched" means
+    /// "in the cache". Abandoned on shutdown (harmless: cache fills run detached).
     async fn fetch(&self, hash: &BlobHash) -> Result<Blob, FetchError> {
         tokio::task::yield_now().await;
         tokio::select! {
-            r = self.root.get(hash) => r.map_err(FetchError::Store),
+            r = async {
+                let blob = self.root.get(hash).await?;
+                self.root.settle(hash).await;
+                Ok(blob)
+            } => r.map_err(FetchError::Store),
             _ = self.cancel.cancelled() => Err(FetchError::Cancelled),
         }
     }

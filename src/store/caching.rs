@@ -228,6 +228,14 @@ impl BlobStore for CachingStore {
         self.inner.origin.has_cached(hash).await
     }
 
+    /// The fill flight ends only after the cache write, so waiting for it is waiting for the
+    /// write; nested composites may have their own fills.
+    async fn settle(&self, hash: &BlobHash) {
+        self.inner.flights.ended(hash).await;
+        self.inner.cache.settle(hash).await;
+        self.inner.origin.settle(hash).await;
+    }
+
     async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
         let start = Instant::now();
         let inner = &self.inner;

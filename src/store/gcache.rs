@@ -93,6 +93,10 @@ impl BlobStore for GcacheStore {
         self.store.has_cached(hash).await
     }
 
+    async fn settle(&self, hash: &BlobHash) {
+        self.store.settle(hash).await;
+    }
+
     async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
         let blob = self.store.get(hash).await?;
         if self.index.get(hash).is_none() {

@@ -54,6 +54,11 @@ impl BlobStore for IfThisThenThat {
         self.that.has_cached(hash).await
     }
 
+    async fn settle(&self, hash: &BlobHash) {
+        self.this.settle(hash).await;
+        self.that.settle(hash).await;
+    }
+
     async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
         let start = Instant::now();
         let this_err = match self.this.get(hash).await {

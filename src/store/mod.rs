@@ -153,6 +153,12 @@ pub trait BlobStore: Send + Sync + 'static {
         Ok(false)
     }
 
+    /// Waits for background work this store started for `hash` (a detached cache fill) to
+    /// finish. The prefetcher calls it after each fetch so that a finished run (and a CLI
+    /// process exiting after one) means the blobs really are in the cache. Default: nothing
+    /// runs in the background.
+    async fn settle(&self, _hash: &BlobHash) {}
+
     /// Every hash the store holds, for local stores that can enumerate cheaply (used to seed
     /// count-bounded indexes at start). `None` means "cannot list".
     fn list(&self) -> Option<Vec<BlobHash>> {

@@ -56,6 +56,10 @@ impl BlobStore for SingleFlightStore {
         self.store.has_cached(hash).await
     }
 
+    async fn settle(&self, hash: &BlobHash) {
+        self.store.settle(hash).await;
+    }
+
     async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
         let start = Instant::now();
         let answer = self
