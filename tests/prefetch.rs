@@ -1129,3 +1129,93 @@ async fn run_cli(conf_dir: &Path) -> std::process::Output {
         .expect("prefetch --once finished in time")
         .expect("run prism-lite")
 }
+
+/// A cache tier whose writes wait at a gate, to observe a fill that has answered its client
+/// but not yet landed.
+struct GatedCache {
+    inner: Arc<dyn BlobStore>,
+    gate: Arc<tokio::sync::Semaphore>,
+    put_arrived: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl BlobStore for GatedCache {
+    fn name(&self) -> &str {
+        "gated"
+    }
+    async fn has(&self, hash: &BlobHash) -> prism_lite::store::StoreResult<bool> {
+        self.inner.has(hash).await
+    }
+    async fn get(
+        &self,
+        hash: &BlobHash,
+    ) -> prism_lite::store::StoreResult<prism_lite::store::Blob> {
+        self.inner.get(hash).await
+    }
+    async fn put(&self, hash: &BlobHash, data: Bytes) -> prism_lite::store::StoreResult<()> {
+        self.put_arrived.notify_one();
+        let _permit = self.gate.acquire().await.expect("gate");
+        self.inner.put(hash, data).await
+    }
+    async fn delete(&self, hash: &BlobHash) -> prism_lite::store::StoreResult<()> {
+        self.inner.delete(hash).await
+    }
+}
+
+/// `settle` (what the prefetcher waits on before counting a blob) returns only once the cache
+/// write is done, not when the client got its bytes.
+#[tokio::test]
+async fn settle_waits_for_the_cache_write() {
+    let h = Harness::new();
+    let gated = Arc::new(GatedCache {
+        inner: Arc::clone(&h.cache),
+        gate: Arc::new(tokio::sync::Semaphore::new(0)),
+        put_arrived: tokio::sync::Notify::new(),
+    });
+    let cfg: BlobcacheConfig = config::parse(
+        "store: {caching: {cache: {mem: {}}, origin: {noop: {}}}}",
+        "test.yaml",
+    )
+    .unwrap();
+    let StoreConfig::Caching(caching) = &cfg.store else {
+        panic!("caching root expected")
+    };
+    let ctx = BuildContext {
+        metrics: Arc::clone(&h.metrics),
+        base_dir: PathBuf::from("."),
+    };
+    let root: Arc<dyn BlobStore> = Arc::new(CachingStore::new(
+        caching,
+        Arc::clone(&gated) as Arc<dyn BlobStore>,
+        Arc::clone(&h.origin) as Arc<dyn BlobStore>,
+        &ctx,
+    ));
+    let hash = h.origin.insert(blob_bytes(9, 1000));
+    let arrived = gated.put_arrived.notified();
+    tokio::time::timeout(TEST_TIMEOUT, root.get(&hash))
+        .await
+        .expect("get in time")
+        .expect("origin has the blob");
+    tokio::time::timeout(TEST_TIMEOUT, arrived)
+        .await
+        .expect("the fill reaches the cache write");
+    assert!(
+        !h.cached(&hash).await,
+        "the write is still held at the gate"
+    );
+    let settling = {
+        let root = Arc::clone(&root);
+        tokio::spawn(async move { root.settle(&hash).await })
+    };
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!settling.is_finished(), "settle returned before the write");
+    gated.gate.add_permits(1);
+    tokio::time::timeout(TEST_TIMEOUT, settling)
+        .await
+        .expect("settle returns once the write is done")
+        .unwrap();
+    assert!(h.cached(&hash).await);
+    assert!(root.has_cached(&hash).await.unwrap());
+}
