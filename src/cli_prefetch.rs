@@ -44,7 +44,7 @@ pub fn run(conf_dir: &Path, once: bool) -> anyhow::Result<()> {
         let cancel = CancellationToken::new();
         let stop = cancel.clone();
         tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
+            wait_for_signal().await;
             tracing::info!("stopping: in-flight fetches are abandoned, the next run resumes");
             stop.cancel();
         });
@@ -62,6 +62,22 @@ pub fn run(conf_dir: &Path, once: bool) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// Resolves on SIGINT or SIGTERM (SIGINT only if SIGTERM cannot be watched).
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 /// A bar on stderr (hidden automatically when stderr is not a terminal).

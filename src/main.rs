@@ -97,6 +97,20 @@ fn check_config(conf_dir: &std::path::Path, command: &str) -> anyhow::Result<()>
             http.max_concurrent_requests
         );
     }
+    if let Some(p) = &cfg.prefetch {
+        println!(
+            "prefetch: api {} ({} inline channels, list file {}, every {:?}, budget {}, enabled {})",
+            p.api,
+            p.channels.len(),
+            p.channel_list_file
+                .as_ref()
+                .map(|f| f.display().to_string())
+                .unwrap_or_else(|| "none".into()),
+            p.interval,
+            p.run_byte_budget,
+            p.enabled
+        );
+    }
     println!("store:\n{}", store::describe(&cfg.store).trim_end());
     Ok(())
 }

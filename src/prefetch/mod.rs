@@ -54,6 +54,12 @@ impl Prefetcher {
         registry: &prometheus::Registry,
         status: StatusHandle,
     ) -> anyhow::Result<Prefetcher> {
+        if config.channels.is_empty() && config.channel_list_file.is_none() {
+            anyhow::bail!(
+                "prefetch has nothing to do: add `prefetch.channels` or \
+                 `prefetch.channel_list_file`"
+            );
+        }
         let api = LbryApi::new(
             &config.api,
             config.api_timeout,
