@@ -955,6 +955,23 @@ async fn cache_serves_during_api_outage_and_status_reports_the_run() {
         .expect("blob GET during outage");
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.bytes().await.unwrap(), real[0].blobs[1].1);
+    // Again, now from the cache tier, still during the outage.
+    let resp = client
+        .get(format!("http://{http}/blob?hash={small}"))
+        .send()
+        .await
+        .expect("cached blob GET during outage");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().await.unwrap(), real[0].blobs[1].1);
+    let text = client
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metric(&text, "reflector_cache_hit_total", &[("component", "edge")]) >= 1.0);
 
     // The API comes back: a later run succeeds and the status says what it did.
     api.state.down.store(false, Ordering::SeqCst);
