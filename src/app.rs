@@ -143,9 +143,14 @@ async fn start_with_raw(
         .await
         .with_context(|| format!("binding metrics port {}", opts.metrics_addr))?;
     let metrics_addr = metrics_listener.local_addr()?;
+    let prefetch_status = config
+        .prefetch
+        .as_ref()
+        .map(|p| crate::prefetch::report::StatusHandle::new(p.enabled, &p.api));
     let admin = Arc::new(AdminServer {
         metrics: Arc::clone(&metrics),
         ready: Arc::clone(&ready),
+        prefetch: prefetch_status.clone(),
     });
     tasks.spawn(admin.serve(metrics_listener, shutdown.clone()));
 
@@ -198,6 +203,23 @@ async fn start_with_raw(
         tracing::info!(%addr, "peer server listening");
         peer_addr = Some(addr);
         tasks.spawn(PeerServer::new(shared.clone(), peer).serve(listener, shutdown.clone()));
+    }
+    if let (Some(prefetch), Some(status)) = (config.prefetch.clone(), prefetch_status) {
+        if prefetch.enabled {
+            // Its own task with its own small concurrency limit: it never holds a front door's
+            // slot, and stops with everything else on the shutdown token.
+            let prefetcher = crate::prefetch::Prefetcher::new(
+                prefetch,
+                Arc::clone(&root),
+                &metrics.registry,
+                status,
+            )
+            .context("starting the prefetcher")?;
+            tasks.spawn(Arc::new(prefetcher).run_forever(shutdown.clone()));
+            tracing::info!("channel prefetch started");
+        } else {
+            tracing::info!("channel prefetch configured but disabled (prefetch.enabled: false)");
+        }
     }
 
     let reloader = Arc::new(Reloader::new(

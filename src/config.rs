@@ -92,6 +92,9 @@ pub struct BlobcacheConfig {
     /// directory, like every path in the file (as in reflector.go).
     #[serde(default)]
     pub protected_list: Option<PathBuf>,
+    /// Keep chosen channels' blobs warm (see `docs-prefetch.md`). Omitted = no prefetching.
+    #[serde(default)]
+    pub prefetch: Option<crate::prefetch::config::PrefetchConfig>,
     /// Blobs never to serve or keep.
     #[serde(default)]
     pub blocklist: Option<BlocklistConfig>,

@@ -11,6 +11,7 @@ pub mod config;
 pub mod hashlist;
 pub mod metrics;
 pub mod policy;
+pub mod prefetch;
 pub mod reload;
 pub mod server;
 pub mod store;

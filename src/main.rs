@@ -17,6 +17,8 @@ use prism_lite::reload;
 use prism_lite::store::{self, disk::DiskStore};
 use tokio::signal::unix::{signal, SignalKind};
 
+mod cli_prefetch;
+
 /// A small, fast, never-wrong blob cache for the LBRY/Odysee network.
 #[derive(Parser)]
 #[command(name = "prism-lite", version, about)]
@@ -52,6 +54,14 @@ enum Command {
     },
     /// Re-hash every blob in the disk stores of blobcache.yaml and remove corrupt ones.
     CheckIntegrity,
+    /// Warm the cache with the channels of the `prefetch:` section of CONF_DIR/blobcache.yaml,
+    /// without starting any server.
+    Prefetch {
+        /// Run once, print a per-channel summary and exit (non-zero if the API was unreachable).
+        /// Without it, runs every `prefetch.interval` until stopped.
+        #[arg(long)]
+        once: bool,
+    },
     /// Load CONF_DIR/<COMMAND>.yaml, print the store tree, and exit non-zero if it is invalid.
     CheckConfig {
         /// Which command's file to check.
@@ -82,6 +92,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { command } => check_config(&cli.conf_dir, &command),
         Command::Getblob { hash, output } => getblob(&cli.conf_dir, &hash, output.as_deref()),
         Command::CheckIntegrity => check_integrity(&cli.conf_dir),
+        Command::Prefetch { once } => cli_prefetch::run(&cli.conf_dir, once),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -115,6 +126,20 @@ fn check_config(conf_dir: &std::path::Path, command: &str) -> anyhow::Result<()>
             peer.max_request_size,
             peer.idle_timeout,
             peer.write_timeout
+        );
+    }
+    if let Some(p) = &cfg.prefetch {
+        println!(
+            "prefetch: api {} ({} inline channels, list file {}, every {:?}, budget {}, enabled {})",
+            p.api,
+            p.channels.len(),
+            p.channel_list_file
+                .as_ref()
+                .map(|f| f.display().to_string())
+                .unwrap_or_else(|| "none".into()),
+            p.interval,
+            p.run_byte_budget,
+            p.enabled
         );
     }
     println!("store:\n{}", store::describe(&cfg.store).trim_end());

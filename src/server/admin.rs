@@ -1,5 +1,6 @@
 //! The metrics port: `/metrics` (Prometheus text format), `/healthz` (the process answers) and
-//! `/readyz` (the store tree is built and every front door is bound).
+//! `/readyz` (the store tree is built and every front door is bound), plus
+//! `/prefetch/status` (JSON: the channel prefetcher's last run) when prefetch is configured.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +19,8 @@ use crate::metrics::Metrics;
 pub struct AdminServer {
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
+    /// `/prefetch/status`, when a prefetcher is configured.
+    pub prefetch: Option<crate::prefetch::report::StatusHandle>,
 }
 
 impl AdminServer {
@@ -66,7 +69,21 @@ impl AdminServer {
             "/healthz" => plain(StatusCode::OK, "ok\n"),
             "/readyz" if self.ready.load(Ordering::Acquire) => plain(StatusCode::OK, "ready\n"),
             "/readyz" => plain(StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
-            _ => plain(StatusCode::NOT_FOUND, "routes: /metrics /healthz /readyz\n"),
+            "/prefetch/status" => match &self.prefetch {
+                Some(status) => {
+                    let mut r = Response::new(Full::new(Bytes::from(status.to_json())));
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                    r
+                }
+                None => plain(StatusCode::NOT_FOUND, "prefetch is not configured\n"),
+            },
+            _ => plain(
+                StatusCode::NOT_FOUND,
+                "routes: /metrics /healthz /readyz /prefetch/status\n",
+            ),
         }
     }
 }

@@ -72,6 +72,17 @@ impl BlobStore for BlocklistStore {
         self.inner.delete(hash).await
     }
 
+    async fn has_cached(&self, hash: &BlobHash) -> StoreResult<bool> {
+        if self.policy.is_blocked(hash) {
+            return Ok(false);
+        }
+        self.inner.has_cached(hash).await
+    }
+
+    async fn settle(&self, hash: &BlobHash) {
+        self.inner.settle(hash).await
+    }
+
     fn list(&self) -> Option<Vec<BlobHash>> {
         self.inner.list()
     }

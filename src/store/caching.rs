@@ -228,6 +228,22 @@ impl BlobStore for CachingStore {
         }
     }
 
+    /// In the cache tier (any layer of it), or cached further down the origin's own tree.
+    async fn has_cached(&self, hash: &BlobHash) -> StoreResult<bool> {
+        if let Ok(true) = self.inner.cache.has(hash).await {
+            return Ok(true);
+        }
+        self.inner.origin.has_cached(hash).await
+    }
+
+    /// The fill flight ends only after the cache write, so waiting for it is waiting for the
+    /// write; nested composites may have their own fills.
+    async fn settle(&self, hash: &BlobHash) {
+        self.inner.flights.ended(hash).await;
+        self.inner.cache.settle(hash).await;
+        self.inner.origin.settle(hash).await;
+    }
+
     async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
         let start = Instant::now();
         let inner = &self.inner;

@@ -109,6 +109,20 @@ impl<K: Eq + Hash + Clone, T: Clone> Flights<K, T> {
         None
     }
 
+    /// Waits until the flight for `key`, if one is running, has ended: its leader finished all
+    /// of its work (for `caching`, the cache write), not merely published the answer.
+    pub async fn ended(&self, key: &K) {
+        let receiver = self
+            .running
+            .lock()
+            .ok()
+            .and_then(|running| running.get(key).cloned());
+        if let Some(mut receiver) = receiver {
+            // `changed` fails once the leader (the only sender) is dropped.
+            while receiver.changed().await.is_ok() {}
+        }
+    }
+
     /// How many keys have a flight right now.
     pub fn len(&self) -> usize {
         self.running.lock().map(|m| m.len()).unwrap_or_default()

@@ -89,6 +89,14 @@ impl BlobStore for GcacheStore {
         self.store.has(hash).await
     }
 
+    async fn has_cached(&self, hash: &BlobHash) -> StoreResult<bool> {
+        self.store.has_cached(hash).await
+    }
+
+    async fn settle(&self, hash: &BlobHash) {
+        self.store.settle(hash).await;
+    }
+
     async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
         let blob = self.store.get(hash).await?;
         if self.index.get(hash).is_none() {

@@ -47,6 +47,18 @@ impl BlobStore for IfThisThenThat {
         }
     }
 
+    async fn has_cached(&self, hash: &BlobHash) -> StoreResult<bool> {
+        if let Ok(true) = self.this.has_cached(hash).await {
+            return Ok(true);
+        }
+        self.that.has_cached(hash).await
+    }
+
+    async fn settle(&self, hash: &BlobHash) {
+        self.this.settle(hash).await;
+        self.that.settle(hash).await;
+    }
+
     async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
         let start = Instant::now();
         let this_err = match self.this.get(hash).await {

@@ -154,6 +154,20 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Removes the blob; deleting an absent blob is not an error.
     async fn delete(&self, hash: &BlobHash) -> StoreResult<()>;
 
+    /// Whether a `get` of this blob would be answered by a cache tier of this store, without an
+    /// origin fetch. The prefetcher asks this rather than `has`, because a `caching` store's
+    /// `has` also says yes for blobs its origin merely *could* supply. Leaf stores are
+    /// backends, not caches, so the default is `false`; composites that cache or wrap override.
+    async fn has_cached(&self, _hash: &BlobHash) -> StoreResult<bool> {
+        Ok(false)
+    }
+
+    /// Waits for background work this store started for `hash` (a detached cache fill) to
+    /// finish. The prefetcher calls it after each fetch so that a finished run (and a CLI
+    /// process exiting after one) means the blobs really are in the cache. Default: nothing
+    /// runs in the background.
+    async fn settle(&self, _hash: &BlobHash) {}
+
     /// Every hash the store holds, for local stores that can enumerate cheaply (used to seed
     /// count-bounded indexes at start). `None` means "cannot list".
     fn list(&self) -> Option<Vec<BlobHash>> {

@@ -82,6 +82,20 @@ impl BlobStore for MultiWriter {
         let hash = *hash;
         self.all(|s| async move { s.delete(&hash).await }).await
     }
+
+    /// Reads come from the first store, so that is whose cache counts.
+    async fn has_cached(&self, hash: &BlobHash) -> StoreResult<bool> {
+        match self.stores.first() {
+            Some(first) => first.has_cached(hash).await,
+            None => Ok(false),
+        }
+    }
+
+    async fn settle(&self, hash: &BlobHash) {
+        if let Some(first) = self.stores.first() {
+            first.settle(hash).await;
+        }
+    }
 }
 
 #[cfg(test)]

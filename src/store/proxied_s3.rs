@@ -55,4 +55,12 @@ impl BlobStore for ProxiedS3 {
     async fn delete(&self, hash: &BlobHash) -> StoreResult<()> {
         self.writer.delete(hash).await
     }
+
+    async fn has_cached(&self, hash: &BlobHash) -> StoreResult<bool> {
+        self.reader.has_cached(hash).await
+    }
+
+    async fn settle(&self, hash: &BlobHash) {
+        self.reader.settle(hash).await
+    }
 }

@@ -52,6 +52,14 @@ impl BlobStore for SingleFlightStore {
         self.store.has(hash).await
     }
 
+    async fn has_cached(&self, hash: &BlobHash) -> StoreResult<bool> {
+        self.store.has_cached(hash).await
+    }
+
+    async fn settle(&self, hash: &BlobHash) {
+        self.store.settle(hash).await;
+    }
+
     async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
         let start = Instant::now();
         let answer = self
