@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::protected::ProtectedList;
 use crate::server::admin::AdminServer;
 use crate::server::http::HttpServer;
+use crate::server::http3::Http3Server;
 use crate::server::Shared;
 use crate::store::{self, BlobStore, BuildContext};
 
@@ -34,6 +35,8 @@ pub struct RunOptions {
 /// A started blobcache.
 pub struct Running {
     pub http_addr: Option<SocketAddr>,
+    /// The UDP address `servers.http3` listens on.
+    pub http3_addr: Option<SocketAddr>,
     pub metrics_addr: SocketAddr,
     pub store: Arc<dyn BlobStore>,
     pub metrics: Arc<Metrics>,
@@ -109,6 +112,14 @@ pub async fn start(config: BlobcacheConfig, opts: RunOptions) -> anyhow::Result<
         http_addr = Some(addr);
         tasks.spawn(HttpServer::new(shared.clone(), http).serve(listener, shutdown.clone()));
     }
+    let mut http3_addr = None;
+    if let Some(http3) = config.servers.http3.clone() {
+        let endpoint = Http3Server::bind(&http3)?;
+        let addr = endpoint.local_addr()?;
+        tracing::info!(%addr, "http3 server listening (udp)");
+        http3_addr = Some(addr);
+        tasks.spawn(Http3Server::new(shared.clone(), http3).serve(endpoint, shutdown.clone()));
+    }
     if opts.disable_blocklist {
         tracing::info!("blocklist disabled by --disable-blocklist");
     }
@@ -116,6 +127,7 @@ pub async fn start(config: BlobcacheConfig, opts: RunOptions) -> anyhow::Result<
     tracing::info!(%metrics_addr, "metrics listening; ready");
     Ok(Running {
         http_addr,
+        http3_addr,
         metrics_addr,
         store: root,
         metrics,

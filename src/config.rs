@@ -101,7 +101,7 @@ pub struct ServersConfig {
     #[serde(default)]
     pub http: Option<HttpServerConfig>,
     #[serde(default)]
-    pub http3: Option<NotYetSupported>,
+    pub http3: Option<Http3ServerConfig>,
     #[serde(default)]
     pub peer: Option<NotYetSupported>,
 }
@@ -133,6 +133,74 @@ pub struct HttpServerConfig {
     pub shutdown_timeout: Duration,
 }
 
+/// `servers.http3`: reflector.go's HTTP/3 blob API over QUIC (UDP).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http3ServerConfig {
+    #[serde(default = "defaults::http3_port")]
+    pub port: u16,
+    /// Bind address; omitted = all interfaces.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// In-flight store calls at once; further requests wait for a slot.
+    #[serde(default = "defaults::max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+    /// Token that unlocks protected blobs (`?edge_token=`).
+    #[serde(default)]
+    pub edge_token: Option<String>,
+    /// PEM certificate chain. Omitted (with `key_file`) = a self-signed certificate generated at
+    /// start, as reflector.go does.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key for `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// A connection with no traffic for this long is closed.
+    #[serde(
+        default = "defaults::http3_idle_timeout",
+        deserialize_with = "duration"
+    )]
+    pub idle_timeout: Duration,
+    /// A client must complete the QUIC/TLS handshake within this time.
+    #[serde(
+        default = "defaults::http3_handshake_timeout",
+        deserialize_with = "duration"
+    )]
+    pub handshake_timeout: Duration,
+    /// Most QUIC connections served at once; more are refused.
+    #[serde(default = "defaults::http3_max_connections")]
+    pub max_connections: usize,
+    /// Most concurrent request streams one connection may open.
+    #[serde(default = "defaults::http3_max_streams")]
+    pub max_streams_per_connection: u32,
+    /// How long in-flight requests may take to finish on shutdown.
+    #[serde(default = "defaults::shutdown_timeout", deserialize_with = "duration")]
+    pub shutdown_timeout: Duration,
+}
+
+/// `http3` store: another cache's `servers.http3` as an origin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http3StoreConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `host:port` of the upstream's HTTP/3 (UDP) port.
+    pub address: String,
+    /// Bound on one whole request (connect, headers, body).
+    #[serde(
+        default = "defaults::http3_store_timeout",
+        deserialize_with = "duration"
+    )]
+    pub timeout: Duration,
+    /// PEM CA certificate(s) to verify the upstream against (instead of the web PKI roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate, as reflector.go's client does with its self-signed peers.
+    /// Off unless set explicitly.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
 /// One store: a one-key map `{type: {params}}`.
 #[derive(Debug, Clone, Deserialize)]
 pub enum StoreConfig {
@@ -158,7 +226,7 @@ pub enum StoreConfig {
     #[serde(rename = "upstream")]
     Upstream(NotYetSupported),
     #[serde(rename = "http3")]
-    Http3(NotYetSupported),
+    Http3(Http3StoreConfig),
     #[serde(rename = "peer")]
     Peer(NotYetSupported),
     #[serde(rename = "multiwriter")]
@@ -202,10 +270,16 @@ impl StoreConfig {
                 c.max_size,
                 c.strategy
             ),
+            StoreConfig::Http3(c) => format!(
+                "http3 name={} address={} timeout={:?} tls={}",
+                c.name.as_deref().unwrap_or("http3"),
+                c.address,
+                c.timeout,
+                crate::quic::verify_summary(c)
+            ),
             StoreConfig::S3(never)
             | StoreConfig::Http(never)
             | StoreConfig::Upstream(never)
-            | StoreConfig::Http3(never)
             | StoreConfig::Peer(never)
             | StoreConfig::Multiwriter(never)
             | StoreConfig::ProxiedS3(never)
@@ -352,8 +426,8 @@ impl<'de> Deserialize<'de> for NotYetSupported {
     fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
         Err(de::Error::custom(
             "this reflector.go type is not supported yet by prism-lite; \
-             supported stores: disk, mem, noop, caching, ittt, singleflight, gcache; \
-             supported servers: http",
+             supported stores: disk, mem, noop, caching, ittt, singleflight, gcache, http3; \
+             supported servers: http, http3",
         ))
     }
 }
@@ -439,6 +513,24 @@ mod defaults {
 
     pub fn http_port() -> u16 {
         5569
+    }
+    pub fn http3_port() -> u16 {
+        5568
+    }
+    pub fn http3_idle_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn http3_handshake_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn http3_max_connections() -> usize {
+        4096
+    }
+    pub fn http3_max_streams() -> u32 {
+        128
+    }
+    pub fn http3_store_timeout() -> Duration {
+        Duration::from_secs(30)
     }
     pub fn max_concurrent_requests() -> usize {
         200

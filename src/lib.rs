@@ -9,6 +9,7 @@ pub mod blob;
 pub mod config;
 pub mod metrics;
 pub mod protected;
+pub mod quic;
 pub mod server;
 pub mod store;
 pub mod stream;

@@ -9,6 +9,7 @@ use crate::store::BlobStore;
 
 pub mod admin;
 pub mod http;
+pub mod http3;
 
 /// What every front door needs.
 #[derive(Clone)]

@@ -21,6 +21,7 @@ pub mod caching;
 pub mod disk;
 pub mod flight;
 pub mod gcache;
+pub mod http3;
 pub mod ittt;
 pub mod memory;
 pub mod noop;
@@ -190,10 +191,13 @@ pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn
             let inner = build(&c.store, ctx).context("in gcache.store")?;
             Arc::new(gcache::GcacheStore::new(c, inner, ctx))
         }
+        StoreConfig::Http3(c) => Arc::new(
+            http3::Http3Store::new(c, ctx)
+                .with_context(|| format!("setting up http3 store for {}", c.address))?,
+        ),
         StoreConfig::S3(never)
         | StoreConfig::Http(never)
         | StoreConfig::Upstream(never)
-        | StoreConfig::Http3(never)
         | StoreConfig::Peer(never)
         | StoreConfig::Multiwriter(never)
         | StoreConfig::ProxiedS3(never)
