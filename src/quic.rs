@@ -86,17 +86,29 @@ pub fn server_identity(cfg: &Http3ServerConfig) -> anyhow::Result<ServerIdentity
 pub fn self_signed(
     extra_names: &[&str],
 ) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    let certified = rcgen::generate_simple_self_signed(san_list(extra_names))
+        .context("generating a self-signed cert")?;
+    let key = PrivateKeyDer::try_from(certified.signing_key.serialize_der())
+        .map_err(|e| anyhow::anyhow!("encoding the generated key: {e}"))?;
+    Ok((vec![certified.cert.der().clone()], key))
+}
+
+/// A fresh self-signed certificate and its key as PEM text (for operators and tests that want
+/// a fixed `cert_file`/`key_file` pair to pin with `ca_file`).
+pub fn self_signed_pem(extra_names: &[&str]) -> anyhow::Result<(String, String)> {
+    let certified = rcgen::generate_simple_self_signed(san_list(extra_names))
+        .context("generating a self-signed cert")?;
+    Ok((certified.cert.pem(), certified.signing_key.serialize_pem()))
+}
+
+fn san_list(extra_names: &[&str]) -> Vec<String> {
     let mut names: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
     let host = crate::trace::host_name();
     if !host.is_empty() && !names.iter().any(|n| **n == *host) {
         names.push(host.to_string());
     }
     names.extend(extra_names.iter().map(|n| n.to_string()));
-    let certified =
-        rcgen::generate_simple_self_signed(names).context("generating a self-signed cert")?;
-    let key = PrivateKeyDer::try_from(certified.signing_key.serialize_der())
-        .map_err(|e| anyhow::anyhow!("encoding the generated key: {e}"))?;
-    Ok((vec![certified.cert.der().clone()], key))
+    names
 }
 
 fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {

@@ -175,24 +175,27 @@ impl Http3Server {
                 return;
             }
         };
-        let mut closing = false;
+        // Every request task holds a clone of `in_flight`; `finished` yields None once all ended.
+        let (in_flight, mut finished) = mpsc::channel::<()>(1);
         loop {
             let accepted = tokio::select! {
                 a = h3.accept() => a,
-                _ = shutdown.cancelled(), if !closing => {
-                    closing = true;
-                    // GOAWAY: no new requests; `accept` returns None once in-flight ones end.
+                _ = shutdown.cancelled() => {
+                    // GOAWAY: the client learns no new requests will be taken here.
                     if let Err(e) = h3.shutdown(0).await {
                         tracing::debug!(%peer, error = %e, "http3 goaway failed");
-                        break;
                     }
-                    continue;
+                    break;
                 }
             };
             match accepted {
                 Ok(Some(resolver)) => {
                     let server = Arc::clone(&self);
-                    tokio::spawn(async move { server.request(resolver).await });
+                    let in_flight = in_flight.clone();
+                    tokio::spawn(async move {
+                        server.request(resolver).await;
+                        drop(in_flight);
+                    });
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -203,6 +206,10 @@ impl Http3Server {
                 }
             }
         }
+        // Let this connection's in-flight requests finish (`serve` bounds the wait), then
+        // dropping `h3` closes the connection with H3_NO_ERROR.
+        drop(in_flight);
+        let _ = finished.recv().await;
     }
 
     async fn request(&self, resolver: h3::server::RequestResolver<h3_quinn::Connection, Bytes>) {
