@@ -736,4 +736,31 @@ store:
         let e = error_of("servers: {http: {port: http}}\nstore: {noop: {}}\n");
         assert!(e.contains("servers.http.port"), "{e}");
     }
+
+    #[test]
+    fn http3_server_and_store_load_with_defaults_and_named_errors() {
+        let cfg = load(
+            "servers: {http3: {address: 127.0.0.1, idle_timeout: 5s}}\n\
+             store: {http3: {address: \"up:5568\", insecure_skip_verify: true}}\n",
+        )
+        .unwrap();
+        let h3 = cfg.servers.http3.unwrap();
+        assert_eq!(h3.port, 5568);
+        assert_eq!(h3.idle_timeout, Duration::from_secs(5));
+        assert_eq!(h3.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(h3.max_streams_per_connection, 128);
+        let StoreConfig::Http3(store) = &cfg.store else {
+            panic!("root should be http3")
+        };
+        assert_eq!(store.timeout, Duration::from_secs(30));
+        let desc = crate::store::describe(&cfg.store);
+        assert!(desc.contains("http3 name=http3 address=up:5568"), "{desc}");
+        assert!(desc.contains("insecure_skip_verify"), "{desc}");
+        let e = error_of("store: {http3: {address: \"up:5568\", timeout: soon}}");
+        assert!(e.contains("store.http3.timeout"), "{e}");
+        let e = error_of("servers: {http3: {handshake_timeout: x}}\nstore: {noop: {}}\n");
+        assert!(e.contains("servers.http3.handshake_timeout"), "{e}");
+        let e = error_of("store: {http3: {timeout: 1s}}");
+        assert!(e.contains("missing field `address`"), "{e}");
+    }
 }
