@@ -22,6 +22,7 @@ use crate::policy::Policy;
 use crate::reload::{self, ReloadReport, Reloader};
 use crate::server::admin::AdminServer;
 use crate::server::http::HttpServer;
+use crate::server::http3::Http3Server;
 use crate::server::peer::PeerServer;
 use crate::server::Shared;
 use crate::store::blocklist::BlocklistStore;
@@ -43,6 +44,8 @@ pub struct Running {
     pub http_addr: Option<SocketAddr>,
     /// Where `servers.peer` listens, when configured.
     pub peer_addr: Option<SocketAddr>,
+    /// The UDP address `servers.http3` listens on.
+    pub http3_addr: Option<SocketAddr>,
     pub metrics_addr: SocketAddr,
     /// The root store as the front doors see it (blocklist applied).
     pub store: Arc<dyn BlobStore>,
@@ -204,6 +207,14 @@ async fn start_with_raw(
         peer_addr = Some(addr);
         tasks.spawn(PeerServer::new(shared.clone(), peer).serve(listener, shutdown.clone()));
     }
+    let mut http3_addr = None;
+    if let Some(http3) = config.servers.http3.clone() {
+        let endpoint = Http3Server::bind(&http3)?;
+        let addr = endpoint.local_addr()?;
+        tracing::info!(%addr, "http3 server listening (udp)");
+        http3_addr = Some(addr);
+        tasks.spawn(Http3Server::new(shared.clone(), http3).serve(endpoint, shutdown.clone()));
+    }
     if let (Some(prefetch), Some(status)) = (config.prefetch.clone(), prefetch_status) {
         if prefetch.enabled {
             // Its own task with its own small concurrency limit: it never holds a front door's
@@ -235,6 +246,7 @@ async fn start_with_raw(
     Ok(Running {
         http_addr,
         peer_addr,
+        http3_addr,
         metrics_addr,
         store: root,
         metrics,

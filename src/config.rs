@@ -121,7 +121,7 @@ pub struct ServersConfig {
     #[serde(default)]
     pub http: Option<HttpServerConfig>,
     #[serde(default)]
-    pub http3: Option<NotYetSupported>,
+    pub http3: Option<Http3ServerConfig>,
     #[serde(default)]
     pub peer: Option<PeerServerConfig>,
 }
@@ -187,6 +187,74 @@ pub struct HttpServerConfig {
     pub shutdown_timeout: Duration,
 }
 
+/// `servers.http3`: reflector.go's HTTP/3 blob API over QUIC (UDP).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http3ServerConfig {
+    #[serde(default = "defaults::http3_port")]
+    pub port: u16,
+    /// Bind address; omitted = all interfaces.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// In-flight store calls at once; further requests wait for a slot.
+    #[serde(default = "defaults::max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+    /// Token that unlocks protected blobs (`?edge_token=`).
+    #[serde(default)]
+    pub edge_token: Option<String>,
+    /// PEM certificate chain. Omitted (with `key_file`) = a self-signed certificate generated at
+    /// start, as reflector.go does.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key for `cert_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// A connection with no traffic for this long is closed.
+    #[serde(
+        default = "defaults::http3_idle_timeout",
+        deserialize_with = "duration"
+    )]
+    pub idle_timeout: Duration,
+    /// A client must complete the QUIC/TLS handshake within this time.
+    #[serde(
+        default = "defaults::http3_handshake_timeout",
+        deserialize_with = "duration"
+    )]
+    pub handshake_timeout: Duration,
+    /// Most QUIC connections served at once; more are refused.
+    #[serde(default = "defaults::http3_max_connections")]
+    pub max_connections: usize,
+    /// Most concurrent request streams one connection may open.
+    #[serde(default = "defaults::http3_max_streams")]
+    pub max_streams_per_connection: u32,
+    /// How long in-flight requests may take to finish on shutdown.
+    #[serde(default = "defaults::shutdown_timeout", deserialize_with = "duration")]
+    pub shutdown_timeout: Duration,
+}
+
+/// `http3` store: another cache's `servers.http3` as an origin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http3StoreConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `host:port` of the upstream's HTTP/3 (UDP) port.
+    pub address: String,
+    /// Bound on one whole request (connect, headers, body).
+    #[serde(
+        default = "defaults::http3_store_timeout",
+        deserialize_with = "duration"
+    )]
+    pub timeout: Duration,
+    /// PEM CA certificate(s) to verify the upstream against (instead of the web PKI roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate, as reflector.go's client does with its self-signed peers.
+    /// Off unless set explicitly.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
 /// One store: a one-key map `{type: {params}}`.
 #[derive(Debug, Clone, Deserialize)]
 pub enum StoreConfig {
@@ -220,7 +288,7 @@ pub enum StoreConfig {
     DbBacked(Box<DbBackedConfig>),
     // reflector.go types that later releases add; they load as a clear error for now.
     #[serde(rename = "http3")]
-    Http3(NotYetSupported),
+    Http3(Http3StoreConfig),
 }
 
 impl StoreConfig {
@@ -304,7 +372,13 @@ impl StoreConfig {
                 c.address,
                 c.timeout
             ),
-            StoreConfig::Http3(never) => match *never {},
+            StoreConfig::Http3(c) => format!(
+                "http3 name={} address={} timeout={:?} tls={}",
+                c.name.as_deref().unwrap_or("http3"),
+                c.address,
+                c.timeout,
+                crate::quic::verify_summary(c)
+            ),
         }
     }
 
@@ -603,24 +677,6 @@ pub struct DbBackedConfig {
     pub log_queries: Option<de::IgnoredAny>,
 }
 
-/// A reflector.go store or server type this release does not implement yet. Loading it is an
-/// error naming the YAML path, rather than silently ignoring part of the operator's file.
-///
-/// Uninhabited: a value of it can never exist, so code matching on it needs no dead branch.
-#[derive(Debug, Clone)]
-pub enum NotYetSupported {}
-
-impl<'de> Deserialize<'de> for NotYetSupported {
-    fn deserialize<D: Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
-        Err(de::Error::custom(
-            "this reflector.go type is not supported yet by prism-lite; \
-             supported stores: disk, mem, noop, caching, ittt, singleflight, gcache, \
-             http, upstream, s3, multiwriter, proxied-s3, db_backed, peer; \
-             supported servers: http, peer",
-        ))
-    }
-}
-
 /// A size in bytes: an integer, or a string such as `500GB`, `2GiB`, `512 MiB`.
 /// Decimal units are powers of 1000 (`GB`), binary ones powers of 1024 (`GiB`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -707,6 +763,24 @@ mod defaults {
 
     pub fn http_port() -> u16 {
         5569
+    }
+    pub fn http3_port() -> u16 {
+        5568
+    }
+    pub fn http3_idle_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn http3_handshake_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn http3_max_connections() -> usize {
+        4096
+    }
+    pub fn http3_max_streams() -> u32 {
+        128
+    }
+    pub fn http3_store_timeout() -> Duration {
+        Duration::from_secs(30)
     }
     pub fn max_concurrent_requests() -> usize {
         200
@@ -889,20 +963,6 @@ store:
     }
 
     #[test]
-    fn not_yet_supported_types_name_path() {
-        let e = error_of(
-            "store:\n  caching:\n    cache: {mem: {}}\n    origin:\n      http3: {address: x}\n",
-        );
-        assert!(e.contains("store.caching.origin.http3"), "{e}");
-        assert!(e.contains("not supported yet"), "{e}");
-        let e = error_of("servers: {http3: {port: 5568}}\nstore: {noop: {}}\n");
-        assert!(
-            e.contains("servers.http3") && e.contains("not supported yet"),
-            "{e}"
-        );
-    }
-
-    #[test]
     fn peer_server_and_store_defaults() {
         let cfg = load(
             "servers: {peer: {}}\nstore: {caching: {cache: {mem: {}}, origin: {peer: {address: \"10.0.0.1:5567\"}}}}\n",
@@ -969,5 +1029,32 @@ store:
     fn wrong_value_type_is_named() {
         let e = error_of("servers: {http: {port: http}}\nstore: {noop: {}}\n");
         assert!(e.contains("servers.http.port"), "{e}");
+    }
+
+    #[test]
+    fn http3_server_and_store_load_with_defaults_and_named_errors() {
+        let cfg = load(
+            "servers: {http3: {address: 127.0.0.1, idle_timeout: 5s}}\n\
+             store: {http3: {address: \"up:5568\", insecure_skip_verify: true}}\n",
+        )
+        .unwrap();
+        let h3 = cfg.servers.http3.unwrap();
+        assert_eq!(h3.port, 5568);
+        assert_eq!(h3.idle_timeout, Duration::from_secs(5));
+        assert_eq!(h3.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(h3.max_streams_per_connection, 128);
+        let StoreConfig::Http3(store) = &cfg.store else {
+            panic!("root should be http3")
+        };
+        assert_eq!(store.timeout, Duration::from_secs(30));
+        let desc = crate::store::describe(&cfg.store);
+        assert!(desc.contains("http3 name=http3 address=up:5568"), "{desc}");
+        assert!(desc.contains("insecure_skip_verify"), "{desc}");
+        let e = error_of("store: {http3: {address: \"up:5568\", timeout: soon}}");
+        assert!(e.contains("store.http3.timeout"), "{e}");
+        let e = error_of("servers: {http3: {handshake_timeout: x}}\nstore: {noop: {}}\n");
+        assert!(e.contains("servers.http3.handshake_timeout"), "{e}");
+        let e = error_of("store: {http3: {timeout: 1s}}");
+        assert!(e.contains("missing field `address`"), "{e}");
     }
 }

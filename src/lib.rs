@@ -12,6 +12,7 @@ pub mod hashlist;
 pub mod metrics;
 pub mod policy;
 pub mod prefetch;
+pub mod quic;
 pub mod reload;
 pub mod server;
 pub mod store;

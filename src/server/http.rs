@@ -286,20 +286,23 @@ pub fn status_for(err: &StoreError) -> StatusCode {
     }
 }
 
-/// The query parameters of `/blob`.
+/// The query parameters of `/blob` (and of the HTTP/3 routes, which take the hash in the path).
 #[derive(Debug, Default)]
-struct BlobQuery {
-    hash: Option<String>,
-    edge_token: Option<String>,
+pub(crate) struct BlobQuery {
+    pub(crate) hash: Option<String>,
+    pub(crate) edge_token: Option<String>,
+    /// `trace=true` (Go's `strconv.ParseBool` spellings): HTTP/3 only sends `Via` when asked.
+    pub(crate) trace: bool,
 }
 
 impl BlobQuery {
-    fn parse(query: Option<&str>) -> BlobQuery {
+    pub(crate) fn parse(query: Option<&str>) -> BlobQuery {
         let mut q = BlobQuery::default();
         for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             match &*k {
                 "hash" if q.hash.is_none() => q.hash = Some(v.into_owned()),
                 "edge_token" if q.edge_token.is_none() => q.edge_token = Some(v.into_owned()),
+                "trace" => q.trace = matches!(&*v, "1" | "t" | "T" | "true" | "TRUE" | "True"),
                 _ => {}
             }
         }
@@ -307,7 +310,7 @@ impl BlobQuery {
     }
 }
 
-fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     s.replace(['\n', '\r'], " ")
 }
 

@@ -9,6 +9,7 @@ use crate::store::BlobStore;
 
 pub mod admin;
 pub mod http;
+pub mod http3;
 pub mod peer;
 
 /// What every front door needs.

@@ -24,6 +24,7 @@ pub mod disk;
 pub mod flight;
 pub mod gcache;
 pub mod http;
+pub mod http3;
 pub mod ittt;
 pub mod memory;
 pub mod multiwriter;
@@ -246,7 +247,10 @@ pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn
             return build(&resolved.store, ctx).context("in db_backed.store");
         }
         StoreConfig::Peer(c) => Arc::new(peer::PeerStore::new(c, ctx)),
-        StoreConfig::Http3(never) => match *never {},
+        StoreConfig::Http3(c) => Arc::new(
+            http3::Http3Store::new(c, ctx)
+                .with_context(|| format!("setting up http3 store for {}", c.address))?,
+        ),
     };
     Ok(store)
 }

@@ -1,0 +1,535 @@
+//! The HTTP/3 front door and the `http3` store on real UDP sockets: routes and statuses, both
+//! ALPNs, many requests multiplexed on one connection, a two-cache chain that survives the
+//! upstream restarting, TLS verification modes, and garbage datagrams.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use common::{blob_bytes, build_store, fixture_blobs, metric, TEST_TIMEOUT};
+use prism_lite::app::{self, RunOptions};
+use prism_lite::blob::BlobHash;
+use prism_lite::config::{self, BlobcacheConfig};
+use prism_lite::metrics::Metrics;
+use prism_lite::quic::{self, Verify};
+use prism_lite::store::StoreError;
+use tokio::time::timeout;
+
+async fn start(yaml: &str) -> anyhow::Result<app::Running> {
+    let cfg: BlobcacheConfig = config::parse(yaml, "test.yaml")?;
+    app::start(
+        cfg,
+        RunOptions {
+            conf_dir: ".".into(),
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            disable_blocklist: false,
+        },
+    )
+    .await
+}
+
+/// A cache serving a `mem` store over HTTP/3 on `port` (0 = any), with optional extra
+/// `servers.http3` keys and top-level YAML.
+async fn mem_server(port: u16, extra_http3: &str, extra_top: &str) -> anyhow::Result<app::Running> {
+    start(&format!(
+        "servers:\n  http3: {{port: {port}, address: 127.0.0.1{extra_http3}}}\n\
+         store: {{mem: {{name: ram, max_size: 256MiB}}}}\n{extra_top}"
+    ))
+    .await
+}
+
+/// A plain h3 client: one QUIC connection offering `alpn`, certificate checks off (the server
+/// uses a self-signed certificate).
+struct H3Client {
+    send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+    conn: quinn::Connection,
+    _endpoint: quinn::Endpoint,
+}
+
+impl H3Client {
+    async fn connect(addr: SocketAddr, alpn: &[&[u8]]) -> anyhow::Result<H3Client> {
+        let cfg = quic::client_config(&Verify::Insecure, alpn, Duration::from_secs(30))?;
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+        endpoint.set_default_client_config(cfg);
+        let conn = timeout(TEST_TIMEOUT, endpoint.connect(addr, "localhost")?).await??;
+        let (mut driver, send) = timeout(
+            TEST_TIMEOUT,
+            h3::client::new(h3_quinn::Connection::new(conn.clone())),
+        )
+        .await??;
+        tokio::spawn(async move {
+            let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+        });
+        Ok(H3Client {
+            send,
+            conn,
+            _endpoint: endpoint,
+        })
+    }
+
+    /// GETs `path`; the whole exchange is under the test timeout.
+    async fn get(&self, path: &str) -> (http::Response<()>, Bytes) {
+        let mut send = self.send.clone();
+        let uri = format!("https://localhost{path}");
+        timeout(TEST_TIMEOUT, async move {
+            let req = http::Request::get(uri).body(()).unwrap();
+            let mut stream = send.send_request(req).await.expect("send request");
+            stream.finish().await.expect("finish request");
+            let resp = stream.recv_response().await.expect("response head");
+            let mut body = BytesMut::new();
+            while let Some(mut chunk) = stream.recv_data().await.expect("body") {
+                body.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
+            }
+            (resp, body.freeze())
+        })
+        .await
+        .expect("request timed out")
+    }
+}
+
+fn json(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body).expect("json body")
+}
+
+async fn scrape(running: &app::Running) -> String {
+    let url = format!("http://{}/metrics", running.metrics_addr);
+    timeout(TEST_TIMEOUT, async {
+        reqwest::get(url).await.unwrap().text().await.unwrap()
+    })
+    .await
+    .expect("metrics scrape timed out")
+}
+
+#[tokio::test]
+async fn routes_statuses_protected_and_fixtures() {
+    let dir = tempfile::tempdir().unwrap();
+    let protected = blob_bytes(7, 10_000);
+    let protected_hash = BlobHash::of(&protected);
+    let list = dir.path().join("protected.txt");
+    std::fs::write(&list, format!("{protected_hash}\n")).unwrap();
+    let running = mem_server(
+        0,
+        ", edge_token: secret",
+        &format!("protected_list: {}\n", list.display()),
+    )
+    .await
+    .unwrap();
+    let data = blob_bytes(1, 300_000);
+    let hash = BlobHash::of(&data);
+    running.store.put(&hash, data.clone()).await.unwrap();
+    running
+        .store
+        .put(&protected_hash, protected.clone())
+        .await
+        .unwrap();
+    let fixtures = fixture_blobs();
+    for (h, d) in &fixtures {
+        running.store.put(h, d.clone()).await.unwrap();
+    }
+    let absent = BlobHash::of(b"not stored anywhere");
+    let c = H3Client::connect(running.http3_addr.unwrap(), &[quic::ALPN_REFLECTOR])
+        .await
+        .unwrap();
+
+    let (r, body) = c.get(&format!("/get/{hash}")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/octet-stream");
+    assert_eq!(r.headers()["content-length"], "300000");
+    assert!(r.headers().get("via").is_none(), "Via only when asked");
+    assert_eq!(body, data);
+
+    let (r, body) = c.get(&format!("/get/{hash}?trace=true")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(body, data);
+    let via: serde_json::Value =
+        serde_json::from_str(r.headers()["via"].to_str().unwrap()).unwrap();
+    assert_eq!(via["stacks"][0]["origin_name"], "ram", "{via}");
+
+    let (r, body) = c.get(&format!("/has/{hash}")).await;
+    assert_eq!(r.status(), 200);
+    let v = json(&body);
+    assert_eq!(v["is_available"], true);
+    assert!(v["lbrycrd_address"].as_str().is_some_and(|a| !a.is_empty()));
+
+    let (r, body) = c.get(&format!("/has/{absent}")).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(json(&body)["is_available"], false);
+
+    let (r, _) = c.get(&format!("/get/{absent}")).await;
+    assert_eq!(r.status(), 404);
+
+    for bad in [
+        "/get/abc",
+        "/has/abc",
+        &format!("/get/{}", hash.to_hex().to_uppercase()),
+    ] {
+        let (r, body) = c.get(bad).await;
+        assert_eq!(r.status(), 400, "{bad}");
+        assert!(String::from_utf8_lossy(&body).contains("bad hash"), "{bad}");
+    }
+    let (r, _) = c.get("/blob").await;
+    assert_eq!(r.status(), 404);
+
+    let (r, _) = c.get(&format!("/get/{protected_hash}")).await;
+    assert_eq!(r.status(), 403);
+    let (r, _) = c
+        .get(&format!("/get/{protected_hash}?edge_token=wrong"))
+        .await;
+    assert_eq!(r.status(), 403);
+    let (r, body) = c
+        .get(&format!("/get/{protected_hash}?edge_token=secret"))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(body, protected);
+
+    for (h, d) in &fixtures {
+        let (r, body) = c.get(&format!("/get/{h}")).await;
+        assert_eq!(r.status(), 200, "{h}");
+        assert_eq!(BlobHash::of(&body), *h);
+        assert_eq!(body.len(), d.len());
+    }
+
+    let text = scrape(&running).await;
+    let served = 3.0 + fixtures.len() as f64;
+    assert_eq!(
+        metric(&text, "reflector_http3_blob_download_total", &[]),
+        served
+    );
+    assert_eq!(metric(&text, "reflector_blob_download_total", &[]), served);
+    let bytes = 2.0 * 300_000.0
+        + protected.len() as f64
+        + fixtures.iter().map(|(_, d)| d.len() as f64).sum::<f64>();
+    assert_eq!(metric(&text, "reflector_udp_out_bytes", &[]), bytes);
+    assert!(
+        metric(
+            &text,
+            "prism_request_duration_seconds_count",
+            &[("server", "http3"), ("status", "400")]
+        ) >= 3.0
+    );
+    assert!(
+        metric(
+            &text,
+            "prism_request_duration_seconds_count",
+            &[("server", "http3"), ("status", "403")]
+        ) >= 2.0
+    );
+    c.conn.close(0u32.into(), b"done");
+    timeout(TEST_TIMEOUT, running.stop()).await.unwrap();
+}
+
+#[tokio::test]
+async fn http3_store_gets_has_and_verifies() {
+    let upstream = mem_server(0, "", "").await.unwrap();
+    let data = blob_bytes(2, 2 * 1024 * 1024);
+    let hash = BlobHash::of(&data);
+    upstream.store.put(&hash, data.clone()).await.unwrap();
+    let fixtures = fixture_blobs();
+    for (h, d) in &fixtures {
+        upstream.store.put(h, d.clone()).await.unwrap();
+    }
+    let metrics = Arc::new(Metrics::new());
+    let store = build_store(
+        &format!(
+            "store: {{http3: {{name: up, address: \"{}\", timeout: 10s, insecure_skip_verify: true}}}}",
+            upstream.http3_addr.unwrap()
+        ),
+        &metrics,
+    )
+    .unwrap();
+
+    let blob = timeout(TEST_TIMEOUT, store.get(&hash))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(blob.data, data);
+    let names: Vec<&str> = blob.trace.stacks.iter().map(|s| &*s.origin_name).collect();
+    assert_eq!(names, ["ram", "up"], "upstream trace read and extended");
+    assert!(timeout(TEST_TIMEOUT, store.has(&hash))
+        .await
+        .unwrap()
+        .unwrap());
+    let absent = BlobHash::of(b"absent");
+    assert!(!timeout(TEST_TIMEOUT, store.has(&absent))
+        .await
+        .unwrap()
+        .unwrap());
+    assert!(matches!(
+        timeout(TEST_TIMEOUT, store.get(&absent)).await.unwrap(),
+        Err(StoreError::NotFound)
+    ));
+    for (h, d) in &fixtures {
+        let b = timeout(TEST_TIMEOUT, store.get(h)).await.unwrap().unwrap();
+        assert_eq!(b.data, *d);
+    }
+    assert!(matches!(
+        store.put(&hash, data.clone()).await,
+        Err(StoreError::Refused { .. })
+    ));
+    timeout(TEST_TIMEOUT, upstream.stop()).await.unwrap();
+}
+
+#[tokio::test]
+async fn sixty_four_concurrent_requests_on_one_connection() {
+    let running = mem_server(0, "", "").await.unwrap();
+    let mut blobs = Vec::new();
+    for seed in 0..64u64 {
+        let data = blob_bytes(100 + seed, 50_000 + seed as usize * 1000);
+        let hash = BlobHash::of(&data);
+        running.store.put(&hash, data).await.unwrap();
+        blobs.push(hash);
+    }
+    let addr = running.http3_addr.unwrap();
+
+    // A plain h3 client: 64 streams at once on its one connection.
+    let c = Arc::new(H3Client::connect(addr, &[quic::ALPN_H3]).await.unwrap());
+    let mut tasks = tokio::task::JoinSet::new();
+    for hash in blobs.clone() {
+        let c = Arc::clone(&c);
+        tasks.spawn(async move {
+            let (r, body) = c.get(&format!("/get/{hash}")).await;
+            (hash, r.status(), body)
+        });
+    }
+    let mut ok = 0;
+    while let Some(done) = timeout(TEST_TIMEOUT, tasks.join_next()).await.unwrap() {
+        let (hash, status, body) = done.unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(BlobHash::of(&body), hash);
+        ok += 1;
+    }
+    assert_eq!(ok, 64);
+
+    // The store: 64 concurrent gets share one upstream connection.
+    let metrics = Arc::new(Metrics::new());
+    let store = build_store(
+        &format!("store: {{http3: {{address: \"{addr}\", insecure_skip_verify: true}}}}"),
+        &metrics,
+    )
+    .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for hash in blobs.clone() {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move { (hash, store.get(&hash).await) });
+    }
+    while let Some(done) = timeout(TEST_TIMEOUT, tasks.join_next()).await.unwrap() {
+        let (hash, got) = done.unwrap();
+        assert_eq!(BlobHash::of(&got.unwrap().data), hash);
+    }
+    let text = scrape(&running).await;
+    assert_eq!(
+        metric(&text, "reflector_http3_blob_download_total", &[]),
+        128.0
+    );
+    timeout(TEST_TIMEOUT, running.stop()).await.unwrap();
+}
+
+#[tokio::test]
+async fn both_alpns_are_served() {
+    let running = mem_server(0, "", "").await.unwrap();
+    let data = blob_bytes(3, 5000);
+    let hash = BlobHash::of(&data);
+    running.store.put(&hash, data.clone()).await.unwrap();
+    for alpn in [quic::ALPN_H3, quic::ALPN_REFLECTOR] {
+        let c = H3Client::connect(running.http3_addr.unwrap(), &[alpn])
+            .await
+            .unwrap();
+        let negotiated = c
+            .conn
+            .handshake_data()
+            .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+            .and_then(|d| d.protocol);
+        assert_eq!(negotiated.as_deref(), Some(alpn));
+        let (r, body) = c.get(&format!("/get/{hash}")).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(body, data);
+    }
+    // A client offering neither is refused at the handshake.
+    let refused = H3Client::connect(running.http3_addr.unwrap(), &[b"h2"]).await;
+    assert!(refused.is_err());
+    timeout(TEST_TIMEOUT, running.stop()).await.unwrap();
+}
+
+/// Starts a cache on a fixed UDP port, retrying while the previous instance's socket is still
+/// being released (bounded by the test timeout).
+async fn restart_on(port: u16) -> app::Running {
+    let deadline = tokio::time::Instant::now() + TEST_TIMEOUT;
+    loop {
+        match mem_server(port, "", "").await {
+            Ok(r) => return r,
+            Err(e) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "could not rebind udp port {port}: {e:#}"
+                );
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn chain_reconnects_after_upstream_restart() {
+    let b = mem_server(0, "", "").await.unwrap();
+    let b_addr = b.http3_addr.unwrap();
+    let first = blob_bytes(10, 1_000_000);
+    let first_hash = BlobHash::of(&first);
+    b.store.put(&first_hash, first.clone()).await.unwrap();
+    let a = start(&format!(
+        r#"
+servers:
+  http3: {{port: 0, address: 127.0.0.1}}
+store:
+  caching:
+    name: edge
+    cache: {{mem: {{name: a-ram, max_size: 64MiB}}}}
+    origin: {{http3: {{name: b, address: "{b_addr}", timeout: 2s, insecure_skip_verify: true}}}}
+"#
+    ))
+    .await
+    .unwrap();
+    let client = H3Client::connect(a.http3_addr.unwrap(), &[quic::ALPN_H3])
+        .await
+        .unwrap();
+
+    let (r, body) = client.get(&format!("/get/{first_hash}?trace=true")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(body, first);
+    let via = r.headers()["via"].to_str().unwrap().to_string();
+    assert!(
+        via.contains("\"b\"") && via.contains("\"ram\""),
+        "B's trace extended by A: {via}"
+    );
+
+    // B goes away and comes back on the same port with new content.
+    timeout(TEST_TIMEOUT, b.stop()).await.unwrap();
+    let second = blob_bytes(11, 2 * 1024 * 1024);
+    let second_hash = BlobHash::of(&second);
+    let b = restart_on(b_addr.port()).await;
+    b.store.put(&second_hash, second.clone()).await.unwrap();
+
+    // A's origin connection died with B; its next miss must dial again and fill.
+    let deadline = tokio::time::Instant::now() + TEST_TIMEOUT;
+    let body = loop {
+        let (r, body) = client.get(&format!("/get/{second_hash}")).await;
+        if r.status() == 200 {
+            break body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A never reconnected to B: last status {}",
+            r.status()
+        );
+    };
+    assert_eq!(body, second);
+    // Served from A's cache now, and the first blob was cached before B restarted.
+    assert!(a.store.has(&second_hash).await.unwrap());
+    let (r, body) = client.get(&format!("/get/{first_hash}")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(body, first);
+    timeout(TEST_TIMEOUT, a.stop()).await.unwrap();
+    timeout(TEST_TIMEOUT, b.stop()).await.unwrap();
+}
+
+#[tokio::test]
+async fn tls_verification_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_pem, key_pem) = quic::self_signed_pem(&[]).unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert_pem).unwrap();
+    std::fs::write(&key_path, key_pem).unwrap();
+    let running = mem_server(
+        0,
+        &format!(
+            ", cert_file: {}, key_file: {}",
+            cert_path.display(),
+            key_path.display()
+        ),
+        "",
+    )
+    .await
+    .unwrap();
+    let data = blob_bytes(4, 40_000);
+    let hash = BlobHash::of(&data);
+    running.store.put(&hash, data.clone()).await.unwrap();
+    let addr = running.http3_addr.unwrap();
+    let metrics = Arc::new(Metrics::new());
+
+    let pinned = build_store(
+        &format!(
+            "store: {{http3: {{address: \"{addr}\", timeout: 5s, ca_file: {}}}}}",
+            cert_path.display()
+        ),
+        &metrics,
+    )
+    .unwrap();
+    let got = timeout(TEST_TIMEOUT, pinned.get(&hash))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.data, data);
+
+    // Default: verify against the web PKI roots, which do not include our certificate.
+    let strict = build_store(
+        &format!("store: {{http3: {{address: \"{addr}\", timeout: 5s}}}}"),
+        &metrics,
+    )
+    .unwrap();
+    let err = timeout(TEST_TIMEOUT, strict.get(&hash))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Unavailable { .. }),
+        "untrusted certificate must fail: {err}"
+    );
+
+    let both = build_store(
+        &format!(
+            "store: {{http3: {{address: \"{addr}\", ca_file: {}, insecure_skip_verify: true}}}}",
+            cert_path.display()
+        ),
+        &metrics,
+    );
+    assert!(both.is_err());
+    timeout(TEST_TIMEOUT, running.stop()).await.unwrap();
+}
+
+#[tokio::test]
+async fn garbage_datagrams_do_not_hurt_the_server() {
+    let running = mem_server(0, "", "").await.unwrap();
+    let data = blob_bytes(5, 20_000);
+    let hash = BlobHash::of(&data);
+    running.store.put(&hash, data.clone()).await.unwrap();
+    let addr = running.http3_addr.unwrap();
+
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for i in 0..200u64 {
+        let len = [1usize, 7, 40, 600, 1200, 1350, 1500][i as usize % 7];
+        let mut junk = blob_bytes(i, len).to_vec();
+        if i % 3 == 0 {
+            // Looks like a QUIC v1 long-header Initial, with nonsense after.
+            junk[0] = 0xc0;
+            if len > 5 {
+                junk[1..5].copy_from_slice(&1u32.to_be_bytes());
+            }
+        }
+        timeout(TEST_TIMEOUT, sock.send_to(&junk, addr))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let c = H3Client::connect(addr, &[quic::ALPN_REFLECTOR])
+        .await
+        .unwrap();
+    let (r, body) = c.get(&format!("/get/{hash}")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(body, data);
+    let (r, _) = c.get("/get/not-a-hash").await;
+    assert_eq!(r.status(), 400);
+    timeout(TEST_TIMEOUT, running.stop()).await.unwrap();
+}
