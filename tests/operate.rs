@@ -397,11 +397,14 @@ fn promtool() -> &'static str {
 #[tokio::test]
 async fn metrics_pass_promtool_and_dashboard_queries_use_exported_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    // The shipped config's shape: memory over disk over an origin.
+    // The shipped config's shape: memory over disk over an origin, plus a prefetcher (its API
+    // is a closed port: the run fails, which is fine, its metrics are what we need).
+    let closed_port = free_port();
     std::fs::write(
         dir.path().join("blobcache.yaml"),
         format!(
             r#"
+prefetch: {{api: "http://127.0.0.1:{closed_port}", channels: ["@x:1"], retries: 0}}
 servers: {{http: {{port: 0, address: 127.0.0.1}}}}
 store:
   caching:

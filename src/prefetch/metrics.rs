@@ -86,4 +86,18 @@ impl PrefetchMetrics {
             last_success,
         })
     }
+
+    /// Creates a channel's series at zero, so dashboards show the channel (and `rate()` works)
+    /// before its first blob.
+    pub fn touch_channel(&self, channel: &str) {
+        for result in ["complete", "failed", "incomplete"] {
+            self.streams.with_label_values(&[channel, result]);
+        }
+        for result in ["fetched", "skipped", "failed"] {
+            self.blobs.with_label_values(&[channel, result]);
+        }
+        for result in ["fetched", "skipped"] {
+            self.bytes.with_label_values(&[channel, result]);
+        }
+    }
 }

@@ -68,6 +68,12 @@ impl Prefetcher {
         )?;
         let metrics =
             PrefetchMetrics::register(registry).context("registering prefetch metrics")?;
+        for spec in &config.channels {
+            metrics.touch_channel(&spec.channel);
+        }
+        for result in ["ok", "api_unreachable", "cancelled"] {
+            metrics.runs.with_label_values(&[result]);
+        }
         Ok(Prefetcher {
             planner: Planner::new(api, config.page_size),
             config,
