@@ -182,6 +182,9 @@ pub struct HttpServerConfig {
     /// Token that unlocks protected blobs (`?edge_token=`).
     #[serde(default)]
     pub edge_token: Option<String>,
+    /// Open connections at once; further ones wait in the kernel's accept backlog.
+    #[serde(default = "defaults::http_max_connections")]
+    pub max_connections: usize,
     /// How long in-flight requests may take to finish on shutdown.
     #[serde(default = "defaults::shutdown_timeout", deserialize_with = "duration")]
     pub shutdown_timeout: Duration,
@@ -781,6 +784,9 @@ mod defaults {
     }
     pub fn http3_store_timeout() -> Duration {
         Duration::from_secs(30)
+    }
+    pub fn http_max_connections() -> usize {
+        8192
     }
     pub fn max_concurrent_requests() -> usize {
         200

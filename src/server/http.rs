@@ -31,11 +31,10 @@ use tokio_util::sync::CancellationToken;
 use crate::blob::BlobHash;
 use crate::config::HttpServerConfig;
 use crate::metrics::DIRECTION_DOWNLOAD;
-use crate::server::Shared;
+use crate::server::accept::{Accepted, Acceptor};
+use crate::server::{Shared, PROTECTED_MESSAGE};
 use crate::store::StoreError;
 
-/// Most connections served at once; further ones wait in the kernel's accept backlog.
-const MAX_CONNECTIONS: usize = 8192;
 /// A client must finish sending request headers within this time.
 const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -93,26 +92,8 @@ impl HttpServer {
     /// up to `shutdown_timeout` to finish.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let connections = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-        loop {
-            let permit = tokio::select! {
-                p = Arc::clone(&connections).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                _ = shutdown.cancelled() => break,
-            };
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
-                _ = shutdown.cancelled() => break,
-            };
-            let (stream, peer) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "http accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
+        let acceptor = Acceptor::new(listener, self.settings.load().max_connections, "http");
+        while let Some(Accepted { stream, peer, slot }) = acceptor.next(&shutdown).await {
             let server = Arc::clone(&self);
             let service = hyper::service::service_fn(move |req| {
                 let server = Arc::clone(&server);
@@ -128,10 +109,10 @@ impl HttpServer {
                 if let Err(e) = conn.await {
                     tracing::debug!(%peer, error = %e, "http connection ended with an error");
                 }
-                drop(permit);
+                drop(slot);
             });
         }
-        drop(listener);
+        drop(acceptor);
         let deadline = self.settings.load().shutdown_timeout;
         tokio::select! {
             _ = graceful.shutdown() => tracing::info!("http server drained"),
@@ -180,18 +161,12 @@ impl HttpServer {
             }
         };
         let settings = self.settings.load();
-        if !self.shared.policy.allows(
+        if self.shared.refuses_protected(
             &hash,
             settings.edge_token.as_deref(),
             query.edge_token.as_deref(),
         ) {
-            self.shared
-                .metrics
-                .error(DIRECTION_DOWNLOAD, "protected_blob");
-            return text(
-                StatusCode::FORBIDDEN,
-                "requested blob is protected; a valid edge_token is required",
-            );
+            return text(StatusCode::FORBIDDEN, PROTECTED_MESSAGE);
         }
         let _slot = match self.acquire_slot(&settings).await {
             Some(slot) => slot,

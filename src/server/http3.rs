@@ -30,7 +30,7 @@ use crate::blob::BlobHash;
 use crate::config::Http3ServerConfig;
 use crate::metrics::DIRECTION_DOWNLOAD;
 use crate::server::http::{one_line, status_for, BlobQuery};
-use crate::server::Shared;
+use crate::server::{Shared, PROTECTED_MESSAGE};
 use crate::store::StoreError;
 
 /// A client must send its request headers within this time after opening a stream.
@@ -276,19 +276,13 @@ impl Http3Server {
         };
         let query = BlobQuery::parse(req.uri().query());
         if is_get
-            && !self.shared.policy.allows(
+            && self.shared.refuses_protected(
                 &hash,
                 self.config.edge_token.as_deref(),
                 query.edge_token.as_deref(),
             )
         {
-            self.shared
-                .metrics
-                .error(DIRECTION_DOWNLOAD, "protected_blob");
-            return text(
-                StatusCode::FORBIDDEN,
-                "requested blob is protected; a valid edge_token is required",
-            );
+            return text(StatusCode::FORBIDDEN, PROTECTED_MESSAGE);
         }
         // The semaphore is never closed, so this only fails if it were; answer 503 then.
         let Ok(_slot) = self.slots.acquire().await else {

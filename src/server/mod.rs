@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
-use crate::metrics::Metrics;
+use crate::blob::BlobHash;
+use crate::metrics::{Metrics, DIRECTION_DOWNLOAD};
 use crate::policy::Policy;
 use crate::store::BlobStore;
 
+pub mod accept;
 pub mod admin;
 pub mod http;
 pub mod http3;
@@ -20,4 +22,24 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Protected and blocked hashes, swapped atomically on reload.
     pub policy: Arc<Policy>,
+}
+
+/// The answer body for a protected blob requested without the right token.
+pub const PROTECTED_MESSAGE: &str = "requested blob is protected; a valid edge_token is required";
+
+impl Shared {
+    /// Whether `hash` is protected and `presented` does not unlock it with this front door's
+    /// `configured` token. A refusal is counted as a `protected_blob` error.
+    pub fn refuses_protected(
+        &self,
+        hash: &BlobHash,
+        configured: Option<&str>,
+        presented: Option<&str>,
+    ) -> bool {
+        let refused = !self.policy.allows(hash, configured, presented);
+        if refused {
+            self.metrics.error(DIRECTION_DOWNLOAD, "protected_blob");
+        }
+        refused
+    }
 }

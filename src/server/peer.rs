@@ -29,12 +29,12 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::blob::BlobHash;
 use crate::config::PeerServerConfig;
 use crate::metrics::DIRECTION_DOWNLOAD;
+use crate::server::accept::{Accepted, Acceptor};
 use crate::server::http::status_for;
 use crate::server::Shared;
 use crate::store::flight::GaugeGuard;
@@ -141,27 +141,8 @@ impl PeerServer {
     /// Accepts connections until `shutdown`, then stops accepting, closes idle connections and
     /// waits (at most [`SHUTDOWN_DRAIN`]) for answers being written to finish.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
-        let max = self.config.max_connections.clamp(1, Semaphore::MAX_PERMITS);
-        let connections = Arc::new(Semaphore::new(max));
-        loop {
-            let permit = tokio::select! {
-                p = Arc::clone(&connections).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                _ = shutdown.cancelled() => break,
-            };
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
-                _ = shutdown.cancelled() => break,
-            };
-            let (stream, peer) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and friends: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "peer accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
+        let acceptor = Acceptor::new(listener, self.config.max_connections, "peer");
+        while let Some(Accepted { stream, peer, slot }) = acceptor.next(&shutdown).await {
             let server = Arc::clone(&self);
             // A child token per connection: each connection waits on its own node, not on one
             // waiter list shared (and lock-contended) by every connection.
@@ -175,15 +156,12 @@ impl PeerServer {
                         server.shared.metrics.error(DIRECTION_DOWNLOAD, kind);
                     }
                 }
-                drop(permit);
+                drop(slot);
             });
         }
-        drop(listener);
-        let all = u32::try_from(max).unwrap_or(u32::MAX);
-        let drained = tokio::time::timeout(SHUTDOWN_DRAIN, connections.acquire_many(all)).await;
-        match drained {
-            Ok(_) => tracing::info!("peer server drained"),
-            Err(_) => tracing::warn!(
+        match acceptor.close_and_drain(SHUTDOWN_DRAIN).await {
+            true => tracing::info!("peer server drained"),
+            false => tracing::warn!(
                 timeout = ?SHUTDOWN_DRAIN,
                 "peer server drain timed out; leaving remaining connections to the runtime"
             ),

@@ -16,13 +16,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use http::{header, Request, StatusCode};
 
-use crate::blob::{verify, BlobHash, VerifyError, MAX_BLOB_SIZE};
+use crate::blob::{verify, BlobHash, MAX_BLOB_SIZE};
 use crate::config::Http3StoreConfig;
 use crate::metrics::Metrics;
 use crate::quic::{self, Verify};
+use crate::store::body::CappedBuffer;
 use crate::store::{Blob, BlobStore, BuildContext, StoreError, StoreResult};
 use crate::trace::BlobTrace;
 
@@ -229,27 +230,26 @@ impl Http3Store {
         if let Some(n) = declared.filter(|n| *n > limit) {
             stream.stop_sending(h3::error::Code::H3_REQUEST_CANCELLED);
             return Err(Failure {
-                error: too_large(&self.name, n),
+                error: StoreError::too_large(&self.name, n),
                 connection_died: false,
             });
         }
-        let mut body = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+        let mut body = CappedBuffer::new(limit, declared);
         while let Some(mut chunk) = stream
             .recv_data()
             .await
             .map_err(|e| fail("reading body from", e))?
         {
-            if body.len() + chunk.remaining() > limit {
-                stream.stop_sending(h3::error::Code::H3_REQUEST_CANCELLED);
-                return Err(Failure {
-                    error: too_large(&self.name, body.len() + chunk.remaining()),
-                    connection_died: false,
-                });
-            }
             while chunk.has_remaining() {
                 let part = chunk.chunk();
-                body.extend_from_slice(part);
                 let n = part.len();
+                if let Err(total) = body.push(part) {
+                    stream.stop_sending(h3::error::Code::H3_REQUEST_CANCELLED);
+                    return Err(Failure {
+                        error: StoreError::too_large(&self.name, total),
+                        connection_died: false,
+                    });
+                }
                 chunk.advance(n);
             }
         }
@@ -264,13 +264,6 @@ impl Http3Store {
             self.address,
             text.trim().replace(['\n', '\r'], " ")
         ))
-    }
-}
-
-fn too_large(store: &Arc<str>, len: usize) -> StoreError {
-    StoreError::Corrupt {
-        store: Arc::clone(store),
-        source: VerifyError::TooLarge(len),
     }
 }
 

@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::trace::BlobTrace;
 
 pub mod blocklist;
+pub mod body;
 pub mod caching;
 pub mod db_backed;
 pub mod disk;
@@ -104,6 +105,14 @@ impl StoreError {
         StoreError::Unavailable {
             store: Arc::from(store),
             message: message.into(),
+        }
+    }
+
+    /// An origin answered with more bytes than a blob may have.
+    pub fn too_large(store: &str, len: usize) -> StoreError {
+        StoreError::Corrupt {
+            store: Arc::from(store),
+            source: VerifyError::TooLarge(len),
         }
     }
 

@@ -18,11 +18,12 @@ use std::error::Error as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use reqwest::header::{HeaderMap, VIA};
 use reqwest::{Client, Method, StatusCode};
 
-use crate::blob::{verify, BlobHash, VerifyError, MAX_BLOB_SIZE};
+use crate::blob::{verify, BlobHash, MAX_BLOB_SIZE};
+use crate::store::body::CappedBuffer;
 use crate::store::{StoreError, StoreResult};
 
 /// Default connect deadline (capped by the whole-request `timeout`).
@@ -106,7 +107,10 @@ impl HttpFetcher {
             let via = header_text(response.headers(), VIA);
             if let Some(len) = response.content_length() {
                 if len > MAX_BLOB_SIZE as u64 {
-                    return Err(self.too_large(usize::try_from(len).unwrap_or(usize::MAX)));
+                    return Err(StoreError::too_large(
+                        &self.name,
+                        usize::try_from(len).unwrap_or(usize::MAX),
+                    ));
                 }
             }
             let data = self.read_capped(response).await?;
@@ -156,30 +160,17 @@ impl HttpFetcher {
 
     /// Reads the body, stopping as soon as it is larger than a blob may be.
     async fn read_capped(&self, mut response: reqwest::Response) -> StoreResult<Bytes> {
-        let mut buf = BytesMut::with_capacity(
-            response
-                .content_length()
-                .map_or(64 * 1024, |n| n as usize)
-                .min(MAX_BLOB_SIZE),
-        );
+        let declared = response.content_length().map(|n| n as usize);
+        let mut buf = CappedBuffer::new(MAX_BLOB_SIZE, declared);
         while let Some(chunk) = response
             .chunk()
             .await
             .map_err(|e| self.transport_error(&e))?
         {
-            if buf.len() + chunk.len() > MAX_BLOB_SIZE {
-                return Err(self.too_large(buf.len() + chunk.len()));
-            }
-            buf.extend_from_slice(&chunk);
+            buf.push(&chunk)
+                .map_err(|total| StoreError::too_large(&self.name, total))?;
         }
         Ok(buf.freeze())
-    }
-
-    fn too_large(&self, len: usize) -> StoreError {
-        StoreError::Corrupt {
-            store: Arc::clone(&self.name),
-            source: VerifyError::TooLarge(len),
-        }
     }
 
     fn timeout_error(&self) -> StoreError {

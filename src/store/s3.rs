@@ -27,12 +27,13 @@ use aws_sdk_s3::config::{
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use prometheus::IntCounter;
 use tokio::sync::OnceCell;
 
-use crate::blob::{verify, BlobHash, VerifyError, MAX_BLOB_SIZE};
+use crate::blob::{verify, BlobHash, MAX_BLOB_SIZE};
 use crate::config::S3Config;
+use crate::store::body::CappedBuffer;
 use crate::store::remote::check_base_url;
 use crate::store::{Blob, BlobStore, BuildContext, StoreError, StoreResult};
 
@@ -180,24 +181,15 @@ impl S3Store {
 
     /// Reads an object body, stopping as soon as it is larger than a blob may be.
     async fn read_capped(&self, mut body: ByteStream, expected: usize) -> StoreResult<Bytes> {
-        let mut buf = BytesMut::with_capacity(expected.min(MAX_BLOB_SIZE));
+        let mut buf = CappedBuffer::new(MAX_BLOB_SIZE, Some(expected));
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| {
                 StoreError::unavailable(&self.name, format!("reading object body: {e}"))
             })?;
-            if buf.len() + chunk.len() > MAX_BLOB_SIZE {
-                return Err(self.too_large(buf.len() + chunk.len()));
-            }
-            buf.extend_from_slice(&chunk);
+            buf.push(&chunk)
+                .map_err(|total| StoreError::too_large(&self.name, total))?;
         }
         Ok(buf.freeze())
-    }
-
-    fn too_large(&self, len: usize) -> StoreError {
-        StoreError::Corrupt {
-            store: Arc::clone(&self.name),
-            source: VerifyError::TooLarge(len),
-        }
     }
 }
 
@@ -245,7 +237,7 @@ impl BlobStore for S3Store {
                 .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
             if let Some(len) = declared {
                 if len > MAX_BLOB_SIZE {
-                    return Err(self.too_large(len));
+                    return Err(StoreError::too_large(&self.name, len));
                 }
             }
             let data = self.read_capped(out.body, declared.unwrap_or(0)).await?;
