@@ -215,22 +215,25 @@ async fn start_with_raw(
         http3_addr = Some(addr);
         tasks.spawn(Http3Server::new(shared.clone(), http3).serve(endpoint, shutdown.clone()));
     }
+    let mut prefetcher = None;
     if let (Some(prefetch), Some(status)) = (config.prefetch.clone(), prefetch_status) {
-        if prefetch.enabled {
-            // Its own task with its own small concurrency limit: it never holds a front door's
-            // slot, and stops with everything else on the shutdown token.
-            let prefetcher = crate::prefetch::Prefetcher::new(
+        if !prefetch.enabled {
+            tracing::info!("channel prefetch configured but disabled (prefetch.enabled: false)");
+        }
+        // Its own task with its own small concurrency limit: it never holds a front door's
+        // slot, and stops with everything else on the shutdown token. It exists even while
+        // disabled, so a reload can enable it.
+        let running = Arc::new(
+            crate::prefetch::Prefetcher::new(
                 prefetch,
                 Arc::clone(&root),
                 &metrics.registry,
                 status,
             )
-            .context("starting the prefetcher")?;
-            tasks.spawn(Arc::new(prefetcher).run_forever(shutdown.clone()));
-            tracing::info!("channel prefetch started");
-        } else {
-            tracing::info!("channel prefetch configured but disabled (prefetch.enabled: false)");
-        }
+            .context("starting the prefetcher")?,
+        );
+        tasks.spawn(Arc::clone(&running).run_forever(shutdown.clone()));
+        prefetcher = Some(running);
     }
 
     let reloader = Arc::new(Reloader::new(
@@ -240,6 +243,7 @@ async fn start_with_raw(
         Arc::clone(&root),
         http_server,
         blocklist_settings,
+        prefetcher,
     ));
     ready.store(true, Ordering::Release);
     tracing::info!(%metrics_addr, "metrics listening; ready");

@@ -1,8 +1,9 @@
 //! Reloading `blobcache.yaml` without a restart (SIGHUP).
 //!
 //! What can change live does: the protected list (its file is re-read), the blocklist (file and
-//! URL re-read, newly blocked blobs purged), and the HTTP server's `edge_token` and limits. What
-//! cannot (ports, addresses, the store tree) is reported as needing a restart and left as it is.
+//! URL re-read, newly blocked blobs purged), the HTTP server's `edge_token` and limits, and the
+//! prefetcher's channels and limits. What cannot (ports, addresses, the store tree, the LBRY API
+//! client's settings) is reported as needing a restart and left as it is.
 //! A file that does not load, or a list that does not parse, rejects the whole reload: the
 //! running configuration stays exactly as it was.
 
@@ -18,6 +19,7 @@ use crate::blocklist;
 use crate::config::{self, BlobcacheConfig, BlocklistConfig};
 use crate::hashlist;
 use crate::policy::Policy;
+use crate::prefetch::Prefetcher;
 use crate::server::http::HttpServer;
 use crate::store::BlobStore;
 
@@ -40,6 +42,7 @@ pub struct Reloader {
     http: Option<Arc<HttpServer>>,
     /// `None` when `--disable-blocklist` is set.
     blocklist: Option<Arc<ArcSwap<Option<BlocklistConfig>>>>,
+    prefetcher: Option<Arc<Prefetcher>>,
     client: reqwest::Client,
 }
 
@@ -69,6 +72,7 @@ impl Reloader {
         store: Arc<dyn BlobStore>,
         http: Option<Arc<HttpServer>>,
         blocklist: Option<Arc<ArcSwap<Option<BlocklistConfig>>>>,
+        prefetcher: Option<Arc<Prefetcher>>,
     ) -> Reloader {
         Reloader {
             conf_dir,
@@ -77,6 +81,7 @@ impl Reloader {
             store,
             http,
             blocklist,
+            prefetcher,
             client: blocklist::list_client(),
         }
     }
@@ -120,6 +125,22 @@ impl Reloader {
             report
                 .applied
                 .push("servers.http edge_token and limits".to_string());
+        }
+        match (&self.prefetcher, cfg.prefetch) {
+            (Some(prefetcher), Some(settings)) => {
+                let kept = prefetcher.reconfigure(settings);
+                report.applied.push(
+                    "prefetch channels, channel_list_file, interval, concurrency, budget, enabled"
+                        .to_string(),
+                );
+                report
+                    .needs_restart
+                    .extend(kept.into_iter().map(String::from));
+            }
+            (None, None) => {}
+            _ => report
+                .needs_restart
+                .push("prefetch (added or removed)".to_string()),
         }
         *applied = raw;
         Ok(report)

@@ -581,3 +581,53 @@ fn systemd_unit_verifies() {
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn reload_applies_prefetch_channels_live() {
+    let dir = tempfile::tempdir().unwrap();
+    // The API is a closed port: runs fail fast; what matters here is the configuration.
+    let api = format!("http://127.0.0.1:{}", free_port());
+    let prefetch = |channels: &str, api: &str| {
+        format!("prefetch: {{api: \"{api}\", channels: [{channels}], retries: 0, interval: 1h}}\n")
+    };
+    write_conf(dir.path(), &prefetch("\"@first:1\"", &api));
+    let running = app::start_from_dir(opts(dir.path(), false)).await.unwrap();
+
+    write_conf(dir.path(), &prefetch("\"@first:1\", \"@second:2\"", &api));
+    let report = running.reload().await.unwrap();
+    assert!(
+        report
+            .applied
+            .iter()
+            .any(|a| a.starts_with("prefetch channels")),
+        "{report:?}"
+    );
+    assert!(report.needs_restart.is_empty(), "{report:?}");
+    let text = String::from_utf8(running.metrics.render()).unwrap();
+    assert!(
+        text.contains("channel=\"@second:2\""),
+        "new channel's series exist"
+    );
+
+    write_conf(dir.path(), &prefetch("\"@first:1\"", "http://127.0.0.1:9"));
+    let report = running.reload().await.unwrap();
+    assert_eq!(report.needs_restart, ["prefetch.api"], "{report:?}");
+
+    std::fs::write(
+        dir.path().join("blobcache.yaml"),
+        std::fs::read_to_string(dir.path().join("blobcache.yaml"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("prefetch:"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    let report = running.reload().await.unwrap();
+    assert_eq!(
+        report.needs_restart,
+        ["prefetch (added or removed)"],
+        "{report:?}"
+    );
+    running.stop().await;
+}

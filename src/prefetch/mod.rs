@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use indicatif::ProgressBar;
 use tokio_util::sync::CancellationToken;
 
@@ -37,7 +38,8 @@ use self::warm::{WarmJob, Warmer};
 /// A configured prefetcher: the API client (with its resolution cache), the root store, the
 /// metrics and the status it publishes.
 pub struct Prefetcher {
-    config: PrefetchConfig,
+    /// Swapped on reload (SIGHUP); each run reads one snapshot at its start.
+    config: ArcSwap<PrefetchConfig>,
     root: Arc<dyn BlobStore>,
     planner: Planner,
     metrics: PrefetchMetrics,
@@ -76,7 +78,7 @@ impl Prefetcher {
         }
         Ok(Prefetcher {
             planner: Planner::new(api, config.page_size),
-            config,
+            config: ArcSwap::from_pointee(config),
             root,
             metrics,
             status,
@@ -88,12 +90,48 @@ impl Prefetcher {
         self.status.clone()
     }
 
+    /// Applies a reloaded `prefetch:` section from the next run on. Channels, the list file,
+    /// `interval`, `concurrency`, `run_byte_budget` and `enabled` change live; the API client's
+    /// settings (`api`, `api_timeout`, `retries`, `retry_backoff`, `page_size`) are kept and
+    /// returned by name so the caller can report that they need a restart.
+    pub fn reconfigure(&self, new: PrefetchConfig) -> Vec<&'static str> {
+        let old = self.config.load_full();
+        let mut kept = Vec::new();
+        if new.api != old.api {
+            kept.push("prefetch.api");
+        }
+        if new.api_timeout != old.api_timeout {
+            kept.push("prefetch.api_timeout");
+        }
+        if new.retries != old.retries {
+            kept.push("prefetch.retries");
+        }
+        if new.retry_backoff != old.retry_backoff {
+            kept.push("prefetch.retry_backoff");
+        }
+        if new.page_size != old.page_size {
+            kept.push("prefetch.page_size");
+        }
+        for spec in &new.channels {
+            self.metrics.touch_channel(&spec.channel);
+        }
+        self.config.store(Arc::new(PrefetchConfig {
+            api: old.api.clone(),
+            api_timeout: old.api_timeout,
+            retries: old.retries,
+            retry_backoff: old.retry_backoff,
+            page_size: old.page_size,
+            ..new
+        }));
+        kept
+    }
+
     /// The channels of this run: the inline ones, then the channel list file's (re-read now,
     /// so edits apply without a restart). A channel listed twice runs once, with the first
     /// entry's settings.
-    fn channels(&self, report: &mut RunReport) -> Vec<ChannelSpec> {
-        let mut specs = self.config.channels.clone();
-        if let Some(path) = &self.config.channel_list_file {
+    fn channels(&self, config: &PrefetchConfig, report: &mut RunReport) -> Vec<ChannelSpec> {
+        let mut specs = config.channels.clone();
+        if let Some(path) = &config.channel_list_file {
             match read_channel_list(&self.base_dir, path) {
                 Ok((listed, errors)) => {
                     for e in errors {
@@ -118,9 +156,10 @@ impl Prefetcher {
     /// One full run: plan every channel, warm every planned stream, publish the report.
     pub async fn run_once(&self, cancel: &CancellationToken, progress: ProgressBar) -> RunReport {
         let start = Instant::now();
+        let config = self.config.load_full();
         let mut report = RunReport {
             started_at: unix_now(),
-            byte_budget: self.config.run_byte_budget.0,
+            byte_budget: config.run_byte_budget.0,
             ..RunReport::default()
         };
         self.status.update(|s| {
@@ -128,7 +167,7 @@ impl Prefetcher {
             s.runs_started += 1;
             s.next_run_at = None;
         });
-        let specs = self.channels(&mut report);
+        let specs = self.channels(&config, &mut report);
         progress.set_message("resolving channels");
 
         let mut seen = HashSet::new();
@@ -171,8 +210,8 @@ impl Prefetcher {
         progress.set_message("warming");
         let warmer = Warmer::new(
             Arc::clone(&self.root),
-            self.config.concurrency,
-            self.config.run_byte_budget.0,
+            config.concurrency,
+            config.run_byte_budget.0,
             channels,
             self.metrics.clone(),
             cancel.clone(),
@@ -224,23 +263,28 @@ impl Prefetcher {
         });
     }
 
-    /// Runs now, then every `interval` (±10%) until `cancel`.
+    /// Runs now, then every `interval` (±10%) until `cancel`. While `enabled` is false (it can
+    /// change on reload) the runs are skipped.
     pub async fn run_forever(self: Arc<Self>, cancel: CancellationToken) {
         loop {
             let started = Instant::now();
-            let report = self.run_once(&cancel, ProgressBar::hidden()).await;
-            tracing::info!(
-                channels = report.channels.len(),
-                bytes_fetched = report.bytes_fetched,
-                budget_hit = report.budget_hit,
-                api_unreachable = report.api_unreachable,
-                seconds = report.duration_seconds,
-                "prefetch run finished"
-            );
+            if self.config.load().enabled {
+                let report = self.run_once(&cancel, ProgressBar::hidden()).await;
+                tracing::info!(
+                    channels = report.channels.len(),
+                    bytes_fetched = report.bytes_fetched,
+                    budget_hit = report.budget_hit,
+                    api_unreachable = report.api_unreachable,
+                    seconds = report.duration_seconds,
+                    "prefetch run finished"
+                );
+            } else {
+                tracing::debug!("prefetch disabled (prefetch.enabled: false); run skipped");
+            }
             if cancel.is_cancelled() {
                 break;
             }
-            let wait = jittered(self.config.interval).saturating_sub(started.elapsed());
+            let wait = jittered(self.config.load().interval).saturating_sub(started.elapsed());
             self.status
                 .update(|s| s.next_run_at = Some(unix_now() + wait.as_secs_f64()));
             tokio::select! {
