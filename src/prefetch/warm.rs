@@ -184,6 +184,7 @@ pub struct Warmer {
 }
 
 impl Warmer {
+    #[allow(clippy::too_many_arguments)] // one caller; each argument is a distinct input
     pub fn new(
         root: Arc<dyn BlobStore>,
         concurrency: usize,
