@@ -103,6 +103,11 @@ pub struct Announcer {
 }
 
 impl Announcer {
+    /// Whether `hash` is among the announced blobs.
+    pub fn is_announced(&self, hash: &BlobHash) -> bool {
+        NodeId::from_slice(hash.as_bytes()).is_some_and(|id| self.node.is_scheduled(&id))
+    }
+
     /// Adds `hash` to the announced blobs. False when the announce list is full.
     pub fn announce(&self, hash: &BlobHash) -> bool {
         match NodeId::from_slice(hash.as_bytes()) {

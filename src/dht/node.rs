@@ -651,6 +651,10 @@ impl Node {
         true
     }
 
+    pub fn is_scheduled(&self, hash: &NodeId) -> bool {
+        lock(&self.announced).due.contains_key(hash)
+    }
+
     async fn announce_loop(self: Arc<Self>, shutdown: CancellationToken) {
         if self.settings.tcp_port.is_none() {
             tracing::warn!("dht: no TCP port to announce (set servers.peer or dht.announce_port); not announcing");
