@@ -747,12 +747,21 @@ impl Node {
                 }
             }
             first = false;
-            if lock(&self.table).is_empty() {
+            let known = lock(&self.table).len();
+            if known == 0 {
                 let joined = tokio::select! {
                     n = self.bootstrap() => n,
                     _ = shutdown.cancelled() => return,
                 };
                 tracing::info!(contacts = joined, node_id = %self.rpc.own, "dht joined");
+            } else if known < K {
+                // A thin table (we joined a small or busy network): look ourselves up again,
+                // which introduces us to our neighbours and them to us.
+                let own = self.rpc.own;
+                tokio::select! {
+                    _ = self.lookup(own, false) => {},
+                    _ = shutdown.cancelled() => return,
+                }
             }
             {
                 let mut store = lock(&self.store);
