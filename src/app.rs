@@ -46,6 +46,10 @@ pub struct Running {
     pub peer_addr: Option<SocketAddr>,
     /// The UDP address `servers.http3` listens on.
     pub http3_addr: Option<SocketAddr>,
+    /// The UDP address of the DHT node, when `dht.enabled`.
+    pub dht_addr: Option<SocketAddr>,
+    /// The DHT node (for tests and status), when `dht.enabled`.
+    pub dht: Option<crate::dht::Dht>,
     pub metrics_addr: SocketAddr,
     /// The root store as the front doors see it (blocklist applied).
     pub store: Arc<dyn BlobStore>,
@@ -150,10 +154,13 @@ async fn start_with_raw(
         .prefetch
         .as_ref()
         .map(|p| crate::prefetch::report::StatusHandle::new(p.enabled, &p.api));
+    // Filled in once the DHT is bound (after the peer server, whose port it announces).
+    let dht_status = Arc::new(std::sync::OnceLock::new());
     let admin = Arc::new(AdminServer {
         metrics: Arc::clone(&metrics),
         ready: Arc::clone(&ready),
         prefetch: prefetch_status.clone(),
+        dht: Arc::clone(&dht_status),
     });
     tasks.spawn(admin.serve(metrics_listener, shutdown.clone()));
 
@@ -215,6 +222,21 @@ async fn start_with_raw(
         http3_addr = Some(addr);
         tasks.spawn(Http3Server::new(shared.clone(), http3).serve(endpoint, shutdown.clone()));
     }
+    let mut dht = None;
+    if let Some(dht_config) = config.dht.as_ref().filter(|d| d.enabled) {
+        let node_id = crate::dht::load_or_create_node_id(&dht_config.data_dir)?;
+        let node = crate::dht::Dht::bind(
+            dht_config,
+            peer_addr.map(|a| a.port()),
+            node_id,
+            &metrics.registry,
+        )
+        .await?;
+        tracing::info!(addr = %node.local_addr(), node_id = %node_id, "dht node listening (udp)");
+        let _ = dht_status.set(node.clone());
+        tasks.spawn(node.clone().run(shutdown.clone()));
+        dht = Some(node);
+    }
     let mut prefetcher = None;
     if let (Some(prefetch), Some(status)) = (config.prefetch.clone(), prefetch_status) {
         if !prefetch.enabled {
@@ -223,15 +245,18 @@ async fn start_with_raw(
         // Its own task with its own small concurrency limit: it never holds a front door's
         // slot, and stops with everything else on the shutdown token. It exists even while
         // disabled, so a reload can enable it.
-        let running = Arc::new(
-            crate::prefetch::Prefetcher::new(
-                prefetch,
-                Arc::clone(&root),
-                &metrics.registry,
-                status,
-            )
-            .context("starting the prefetcher")?,
-        );
+        let built = crate::prefetch::Prefetcher::new(
+            prefetch,
+            Arc::clone(&root),
+            &metrics.registry,
+            status,
+        )
+        .context("starting the prefetcher")?;
+        // Streams it warms are announced in the DHT, so LBRY clients find this cache.
+        let running = Arc::new(match &dht {
+            Some(node) => built.with_announcer(node.announcer()),
+            None => built,
+        });
         tasks.spawn(Arc::clone(&running).run_forever(shutdown.clone()));
         prefetcher = Some(running);
     }
@@ -251,6 +276,8 @@ async fn start_with_raw(
         http_addr,
         peer_addr,
         http3_addr,
+        dht_addr: dht.as_ref().map(|d| SocketAddr::V4(d.local_addr())),
+        dht,
         metrics_addr,
         store: root,
         metrics,

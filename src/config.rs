@@ -98,6 +98,9 @@ pub struct BlobcacheConfig {
     /// Blobs never to serve or keep.
     #[serde(default)]
     pub blocklist: Option<BlocklistConfig>,
+    /// Take part in the LBRY DHT and announce cached streams (see `docs-dht.md`).
+    #[serde(default)]
+    pub dht: Option<crate::dht::DhtConfig>,
 }
 
 /// `blocklist:`: blob hashes the cache refuses to serve and deletes from its stores.

@@ -8,6 +8,7 @@ pub mod app;
 pub mod blob;
 pub mod blocklist;
 pub mod config;
+pub mod dht;
 pub mod hashlist;
 pub mod metrics;
 pub mod policy;

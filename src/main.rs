@@ -17,6 +17,7 @@ use prism_lite::reload;
 use prism_lite::store::{self, disk::DiskStore};
 use tokio::signal::unix::{signal, SignalKind};
 
+mod cli_dht;
 mod cli_prefetch;
 
 /// A small, fast, never-wrong blob cache for the LBRY/Odysee network.
@@ -62,11 +63,25 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// LBRY DHT tools (uses the `dht:` section of CONF_DIR/blobcache.yaml).
+    Dht {
+        #[command(subcommand)]
+        command: DhtCommand,
+    },
     /// Load CONF_DIR/<COMMAND>.yaml, print the store tree, and exit non-zero if it is invalid.
     CheckConfig {
         /// Which command's file to check.
         #[arg(default_value = "blobcache")]
         command: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum DhtCommand {
+    /// Join the DHT, look a blob up and list the peers announcing it (marking this cache).
+    Peers {
+        /// The blob's SHA-384 hash (96 lowercase hex characters), e.g. a stream's sd hash.
+        hash: String,
     },
 }
 
@@ -93,6 +108,9 @@ fn main() -> ExitCode {
         Command::Getblob { hash, output } => getblob(&cli.conf_dir, &hash, output.as_deref()),
         Command::CheckIntegrity => check_integrity(&cli.conf_dir),
         Command::Prefetch { once } => cli_prefetch::run(&cli.conf_dir, once),
+        Command::Dht {
+            command: DhtCommand::Peers { hash },
+        } => cli_dht::peers(&cli.conf_dir, &hash),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

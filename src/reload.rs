@@ -153,6 +153,9 @@ fn restart_needed(old: &Value, new: &Value) -> Vec<String> {
     if old.get("store") != new.get("store") {
         changed.push("store (the store tree)".to_string());
     }
+    if old.get("dht") != new.get("dht") {
+        changed.push("dht (the DHT node)".to_string());
+    }
     for server in ["http", "http3", "peer"] {
         let old_server = old.get("servers").and_then(|s| s.get(server));
         let new_server = new.get("servers").and_then(|s| s.get(server));

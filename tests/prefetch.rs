@@ -1236,3 +1236,43 @@ async fn settle_waits_for_the_cache_write() {
     assert!(h.cached(&hash).await);
     assert!(root.has_cached(&hash).await.unwrap());
 }
+
+#[tokio::test]
+async fn warmed_streams_are_announced_to_the_dht() {
+    let Some(dir) = api_fixtures() else { return };
+    let api = FakeApi::start(&dir).await;
+    let h = Harness::new();
+    let s = make_stream(300, 3, 500);
+    h.add(&s);
+    api.channel("@dht:a", CHANNEL_A, vec![s.claim("announced", JAN_2023)]);
+    let data = tempfile::tempdir().expect("tempdir");
+    let dht_cfg = prism_lite::dht::DhtConfig {
+        enabled: true,
+        port: 0,
+        address: Some("127.0.0.1".into()),
+        bootstrap: vec![],
+        allow_private: true,
+        data_dir: data.path().to_path_buf(),
+        ..Default::default()
+    };
+    let dht = prism_lite::dht::Dht::bind(
+        &dht_cfg,
+        Some(3333),
+        prism_lite::dht::NodeId::random(),
+        &prometheus::Registry::new(),
+    )
+    .await
+    .expect("dht binds");
+    let announcer = dht.announcer();
+    let p = h
+        .prefetcher(&api.url, "  channels: ['@dht:a']\n")
+        .with_announcer(announcer.clone());
+    let report = run(&p).await;
+    assert_eq!(channel(&report, "@dht:a").streams_complete, 1);
+    let hashes = s.hashes();
+    // The sd blob and the first content blob, nothing else.
+    assert!(announcer.is_announced(&s.sd_hash));
+    assert!(announcer.is_announced(&hashes[1]));
+    assert!(!announcer.is_announced(&hashes[2]));
+    assert_eq!(dht.status()["announced_blobs"], 2);
+}

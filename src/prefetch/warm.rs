@@ -179,9 +179,12 @@ pub struct Warmer {
     cancel: CancellationToken,
     progress: ProgressBar,
     tally: Tally,
+    /// When the DHT runs: warmed streams' sd blob and first content blob get announced.
+    announcer: Option<crate::dht::Announcer>,
 }
 
 impl Warmer {
+    #[allow(clippy::too_many_arguments)] // one caller; each argument is a distinct input
     pub fn new(
         root: Arc<dyn BlobStore>,
         concurrency: usize,
@@ -190,6 +193,7 @@ impl Warmer {
         metrics: PrefetchMetrics,
         cancel: CancellationToken,
         progress: ProgressBar,
+        announcer: Option<crate::dht::Announcer>,
     ) -> Arc<Warmer> {
         let concurrency = concurrency.max(1);
         Arc::new(Warmer {
@@ -207,6 +211,7 @@ impl Warmer {
                 reports: Mutex::new(channels),
                 metrics,
             },
+            announcer,
         })
     }
 
@@ -334,6 +339,10 @@ impl Warmer {
                 )
             }
         };
+        if let Some(announcer) = &self.announcer {
+            announcer.announce(&sd_hash);
+        }
+        let head = descriptor.content_blobs().next().map(|(_, hash, _)| hash);
         let take = match job.stream.blobs {
             BlobSelection::All => usize::MAX,
             BlobSelection::Head(n) => n,
@@ -399,6 +408,11 @@ impl Warmer {
                     outcome = StreamOutcome::Failed;
                 }
             }
+        }
+        if let (Some(announcer), Some(head), StreamOutcome::Complete) =
+            (&self.announcer, head, outcome)
+        {
+            announcer.announce(&head);
         }
         (outcome, None)
     }

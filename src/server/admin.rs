@@ -21,6 +21,8 @@ pub struct AdminServer {
     pub ready: Arc<AtomicBool>,
     /// `/prefetch/status`, when a prefetcher is configured.
     pub prefetch: Option<crate::prefetch::report::StatusHandle>,
+    /// `/dht/status`, once the DHT node is bound (never, when `dht.enabled` is false).
+    pub dht: Arc<std::sync::OnceLock<crate::dht::Dht>>,
 }
 
 impl AdminServer {
@@ -80,9 +82,20 @@ impl AdminServer {
                 }
                 None => plain(StatusCode::NOT_FOUND, "prefetch is not configured\n"),
             },
+            "/dht/status" => match self.dht.get() {
+                Some(dht) => {
+                    let mut r = Response::new(Full::new(Bytes::from(dht.status().to_string())));
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                    r
+                }
+                None => plain(StatusCode::NOT_FOUND, "dht is not enabled\n"),
+            },
             _ => plain(
                 StatusCode::NOT_FOUND,
-                "routes: /metrics /healthz /readyz /prefetch/status\n",
+                "routes: /metrics /healthz /readyz /prefetch/status /dht/status\n",
             ),
         }
     }

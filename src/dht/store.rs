@@ -1,0 +1,196 @@
+//! What other nodes announced to us: blob hash -> peers serving it, with expiry and bounds,
+//! plus the store-token scheme that keeps strangers from announcing on someone else's behalf.
+//!
+//! Tokens follow the SDK: `SHA-384(secret + compact IPv4 of the requester)`. The secret rotates
+//! (every 5 minutes in the SDK) and both the current and the previous secret are accepted, so a
+//! token handed out by `findValue` stays usable for one to two rotation periods.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha384};
+
+use super::wire::{CompactPeer, NodeId};
+
+/// Announcements kept per blob hash; the oldest goes when a new one arrives.
+pub const MAX_PEERS_PER_KEY: usize = 64;
+
+/// Rotating token secrets.
+pub struct Tokens {
+    current: [u8; 32],
+    previous: [u8; 32],
+    rotated: Instant,
+    every: Duration,
+}
+
+impl Tokens {
+    pub fn new(every: Duration) -> Tokens {
+        Tokens {
+            current: super::random_bytes(),
+            previous: super::random_bytes(),
+            rotated: Instant::now(),
+            every,
+        }
+    }
+
+    fn rotate_if_due(&mut self, now: Instant) {
+        if now.duration_since(self.rotated) >= self.every {
+            self.previous = self.current;
+            self.current = super::random_bytes();
+            self.rotated = now;
+        }
+    }
+
+    fn digest(secret: &[u8], ip: Ipv4Addr) -> Vec<u8> {
+        let mut h = Sha384::new();
+        h.update(secret);
+        h.update(ip.octets());
+        h.finalize().to_vec()
+    }
+
+    pub fn make(&mut self, ip: Ipv4Addr, now: Instant) -> Vec<u8> {
+        self.rotate_if_due(now);
+        Self::digest(&self.current, ip)
+    }
+
+    pub fn verify(&mut self, token: &[u8], ip: Ipv4Addr, now: Instant) -> bool {
+        self.rotate_if_due(now);
+        token == Self::digest(&self.current, ip).as_slice()
+            || token == Self::digest(&self.previous, ip).as_slice()
+    }
+}
+
+/// Announcements held for others, bounded by total count and per key.
+pub struct PeerStore {
+    by_key: HashMap<NodeId, Vec<(CompactPeer, Instant)>>,
+    total: usize,
+    max_total: usize,
+    ttl: Duration,
+}
+
+/// Why an announcement was not kept.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StoreRefusal {
+    Full,
+}
+
+impl PeerStore {
+    pub fn new(max_total: usize, ttl: Duration) -> PeerStore {
+        PeerStore {
+            by_key: HashMap::new(),
+            total: 0,
+            max_total,
+            ttl,
+        }
+    }
+
+    /// Adds or refreshes `peer` for `key`.
+    pub fn add(
+        &mut self,
+        key: NodeId,
+        peer: CompactPeer,
+        now: Instant,
+    ) -> Result<(), StoreRefusal> {
+        if let Some(list) = self.by_key.get_mut(&key) {
+            if let Some(entry) = list
+                .iter_mut()
+                .find(|(p, _)| p.id == peer.id || p.addr == peer.addr)
+            {
+                *entry = (peer, now);
+                return Ok(());
+            }
+        }
+        if self.total >= self.max_total {
+            self.expire(now);
+            if self.total >= self.max_total {
+                return Err(StoreRefusal::Full);
+            }
+        }
+        let list = self.by_key.entry(key).or_default();
+        if list.len() >= MAX_PEERS_PER_KEY {
+            list.remove(0);
+            self.total -= 1;
+        }
+        list.push((peer, now));
+        self.total += 1;
+        Ok(())
+    }
+
+    /// Live announcers of `key`, oldest announcement first.
+    pub fn peers(&self, key: &NodeId, now: Instant) -> Vec<CompactPeer> {
+        self.by_key
+            .get(key)
+            .map(|list| {
+                list.iter()
+                    .filter(|(_, at)| now.duration_since(*at) < self.ttl)
+                    .map(|(p, _)| *p)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Drops expired announcements.
+    pub fn expire(&mut self, now: Instant) {
+        let ttl = self.ttl;
+        let mut total = 0;
+        self.by_key.retain(|_, list| {
+            list.retain(|(_, at)| now.duration_since(*at) < ttl);
+            total += list.len();
+            !list.is_empty()
+        });
+        self.total = total;
+    }
+
+    pub fn len(&self) -> usize {
+        self.total
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_bind_to_the_ip_and_survive_one_rotation() {
+        let mut t = Tokens::new(Duration::from_secs(300));
+        let now = Instant::now();
+        let ip = Ipv4Addr::new(1, 2, 3, 4);
+        let token = t.make(ip, now);
+        assert!(t.verify(&token, ip, now));
+        assert!(!t.verify(&token, Ipv4Addr::new(1, 2, 3, 5), now));
+        assert!(!t.verify(&[0u8; 48], ip, now));
+        let later = now + Duration::from_secs(301);
+        assert!(t.verify(&token, ip, later));
+        let much_later = later + Duration::from_secs(301);
+        assert!(!t.verify(&token, ip, much_later));
+    }
+
+    #[test]
+    fn bounded_and_expiring() {
+        let now = Instant::now();
+        let mut s = PeerStore::new(3, Duration::from_secs(10));
+        let key = NodeId([1; 48]);
+        let peer = |n: u8| CompactPeer {
+            id: NodeId([n; 48]),
+            addr: std::net::SocketAddrV4::new([10, 0, 0, n].into(), 3333),
+        };
+        for n in 1..=3 {
+            s.add(key, peer(n), now).unwrap();
+        }
+        s.add(key, peer(1), now).unwrap();
+        assert_eq!(s.len(), 3);
+        assert_eq!(
+            s.add(NodeId([2; 48]), peer(4), now),
+            Err(StoreRefusal::Full)
+        );
+        let later = now + Duration::from_secs(11);
+        assert!(s.peers(&key, later).is_empty());
+        s.add(NodeId([2; 48]), peer(4), later).unwrap();
+        assert_eq!(s.len(), 1);
+    }
+}
