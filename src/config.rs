@@ -689,8 +689,11 @@ pub struct DbBackedConfig {
 pub struct ByteSize(pub u64);
 
 impl fmt::Display for ByteSize {
+    /// Binary units for sizes that are whole MiB (`256.0 MiB`), decimal otherwise (`10.0 GB`),
+    /// so a size reads back the way it was most likely written.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", bytesize::ByteSize(self.0).to_string_as(true))
+        let binary = self.0 % (1 << 20) == 0;
+        write!(f, "{}", bytesize::ByteSize(self.0).to_string_as(binary))
     }
 }
 

@@ -190,7 +190,9 @@ impl Inner {
             Err(err) => {
                 self.counters.fetch_error.inc();
                 self.metrics.error(DIRECTION_DOWNLOAD, err.kind());
-                tracing::warn!(store = %self.name, %hash, error = %err, "origin get failed");
+                // Debug, not warn: with nested caching layers every layer sees the same failure;
+                // the front door (or the prefetch report) reports it once.
+                tracing::debug!(store = %self.name, %hash, error = %err, "origin get failed");
                 Err(err)
             }
         }

@@ -186,7 +186,11 @@ impl DiskStore {
 impl Disk {
     fn open(config: &DiskConfig, ctx: &BuildContext) -> io::Result<Disk> {
         let name: Arc<str> = Arc::from(config.name.as_deref().unwrap_or("disk"));
-        let root = ctx.base_dir.join(&config.mount_point);
+        let root = if ctx.base_dir == Path::new(".") {
+            config.mount_point.clone()
+        } else {
+            ctx.base_dir.join(&config.mount_point)
+        };
         let tmp_dir = root.join(TMP_DIR);
         fs::create_dir_all(&tmp_dir)?;
         let capacity = match config.max_size {
