@@ -92,7 +92,7 @@ fn reflector_go_db_backed_file_builds_with_disk_capacity_and_one_warning() {
     assert!(
         desc.contains("db_backed")
             && desc.contains("disk name=blobcache")
-            && desc.contains("max_size=4.8 MiB"),
+            && desc.contains("max_size=5.0 MB"),
         "{desc}"
     );
 
