@@ -631,3 +631,79 @@ async fn reload_applies_prefetch_channels_live() {
     );
     running.stop().await;
 }
+
+#[tokio::test]
+async fn blocklisted_blobs_are_refused_on_every_front_door() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bad, good) = (blob_bytes(30, 6000), blob_bytes(31, 6000));
+    let (bad_hash, good_hash) = (BlobHash::of(&bad), BlobHash::of(&good));
+    let list = dir.path().join("blocked.txt");
+    std::fs::write(&list, "").unwrap();
+    std::fs::write(
+        dir.path().join("blobcache.yaml"),
+        format!(
+            "blocklist: {{file: {}}}\n\
+             servers:\n  http: {{port: 0, address: 127.0.0.1}}\n  peer: {{port: 0, address: 127.0.0.1}}\n  \
+             http3: {{port: 0, address: 127.0.0.1}}\n\
+             store: {{mem: {{}}}}\n",
+            list.display()
+        ),
+    )
+    .unwrap();
+    let running = app::start_from_dir(opts(dir.path(), false)).await.unwrap();
+    running.store.put(&bad_hash, bad.clone()).await.unwrap();
+    running.store.put(&good_hash, good.clone()).await.unwrap();
+    // Block it while running: a reload installs the list and purges the blob.
+    std::fs::write(&list, format!("{bad_hash}\n")).unwrap();
+    running.reload().await.unwrap();
+
+    // Real protocol clients: our own `peer` and `http3` origin stores.
+    let metrics = Arc::new(prism_lite::metrics::Metrics::new());
+    let peer = common::build_store(
+        &format!(
+            "store: {{peer: {{address: \"{}\", timeout: 10s}}}}",
+            running.peer_addr.unwrap()
+        ),
+        &metrics,
+    )
+    .unwrap();
+    let h3 = common::build_store(
+        &format!(
+            "store: {{http3: {{address: \"{}\", timeout: 10s, insecure_skip_verify: true}}}}",
+            running.http3_addr.unwrap()
+        ),
+        &metrics,
+    )
+    .unwrap();
+    let http = format!("http://{}/blob?hash=", running.http_addr.unwrap());
+    assert_eq!(status(&format!("{http}{bad_hash}")).await, 404, "http");
+    assert_eq!(status(&format!("{http}{good_hash}")).await, 200, "http");
+    for (door, client) in [("peer", &peer), ("http3", &h3)] {
+        let refused = tokio::time::timeout(TEST_TIMEOUT, client.get(&bad_hash))
+            .await
+            .unwrap();
+        assert!(
+            refused.unwrap_err().is_not_found(),
+            "{door} served a blocked blob"
+        );
+        assert!(
+            !client.has(&bad_hash).await.unwrap(),
+            "{door} lists a blocked blob"
+        );
+        let served = tokio::time::timeout(TEST_TIMEOUT, client.get(&good_hash))
+            .await
+            .unwrap();
+        assert_eq!(served.unwrap().data, good, "{door} still serves the rest");
+    }
+    // It was deleted, not merely hidden: unblocking does not bring it back.
+    std::fs::write(&list, "").unwrap();
+    running.reload().await.unwrap();
+    assert!(!running.policy.is_blocked(&bad_hash));
+    assert!(running
+        .store
+        .get(&bad_hash)
+        .await
+        .unwrap_err()
+        .is_not_found());
+    running.stop().await;
+}
