@@ -180,6 +180,7 @@ start_prism() { # CONF_DIR pinned|unpinned
     --metrics-port $P_METRICS --metrics-address 127.0.0.1 >>"$W/prism.log" 2>&1 &
   PRISM_PID=$!
   PIDS+=("$PRISM_PID")
+  SERVER_PIDS=("$PRISM_PID")
   wait_url "http://127.0.0.1:$P_METRICS/readyz" 60
 }
 stop_prism() { stop_pid "$PRISM_PID"; PRISM_PID=; }
@@ -203,7 +204,7 @@ start_nginx() { # pinned|unpinned
   mkdir -p "$W/nginx-cache" "$W/nginx-storm-cache" "$W/nginx-tmp"
   cat >"$W/nginx.conf" <<EOF
 worker_processes $workers;
-worker_rlimit_nofile 65536;
+worker_rlimit_nofile $(ulimit -Hn);
 user root;
 pid $W/nginx.pid;
 error_log $W/nginx-error.log warn;
@@ -269,23 +270,50 @@ EOF
   NGINX_PID=$!
   PIDS+=("$NGINX_PID")
   wait_url "http://127.0.0.1:$N_STATIC/blob?hash=$(head -1 "$W/hits.txt")" 20
+  mapfile -t SERVER_PIDS < <(echo "$NGINX_PID"; pgrep -P "$NGINX_PID")
 }
 stop_nginx() { stop_pid "$NGINX_PID"; NGINX_PID=; }
 
 # ---------------------------------------------------------------------------------------------
 # Load generators. Each prints "RESULT req_s=.. mb_s=.. p50_ms=.. p99_ms=.. max_ms=.. ok=.. errors=..".
 
+# CPU used by the server (SERVER_PIDS, all threads) and by the load generator during one timed
+# run, in % of one core: utime+stime from /proc and /usr/bin/time.
+SERVER_PIDS=()
+HZ=$(getconf CLK_TCK)
+cpu_ticks() {
+  local t=0 p
+  for p in "$@"; do
+    [[ -r /proc/$p/stat ]] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$t"
+}
+with_cpu() { # CMD... (a timed load run) -> its RESULT line + srv_cpu=.. cli_cpu=..
+  local t0 t1 out cli srv
+  t0=$(cpu_ticks "${SERVER_PIDS[@]}")
+  out=$(/usr/bin/time -f 'CLI %U %S' -o "$W/time.out" "$@" 2>>"$W/loadgen.log" | grep '^RESULT' ||
+    echo "RESULT req_s=0 mb_s=0 p50_ms=0 p99_ms=0 max_ms=0 ok=0 errors=-1")
+  t1=$(cpu_ticks "${SERVER_PIDS[@]}")
+  cli=$(awk -v s="$DURATION" '/^CLI/ {printf "%.0f", ($2 + $3) / s * 100}' "$W/time.out")
+  srv=$(awk -v d=$((t1 - t0)) -v hz="$HZ" -v s="$DURATION" 'BEGIN {printf "%.0f", d / hz / s * 100}')
+  echo "$out srv_cpu=$srv cli_cpu=$cli"
+}
+
 run_wrk() { # pinned|unpinned CONNS URL_BASE HASHFILE PICK
   local pre=() threads=1
   if [[ $1 == pinned ]]; then pre=(taskset -c "$CLIENT_CPU"); else threads=$(nproc); fi
   ((threads > $2)) && threads=$2
-  HASHES=$4 PICK=$5 ZIPF_S=$ZIPF_S "${pre[@]}" wrk -t"$threads" -c"$2" -d"${DURATION}s" \
-    --timeout 30s -s "$HERE/blobs.lua" "$3" 2>&1 | grep '^RESULT' || echo "RESULT req_s=0 mb_s=0 p50_ms=0 p99_ms=0 max_ms=0 ok=0 errors=-1"
+  HASHES=$4 PICK=$5 ZIPF_S=$ZIPF_S with_cpu "${pre[@]}" wrk -t"$threads" -c"$2" -d"${DURATION}s" \
+    --timeout 30s -s "$HERE/blobs.lua" "$3"
 }
 
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<"$1"; }
 
 record() { # SECTION CONFIG SERVER CONNS RESULT_LINE RSS NOTE
+  local srv note=$7
+  srv=$(field "$5" srv_cpu)
+  [[ -n $srv ]] && note="$note${note:+; }CPU: server ${srv}%, client $(field "$5" cli_cpu)%"
+  set -- "$1" "$2" "$3" "$4" "$5" "$6" "$note"
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" \
     "$(field "$5" req_s)" "$(field "$5" mb_s)" "$(field "$5" p50_ms)" "$(field "$5" p99_ms)" \
     "$(field "$5" errors)" "$6" "$7" >>"$TSV"
@@ -366,16 +394,15 @@ for door in peer http1 h3; do
   start_prism "$CONF_TIERED" pinned
   warm "http://127.0.0.1:$P_HTTP/blob?hash=" "$W/hits.txt"
   case $door in
-  peer) r=$(taskset -c "$CLIENT_CPU" "$EX/loadgen_peer" --addr 127.0.0.1:$P_PEER --hashes "$W/hits.txt" --connections 64 --duration "$DURATION" 2>>"$W/loadgen.log") ;;
-  http1) r=$(taskset -c "$CLIENT_CPU" "$EX/loadgen_peer" --http1 --addr 127.0.0.1:$P_HTTP --hashes "$W/hits.txt" --connections 64 --duration "$DURATION" 2>>"$W/loadgen.log") ;;
-  h3) r=$(taskset -c "$CLIENT_CPU" "$EX/loadgen_h3" --addr 127.0.0.1:$P_H3 --hashes "$W/hits.txt" --connections 64 --duration "$DURATION" 2>>"$W/loadgen.log") ;;
+  peer) r=$(with_cpu taskset -c "$CLIENT_CPU" "$EX/loadgen_peer" --addr 127.0.0.1:$P_PEER --hashes "$W/hits.txt" --connections 64 --duration "$DURATION") ;;
+  http1) r=$(with_cpu taskset -c "$CLIENT_CPU" "$EX/loadgen_peer" --http1 --addr 127.0.0.1:$P_HTTP --hashes "$W/hits.txt" --connections 64 --duration "$DURATION") ;;
+  h3) r=$(with_cpu taskset -c "$CLIENT_CPU" "$EX/loadgen_h3" --addr 127.0.0.1:$P_H3 --hashes "$W/hits.txt" --connections 64 --duration "$DURATION") ;;
   esac
-  r=$(grep '^RESULT' <<<"$r" || echo "RESULT req_s=0 mb_s=0 p50_ms=0 p99_ms=0 max_ms=0 ok=0 errors=-1")
   record doors pinned "prism-lite $door" 64 "$r" "$(prism_rss_mib)" "loadgen_$([[ $door == h3 ]] && echo h3 || echo peer)$([[ $door == http1 ]] && echo ' --http1')"
   stop_prism
 done
 start_nginx pinned
-r=$(taskset -c "$CLIENT_CPU" "$EX/loadgen_peer" --http1 --addr 127.0.0.1:$N_STATIC --hashes "$W/hits.txt" --connections 64 --duration "$DURATION" 2>>"$W/loadgen.log" | grep '^RESULT' || echo "RESULT req_s=0 mb_s=0 p50_ms=0 p99_ms=0 max_ms=0 ok=0 errors=-1")
+r=$(with_cpu taskset -c "$CLIENT_CPU" "$EX/loadgen_peer" --http1 --addr 127.0.0.1:$N_STATIC --hashes "$W/hits.txt" --connections 64 --duration "$DURATION")
 record doors pinned "nginx-static http1" 64 "$r" "" "loadgen_peer --http1 (same client, for scale)"
 stop_nginx
 
