@@ -8,22 +8,19 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+#[path = "common/clients.rs"]
+mod clients;
 
 use anyhow::Context;
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
+use clients::{run_load, Fetch, Run, Span, H3};
 use prism_lite::app::{self, RunOptions};
 use prism_lite::blob::{BlobHash, MAX_BLOB_SIZE};
 use prism_lite::config::{self, BlobcacheConfig};
-use prism_lite::quic::{self, Verify};
 
 const BLOBS: u64 = 32;
-
-#[derive(Default)]
-struct Run {
-    bytes: u64,
-    latencies: Vec<Duration>,
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -59,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let http = running.http_addr.context("http not started")?;
-    let h1 = measure(clients, duration, &hashes, move |_| async move {
+    let h1 = run_load(clients, Span::For(duration), &hashes, move |_| async move {
         let c = reqwest::Client::builder()
             .pool_max_idle_per_host(1)
             .http1_only()
@@ -67,25 +64,19 @@ async fn main() -> anyhow::Result<()> {
         Ok(H1(c, http))
     })
     .await?;
+    anyhow::ensure!(h1.errors == 0, "HTTP/1.1: {:?}", h1.first_error);
     report("HTTP/1.1", &h1, duration);
 
     let h3_addr = running.http3_addr.context("http3 not started")?;
-    let h3 = measure(clients, duration, &hashes, move |_| async move {
-        H3::connect(h3_addr).await
+    let h3 = run_load(clients, Span::For(duration), &hashes, move |_| {
+        H3::connect(h3_addr)
     })
     .await?;
+    anyhow::ensure!(h3.errors == 0, "HTTP/3: {:?}", h3.first_error);
     report("HTTP/3  ", &h3, duration);
 
     running.stop().await;
     Ok(())
-}
-
-/// A client that can fetch one blob and return its length.
-trait Fetch: Send + 'static {
-    fn fetch(
-        &mut self,
-        hash: BlobHash,
-    ) -> impl std::future::Future<Output = anyhow::Result<usize>> + Send;
 }
 
 struct H1(reqwest::Client, SocketAddr);
@@ -102,94 +93,12 @@ impl Fetch for H1 {
     }
 }
 
-struct H3 {
-    send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
-    _endpoint: quinn::Endpoint,
-}
-
-impl H3 {
-    async fn connect(addr: SocketAddr) -> anyhow::Result<H3> {
-        let cfg =
-            quic::client_config(&Verify::Insecure, &[quic::ALPN_H3], Duration::from_secs(30))?;
-        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
-        endpoint.set_default_client_config(cfg);
-        let conn = endpoint.connect(addr, "localhost")?.await?;
-        let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn)).await?;
-        tokio::spawn(async move {
-            let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
-        });
-        Ok(H3 {
-            send,
-            _endpoint: endpoint,
-        })
-    }
-}
-
-impl Fetch for H3 {
-    async fn fetch(&mut self, hash: BlobHash) -> anyhow::Result<usize> {
-        let req = http::Request::get(format!("https://localhost/get/{hash}")).body(())?;
-        let mut stream = self.send.send_request(req).await?;
-        stream.finish().await?;
-        let resp = stream.recv_response().await?;
-        anyhow::ensure!(resp.status() == 200, "status {}", resp.status());
-        let mut n = 0;
-        while let Some(chunk) = stream.recv_data().await? {
-            n += chunk.remaining();
-        }
-        Ok(n)
-    }
-}
-
-async fn measure<F, Fut, C>(
-    clients: usize,
-    duration: Duration,
-    hashes: &Arc<Vec<BlobHash>>,
-    make: F,
-) -> anyhow::Result<Run>
-where
-    F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<C>>,
-    C: Fetch,
-{
-    let mut tasks = tokio::task::JoinSet::new();
-    let deadline = Instant::now() + duration;
-    for i in 0..clients {
-        let mut client = make(i).await?;
-        let hashes = Arc::clone(hashes);
-        tasks.spawn(async move {
-            let mut run = Run::default();
-            let mut next = i;
-            while Instant::now() < deadline {
-                let start = Instant::now();
-                let n = client.fetch(hashes[next % hashes.len()]).await?;
-                run.latencies.push(start.elapsed());
-                run.bytes += n as u64;
-                next += clients;
-            }
-            anyhow::Ok(run)
-        });
-    }
-    let mut total = Run::default();
-    while let Some(done) = tasks.join_next().await {
-        let run = done??;
-        total.bytes += run.bytes;
-        total.latencies.extend(run.latencies);
-    }
-    Ok(total)
-}
-
 fn report(label: &str, run: &Run, duration: Duration) {
-    let mut l = run.latencies.clone();
-    l.sort();
-    let pct = |p: f64| {
-        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
+    let pct = |p: f64| run.percentile(p);
     println!(
         "{label}: {:>8.1} MB/s  {:>6} requests  p50 {:>7.2} ms  p99 {:>7.2} ms",
         run.bytes as f64 / 1e6 / duration.as_secs_f64(),
-        l.len(),
+        run.latencies.len(),
         pct(0.50).as_secs_f64() * 1e3,
         pct(0.99).as_secs_f64() * 1e3,
     );
