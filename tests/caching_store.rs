@@ -297,3 +297,27 @@ async fn cache_write_failure_still_answers_from_origin() {
         .with_label_values(&["full-disk"]);
     assert_eq!(writes_failed.get(), 2);
 }
+
+#[tokio::test]
+async fn put_refuses_bytes_that_do_not_match_their_name() {
+    let metrics = Arc::new(Metrics::new());
+    let origin = TestOrigin::new(false);
+    let (store, cache) = caching(origin.clone(), &metrics, "");
+    let data = blob_bytes(8, 4096);
+    let wrong = prism_lite::blob::BlobHash::of(b"another blob");
+    let err = store.put(&wrong, data.clone()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Refused { .. }), "{err}");
+    assert!(
+        !cache.has(&wrong).await.unwrap(),
+        "nothing reached the cache tier"
+    );
+    assert!(
+        !origin.has(&wrong).await.unwrap(),
+        "nothing reached the origin"
+    );
+    let right = prism_lite::blob::BlobHash::of(&data);
+    store.put(&right, data.clone()).await.unwrap();
+    let blob = store.get(&right).await.unwrap();
+    assert_eq!(blob.data, data);
+    assert!(blob.verified, "cache-tier hits are marked verified");
+}

@@ -501,7 +501,7 @@ impl BlobStore for DiskStore {
             .await
             .inspect_err(|e| tracing::warn!(%hash, error = %e, "disk read failed"))?;
         match read {
-            Some(data) => Ok(Blob::served_by(data, start.elapsed(), &self.disk.name)),
+            Some(data) => Ok(Blob::verified(data, start.elapsed(), &self.disk.name)),
             None => {
                 self.disk.index.invalidate(&hash);
                 self.disk.update_gauges();

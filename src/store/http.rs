@@ -72,7 +72,7 @@ impl BlobStore for HttpOriginStore {
     async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
         let start = Instant::now();
         let fetched = self.fetcher.get(&self.url_of(hash), hash, meaning).await?;
-        Ok(Blob::served_by(fetched.data, start.elapsed(), self.name()))
+        Ok(Blob::verified(fetched.data, start.elapsed(), self.name()))
     }
 
     async fn put(&self, _: &BlobHash, _: Bytes) -> StoreResult<()> {

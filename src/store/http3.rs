@@ -327,6 +327,7 @@ impl BlobStore for Http3Store {
         Ok(Blob {
             data: body,
             trace: BlobTrace::from_header(upstream).stack(start.elapsed(), &self.name),
+            verified: true, // checked above
         })
     }
 

@@ -73,7 +73,7 @@ impl BlobStore for MemoryStore {
     async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
         let start = Instant::now();
         match self.cache.get(hash) {
-            Some(data) => Ok(Blob::served_by(data, start.elapsed(), &self.name)),
+            Some(data) => Ok(Blob::verified(data, start.elapsed(), &self.name)),
             None => Err(StoreError::NotFound),
         }
     }

@@ -391,7 +391,7 @@ impl BlobStore for PeerStore {
             Answer::Has(_) => return Err(self.unavailable("internal: has answer to a get request")),
         };
         debug_assert!(data.len() <= MAX_BLOB_SIZE);
-        Ok(Blob::served_by(data, start.elapsed(), &self.name))
+        Ok(Blob::verified(data, start.elapsed(), &self.name))
     }
 
     async fn put(&self, _hash: &BlobHash, _data: Bytes) -> StoreResult<()> {

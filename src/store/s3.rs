@@ -246,7 +246,7 @@ impl BlobStore for S3Store {
                 store: Arc::clone(&self.name),
                 source,
             })?;
-            Ok(Blob::served_by(data, start.elapsed(), &self.name))
+            Ok(Blob::verified(data, start.elapsed(), &self.name))
         })
         .await
     }

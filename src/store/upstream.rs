@@ -93,6 +93,7 @@ impl BlobStore for UpstreamStore {
         Ok(Blob {
             data: fetched.data,
             trace,
+            verified: true, // the shared fetch verifies every body
         })
     }
 
