@@ -69,8 +69,9 @@ def table(title, section, intro=None):
 table(f"HTTP/1.1 hits (wrk, round-robin over {E('HIT_BLOBS')} blobs)", "hits")
 table(f"Mixed hit/miss: Zipf s={E('ZIPF_S')} over {E('ZIPF_BLOBS')} blobs, 64 connections",
       "zipf", "prism-lite: 256 MiB memory tier over a disk tier holding all; a warm-up run of the "
-      "same length first. A memory-tier miss is read from disk and verified (SHA-384) before it "
-      "enters the memory tier; nginx serves files unverified.")
+      "same length first. A memory-tier miss is read from the disk tier and promoted to the "
+      "memory tier; blobs are SHA-384-verified once, when they enter the cache from an origin "
+      "(here: when the disk tier was filled).")
 table(f"Cold-miss storm: {E('STORM')} concurrent requests for one uncached blob, origin waits "
       f"{E('ORIGIN_DELAY')} s", "storm",
       "`loadgen_peer --http1 --once`: every connection is opened, then all send at once. "
