@@ -692,7 +692,7 @@ impl fmt::Display for ByteSize {
     /// Binary units for sizes that are whole MiB (`256.0 MiB`), decimal otherwise (`10.0 GB`),
     /// so a size reads back the way it was most likely written.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let binary = self.0 % (1 << 20) == 0;
+        let binary = self.0.is_multiple_of(1 << 20);
         write!(f, "{}", bytesize::ByteSize(self.0).to_string_as(binary))
     }
 }

@@ -465,7 +465,7 @@ pub fn decrypt_blob(key_hex: &str, iv_hex: &str, encrypted: &[u8]) -> Result<Vec
         blob_num: None,
         found: preview(iv_hex),
     })?;
-    if encrypted.is_empty() || encrypted.len() % AES_BLOCK != 0 {
+    if encrypted.is_empty() || !encrypted.len().is_multiple_of(AES_BLOCK) {
         return Err(StreamError::Decrypt {
             blob_num: None,
             reason: "ciphertext length is not a positive multiple of the 16-byte AES block",
