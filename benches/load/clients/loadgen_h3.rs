@@ -7,7 +7,7 @@
 //!     [--connections 64] [--duration 10]
 //! ```
 
-#[path = "common/clients.rs"]
+#[path = "clients.rs"]
 mod clients;
 
 use std::sync::Arc;

@@ -14,7 +14,7 @@
 //! `--once` is a storm: every connection is opened first, then all send one request at the same
 //! moment; the run ends when all are answered (or after `--timeout` seconds).
 
-#[path = "common/clients.rs"]
+#[path = "clients.rs"]
 mod clients;
 
 use std::sync::Arc;

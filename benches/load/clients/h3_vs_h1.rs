@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[path = "common/clients.rs"]
+#[path = "clients.rs"]
 mod clients;
 
 use anyhow::Context;
