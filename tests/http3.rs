@@ -9,32 +9,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use common::{blob_bytes, build_store, fixture_blobs, metric, TEST_TIMEOUT};
-use prism_lite::app::{self, RunOptions};
+use common::{blob_bytes, build_store, fixture_blobs, metric, try_start_cache, TEST_TIMEOUT};
+use prism_lite::app;
 use prism_lite::blob::BlobHash;
-use prism_lite::config::{self, BlobcacheConfig};
 use prism_lite::metrics::Metrics;
 use prism_lite::quic::{self, Verify};
 use prism_lite::store::StoreError;
 use tokio::time::timeout;
 
-async fn start(yaml: &str) -> anyhow::Result<app::Running> {
-    let cfg: BlobcacheConfig = config::parse(yaml, "test.yaml")?;
-    app::start(
-        cfg,
-        RunOptions {
-            conf_dir: ".".into(),
-            metrics_addr: "127.0.0.1:0".parse().unwrap(),
-            disable_blocklist: false,
-        },
-    )
-    .await
-}
-
 /// A cache serving a `mem` store over HTTP/3 on `port` (0 = any), with optional extra
 /// `servers.http3` keys and top-level YAML.
 async fn mem_server(port: u16, extra_http3: &str, extra_top: &str) -> anyhow::Result<app::Running> {
-    start(&format!(
+    try_start_cache(&format!(
         "servers:\n  http3: {{port: {port}, address: 127.0.0.1{extra_http3}}}\n\
          store: {{mem: {{name: ram, max_size: 256MiB}}}}\n{extra_top}"
     ))
@@ -378,7 +364,7 @@ async fn chain_reconnects_after_upstream_restart() {
     let first = blob_bytes(10, 1_000_000);
     let first_hash = BlobHash::of(&first);
     b.store.put(&first_hash, first.clone()).await.unwrap();
-    let a = start(&format!(
+    let a = try_start_cache(&format!(
         r#"
 servers:
   http3: {{port: 0, address: 127.0.0.1}}

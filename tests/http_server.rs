@@ -5,8 +5,10 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{blob_bytes, fixture_blobs, metric, wait_until, TestOrigin, TEST_TIMEOUT};
-use prism_lite::app::{self, RunOptions};
+use common::{
+    blob_bytes, fixture_blobs, metric, start_cache, wait_until, TestOrigin, TEST_TIMEOUT,
+};
+use prism_lite::app;
 use prism_lite::blob::BlobHash;
 use prism_lite::config::{self, BlobcacheConfig};
 use prism_lite::metrics::Metrics;
@@ -25,20 +27,6 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-async fn start(yaml: &str) -> app::Running {
-    let cfg: BlobcacheConfig = config::parse(yaml, "test.yaml").unwrap();
-    app::start(
-        cfg,
-        RunOptions {
-            conf_dir: ".".into(),
-            metrics_addr: "127.0.0.1:0".parse().unwrap(),
-            disable_blocklist: false,
-        },
-    )
-    .await
-    .unwrap()
-}
-
 /// A server over a caching tree (mem over disk over nothing) with `blobs` put in.
 async fn server_with(dir: &std::path::Path, extra_http: &str) -> app::Running {
     let yaml = format!(
@@ -53,7 +41,7 @@ store:
 "#,
         dir.display()
     );
-    start(&yaml).await
+    start_cache(&yaml).await
 }
 
 #[tokio::test]
@@ -169,7 +157,7 @@ store: {{mem: {{}}}}
 "#,
         list.display()
     );
-    let running = start(&yaml).await;
+    let running = start_cache(&yaml).await;
     running.store.put(&hash, data.clone()).await.unwrap();
     let base = format!("http://{}/blob?hash={hash}", running.http_addr.unwrap());
     let c = client();

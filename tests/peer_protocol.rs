@@ -2,6 +2,8 @@
 //! origin store against real and hand-written fake peers, and a two-cache chain over the
 //! protocol. Everything runs on 127.0.0.1 with port 0; every network await has a timeout.
 
+mod common;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -9,9 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use prism_lite::app::{self, RunOptions, Running};
+use common::start_cache;
+use prism_lite::app::Running;
 use prism_lite::blob::{verify, BlobHash, MAX_BLOB_SIZE};
-use prism_lite::config::{self, BlobcacheConfig, StoreConfig};
+use prism_lite::config::{self, StoreConfig};
 use prism_lite::metrics::Metrics;
 use prism_lite::server::peer::{next_frame, Frame};
 use prism_lite::store::{self, BlobStore, BuildContext, StoreError};
@@ -45,24 +48,9 @@ async fn eventually(what: &str, cond: impl Fn() -> bool) {
     .await
 }
 
-fn opts() -> RunOptions {
-    RunOptions {
-        conf_dir: ".".into(),
-        metrics_addr: "127.0.0.1:0".parse().unwrap(),
-        disable_blocklist: false,
-    }
-}
-
-async fn start(yaml: &str) -> Running {
-    let cfg: BlobcacheConfig = config::parse(yaml, "test.yaml").expect("test config parses");
-    within("app start", app::start(cfg, opts()))
-        .await
-        .expect("app starts")
-}
-
 /// A cache with a `mem` root and a peer server on 127.0.0.1 (`extra` goes under servers.peer).
 async fn mem_cache(extra: &str) -> Running {
-    start(&format!(
+    start_cache(&format!(
         "servers:\n  peer: {{address: 127.0.0.1, port: 0, lbrycrd_address: bTestAddress{extra}}}\nstore: {{mem: {{}}}}\n"
     ))
     .await
@@ -302,7 +290,7 @@ async fn missing_invalid_and_protected_blobs_get_errors_and_no_bytes() {
     let (absent, _) = blob(9, 10);
     let list = dir.path().join("protected.txt");
     std::fs::write(&list, format!("# test\n{secret}\n")).unwrap();
-    let running = start(&format!(
+    let running = start_cache(&format!(
         "servers: {{peer: {{address: 127.0.0.1, port: 0}}}}\nprotected_list: {}\nstore: {{mem: {{}}}}\n",
         list.display()
     ))
@@ -472,7 +460,7 @@ async fn fixture_streams_download_blob_by_blob() {
         return;
     }
     let disk = tempfile::tempdir().unwrap();
-    let running = start(&format!(
+    let running = start_cache(&format!(
         "servers: {{peer: {{address: 127.0.0.1, port: 0}}}}\nstore: {{disk: {{mount_point: {}, max_size: 1GB}}}}\n",
         disk.path().display()
     ))
@@ -515,7 +503,7 @@ async fn chain_of_two_caches_over_the_peer_protocol() {
     let b = mem_cache("").await;
     let (hash, data) = blob(12, MAX_BLOB_SIZE - 17);
     put(&b, &hash, &data).await;
-    let a = start(&format!(
+    let a = start_cache(&format!(
         "servers:\n  peer: {{address: 127.0.0.1, port: 0}}\n  http: {{address: 127.0.0.1, port: 0}}\n\
          store:\n  caching:\n    cache: {{mem: {{}}}}\n    origin: {{peer: {{address: \"{}\", timeout: 5s}}}}\n",
         b.peer_addr.unwrap()

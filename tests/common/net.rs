@@ -226,7 +226,12 @@ impl Drop for HangingOrigin {
 
 /// Starts a blobcache in this process from YAML (servers.http must use port 0).
 pub async fn start_cache(yaml: &str) -> Running {
-    let cfg: BlobcacheConfig = config::parse(yaml, "test.yaml").expect("test config parses");
+    try_start_cache(yaml).await.expect("cache starts")
+}
+
+/// [`start_cache`] for tests that expect (or retry) a failed start, e.g. a port still held.
+pub async fn try_start_cache(yaml: &str) -> anyhow::Result<Running> {
+    let cfg: BlobcacheConfig = config::parse(yaml, "test.yaml")?;
     within(
         "cache start",
         app::start(
@@ -239,7 +244,6 @@ pub async fn start_cache(yaml: &str) -> Running {
         ),
     )
     .await
-    .expect("cache starts")
 }
 
 pub fn http_client() -> reqwest::Client {
