@@ -324,9 +324,35 @@ pub fn read_hashes(path: &str) -> anyhow::Result<Vec<BlobHash>> {
     Ok(hashes)
 }
 
-/// `--name value` style arguments: the value after `name`, if given.
-pub fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
+/// The flags every load client takes (flattened into each client's own clap parser).
+#[derive(clap::Args, Debug)]
+pub struct LoadArgs {
+    /// Server address, HOST:PORT.
+    #[arg(long)]
+    pub addr: SocketAddr,
+    /// File of blob hashes to request, one per line, round-robin.
+    #[arg(long)]
+    pub hashes: String,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Seconds of load for a timed run.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+}
+
+impl LoadArgs {
+    /// The hash list named by `--hashes`.
+    pub fn hash_list(&self) -> anyhow::Result<Arc<Vec<BlobHash>>> {
+        Ok(Arc::new(read_hashes(&self.hashes)?))
+    }
+}
+
+/// Prints a finished run the way `benches/load/run.sh` reads it: the first error (if any) on
+/// stderr, the `RESULT ...` line on stdout.
+pub fn print_run(run: &Run) {
+    if let Some(e) = &run.first_error {
+        eprintln!("first error: {e}");
+    }
+    println!("{}", run.result_line());
 }

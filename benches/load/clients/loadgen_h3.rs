@@ -10,28 +10,25 @@
 #[path = "clients.rs"]
 mod clients;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use clients::{arg, read_hashes, run_load, Span, H3};
+use clap::Parser;
+use clients::{print_run, run_load, LoadArgs, Span, H3};
+
+/// HTTP/3 load client (see the module docs).
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    load: LoadArgs,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let addr = arg(&args, "--addr")
-        .context("--addr HOST:PORT is required")?
-        .parse()?;
-    let hashes = Arc::new(read_hashes(
-        &arg(&args, "--hashes").context("--hashes FILE is required")?,
-    )?);
-    let connections: usize = arg(&args, "--connections").map_or(Ok(64), |v| v.parse())?;
-    let duration: f64 = arg(&args, "--duration").map_or(Ok(10.0), |v| v.parse())?;
-    let span = Span::For(Duration::from_secs_f64(duration));
-    let run = run_load(connections, span, &hashes, |_| H3::connect(addr)).await?;
-    if let Some(e) = &run.first_error {
-        eprintln!("first error: {e}");
-    }
-    println!("{}", run.result_line());
+    let cli = Cli::parse();
+    let hashes = cli.load.hash_list()?;
+    let addr = cli.load.addr;
+    let span = Span::For(Duration::from_secs_f64(cli.load.duration));
+    let run = run_load(cli.load.connections, span, &hashes, |_| H3::connect(addr)).await?;
+    print_run(&run);
     Ok(())
 }

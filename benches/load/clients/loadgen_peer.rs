@@ -17,46 +17,51 @@
 #[path = "clients.rs"]
 mod clients;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use clients::{arg, read_hashes, run_load, Raw, RawProto, Span};
+use clap::Parser;
+use clients::{print_run, run_load, LoadArgs, Raw, RawProto, Span};
+
+/// Peer-protocol (or `--http1`) load client (see the module docs).
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Send `GET /blob?hash=H` over HTTP/1.1 instead of the peer protocol.
+    #[arg(long)]
+    http1: bool,
+    /// Storm: open every connection, then all send one request at once.
+    #[arg(long)]
+    once: bool,
+    /// With `--once`: give up after this many seconds.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let addr = arg(&args, "--addr")
-        .context("--addr HOST:PORT is required")?
-        .parse()?;
-    let hashes = Arc::new(read_hashes(
-        &arg(&args, "--hashes").context("--hashes FILE is required")?,
-    )?);
-    let connections: usize = arg(&args, "--connections").map_or(Ok(64), |v| v.parse())?;
-    let duration: f64 = arg(&args, "--duration").map_or(Ok(10.0), |v| v.parse())?;
-    let timeout: f64 = arg(&args, "--timeout").map_or(Ok(60.0), |v| v.parse())?;
-    let proto = if args.iter().any(|a| a == "--http1") {
+    let cli = Cli::parse();
+    let hashes = cli.load.hash_list()?;
+    let addr = cli.load.addr;
+    let proto = if cli.http1 {
         RawProto::Http1
     } else {
         RawProto::Peer
     };
-    let once = args.iter().any(|a| a == "--once");
+    let once = cli.once;
     let span = if once {
         Span::Once {
-            timeout: Duration::from_secs_f64(timeout),
+            timeout: Duration::from_secs_f64(cli.timeout),
         }
     } else {
-        Span::For(Duration::from_secs_f64(duration))
+        Span::For(Duration::from_secs_f64(cli.load.duration))
     };
     // Timed runs verify every connection's first body; a storm verifies every 50th connection's
     // (its only body), so client hashing does not dominate the latencies it measures.
-    let run = run_load(connections, span, &hashes, |i| {
+    let run = run_load(cli.load.connections, span, &hashes, |i| {
         Raw::connect(proto, addr, !once || i % 50 == 0)
     })
     .await?;
-    if let Some(e) = &run.first_error {
-        eprintln!("first error: {e}");
-    }
-    println!("{}", run.result_line());
+    print_run(&run);
     Ok(())
 }
