@@ -154,34 +154,12 @@ impl Inner {
         let in_flight = GaugeGuard::new(&self.counters.origin_in_flight);
         let result = self.origin.get(hash).await;
         drop(in_flight);
-        match result {
-            // Already checked by the store that produced it (a remote store, or a cache tier
-            // further down, which holds only checked bytes): hashing again would only cost.
-            Ok(blob) if blob.verified => {
+        match result.and_then(|blob| self.checked(blob, hash)) {
+            Ok(blob) => {
                 self.counters.fetch_ok.inc();
                 self.record_speed("origin", blob.data.len(), start.elapsed());
                 Ok(blob)
             }
-            Ok(blob) => match verify(&blob.data, hash) {
-                Ok(()) => {
-                    self.counters.fetch_ok.inc();
-                    self.record_speed("origin", blob.data.len(), start.elapsed());
-                    Ok(Blob {
-                        verified: true,
-                        ..blob
-                    })
-                }
-                Err(source) => {
-                    self.counters.fetch_corrupt.inc();
-                    let err = StoreError::Corrupt {
-                        store: Arc::from(self.origin.name()),
-                        source,
-                    };
-                    self.metrics.error(DIRECTION_DOWNLOAD, err.kind());
-                    tracing::error!(store = %self.name, %hash, error = %err, "origin blob failed verification; not cached, not served");
-                    Err(err)
-                }
-            },
             Err(StoreError::NotFound) => {
                 self.counters.fetch_not_found.inc();
                 if let Some(nf) = &self.not_found {
@@ -189,8 +167,7 @@ impl Inner {
                 }
                 Err(StoreError::NotFound)
             }
-            // Remote origins verify what they receive themselves; count their verdict the same
-            // way as ours.
+            // Our own check's verdict, or a remote origin's (they verify what they receive).
             Err(err @ StoreError::Corrupt { .. }) => {
                 self.counters.fetch_corrupt.inc();
                 self.metrics.error(DIRECTION_DOWNLOAD, err.kind());
@@ -206,6 +183,23 @@ impl Inner {
                 Err(err)
             }
         }
+    }
+
+    /// `blob` if it is known to match `hash`: already checked by the store that produced it (a
+    /// remote store, or a cache tier further down, which holds only checked bytes), or checked
+    /// now. Hashing an already-checked blob again would only cost.
+    fn checked(&self, blob: Blob, hash: &BlobHash) -> StoreResult<Blob> {
+        if blob.verified {
+            return Ok(blob);
+        }
+        verify(&blob.data, hash).map_err(|source| StoreError::Corrupt {
+            store: Arc::from(self.origin.name()),
+            source,
+        })?;
+        Ok(Blob {
+            verified: true,
+            ..blob
+        })
     }
 
     async fn write_cache(&self, hash: &BlobHash, data: Bytes) {
