@@ -362,3 +362,52 @@ async fn metrics_endpoint_is_scraped_and_counters_move() {
     }
     running.stop().await;
 }
+
+/// One failed request is one error in `reflector_error_total`, however many caching layers it
+/// crossed; the per-layer view is `prism_origin_fetch_total{component}`.
+#[tokio::test]
+async fn an_origin_failure_is_counted_once_per_request() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let running = start_cache(&format!(
+        r#"
+servers: {{http: {{port: 0, address: 127.0.0.1}}}}
+store:
+  caching:
+    name: edge
+    cache: {{mem: {{name: ram}}}}
+    origin:
+      caching:
+        name: local
+        cache: {{mem: {{name: ram2}}}}
+        origin: {{http: {{endpoint: "http://{closed}/", timeout: 5s}}}}
+"#
+    ))
+    .await;
+    let hash = BlobHash::of(b"nowhere");
+    let url = format!("http://{}/blob?hash={hash}", running.http_addr.unwrap());
+    assert_eq!(client().get(&url).send().await.unwrap().status(), 502);
+    let text = String::from_utf8(running.metrics.render()).unwrap();
+    assert_eq!(
+        metric(
+            &text,
+            "reflector_error_total",
+            &[("error_type", "origin_unavailable")]
+        ),
+        1.0
+    );
+    for layer in ["edge", "local"] {
+        assert_eq!(
+            metric(
+                &text,
+                "prism_origin_fetch_total",
+                &[("component", layer), ("result", "error")]
+            ),
+            1.0,
+            "{layer}"
+        );
+    }
+    running.stop().await;
+}

@@ -168,15 +168,15 @@ impl Inner {
                 Err(StoreError::NotFound)
             }
             // Our own check's verdict, or a remote origin's (they verify what they receive).
+            // Counted per layer here; `reflector_error_total` is counted once, by the front door
+            // that answers the request (every layer above sees the same error).
             Err(err @ StoreError::Corrupt { .. }) => {
                 self.counters.fetch_corrupt.inc();
-                self.metrics.error(DIRECTION_DOWNLOAD, err.kind());
                 tracing::error!(store = %self.name, %hash, error = %err, "origin blob failed verification; not cached, not served");
                 Err(err)
             }
             Err(err) => {
                 self.counters.fetch_error.inc();
-                self.metrics.error(DIRECTION_DOWNLOAD, err.kind());
                 // Debug, not warn: with nested caching layers every layer sees the same failure;
                 // the front door (or the prefetch report) reports it once.
                 tracing::debug!(store = %self.name, %hash, error = %err, "origin get failed");
