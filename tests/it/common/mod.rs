@@ -1,5 +1,4 @@
 //! Shared test support: fixtures, a controllable origin, metrics scraping.
-#![allow(dead_code)] // each test binary uses a different subset
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,7 +12,6 @@ use prism_lite::store::{Blob, BlobStore, StoreError, StoreResult};
 use tokio::sync::{Notify, Semaphore};
 
 mod net;
-#[allow(unused_imports)] // each test binary uses a different subset
 pub use net::*;
 
 /// Upper bound for any single wait in a test.

@@ -1,12 +1,11 @@
 //! The disk LRU store against a real directory: atomic writes, crash leftovers, capacity and
 //! eviction (files and index agree), recency, restart, and files it must not trust.
 
-mod common;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use common::{blob_bytes, metric};
+use crate::common::{blob_bytes, metric};
 use prism_lite::blob::BlobHash;
 use prism_lite::config::{BlobcacheConfig, StoreConfig};
 use prism_lite::metrics::Metrics;

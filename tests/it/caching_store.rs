@@ -2,12 +2,11 @@
 //! failures. The origin is an in-process `TestOrigin` whose gets wait at a gate the test opens,
 //! so concurrency is arranged by observable state, not by timing.
 
-mod common;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::{blob_bytes, metric, wait_until, OriginMode, TestOrigin, TEST_TIMEOUT};
+use crate::common::{blob_bytes, metric, wait_until, OriginMode, TestOrigin, TEST_TIMEOUT};
 use prism_lite::config::{BlobcacheConfig, StoreConfig};
 use prism_lite::metrics::Metrics;
 use prism_lite::store::caching::CachingStore;
@@ -196,7 +195,7 @@ async fn corrupt_origin_blob_is_rejected_and_not_cached() {
     );
     let text = String::from_utf8(metrics.render()).unwrap();
     // Counted per caching layer here; `reflector_error_total` is the front door's, one per
-    // request (tests/http_server.rs).
+    // request (the `http_server` module).
     assert_eq!(
         metric(&text, "prism_origin_fetch_total", &[("result", "corrupt")]),
         1.0

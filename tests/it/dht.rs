@@ -2,13 +2,12 @@
 //! (`allow_private: true`): joining, lookups, announcing, expiry, token checks, bad input,
 //! the wire format's exact bytes, `/dht/status`, and `prism-lite dht peers` as a process.
 
-mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{metric, within};
+use crate::common::{metric, within};
 use prism_lite::dht::bencode::{Key, Value};
 use prism_lite::dht::wire::{Body, Datagram, FindValueResult, Request, RpcId};
 use prism_lite::dht::{Dht, DhtConfig, NodeId, K};
@@ -115,7 +114,7 @@ fn has(node: &Dht, id: &NodeId) -> bool {
 
 /// The fixture stream's sd hash, or a made-up blob hash when the fixtures are absent.
 fn sd_hash() -> prism_lite::blob::BlobHash {
-    let json = common::fixture_streams()
+    let json = crate::common::fixture_streams()
         .and_then(|dir| std::fs::read_to_string(dir.join("small/stream.json")).ok());
     match json {
         Some(text) => {
@@ -564,7 +563,7 @@ async fn blobcache_runs_the_dht_and_reports_status() {
          allow_private: true\n  data_dir: {}\n",
         dir.path().display()
     );
-    let running = common::start_cache(&yaml).await;
+    let running = crate::common::start_cache(&yaml).await;
     let dht_addr = running.dht_addr.expect("dht address");
     let node = running.dht.clone().expect("dht handle");
     assert_eq!(SocketAddr::V4(node.local_addr()), dht_addr);
@@ -573,7 +572,7 @@ async fn blobcache_runs_the_dht_and_reports_status() {
 
     let url = format!("http://{}/dht/status", running.metrics_addr);
     let status: serde_json::Value = within("status", async {
-        common::http_client()
+        crate::common::http_client()
             .get(&url)
             .send()
             .await
@@ -588,7 +587,7 @@ async fn blobcache_runs_the_dht_and_reports_status() {
         status["tcp_port"],
         running.peer_addr.expect("peer addr").port()
     );
-    let text = common::scrape(running.metrics_addr).await;
+    let text = crate::common::scrape(running.metrics_addr).await;
     assert!(
         text.contains("prism_dht_rpc_in_total"),
         "dht metrics missing"

@@ -2,7 +2,6 @@
 //! shapes from `../shared/fixtures/lbry-api`, an origin holding real and generated streams, and
 //! a `caching` store whose cache tier is checked directly.
 
-mod common;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -29,7 +28,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use common::{blob_bytes, fixture_blobs, metric, TestOrigin, TEST_TIMEOUT};
+use crate::common::{blob_bytes, fixture_blobs, metric, TestOrigin, TEST_TIMEOUT};
 
 const CHANNEL_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const CHANNEL_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -47,7 +46,7 @@ fn api_fixtures() -> Option<PathBuf> {
         env!("CARGO_MANIFEST_DIR"),
         "/../shared/fixtures/lbry-api"
     ));
-    if dir.is_dir() && common::fixture_streams().is_some() {
+    if dir.is_dir() && crate::common::fixture_streams().is_some() {
         Some(dir)
     } else {
         eprintln!("skipping: ../shared/fixtures not found");
@@ -350,7 +349,7 @@ fn make_stream(seed: u64, n: usize, len: usize) -> TestStream {
 
 /// The two real SDK-made fixture streams (small, medium).
 fn fixture_streams() -> Vec<TestStream> {
-    let Some(dir) = common::fixture_streams() else {
+    let Some(dir) = crate::common::fixture_streams() else {
         return Vec::new();
     };
     let all: HashMap<BlobHash, Bytes> = fixture_blobs().into_iter().collect();
@@ -941,7 +940,7 @@ async fn cache_serves_during_api_outage_and_status_reports_the_run() {
         .unwrap();
 
     // The prefetcher is hitting the dead API (observable: the server counts calls).
-    common::wait_until("prefetcher calls the API", || {
+    crate::common::wait_until("prefetcher calls the API", || {
         api.state.call_count.load(Ordering::SeqCst) >= 3
     })
     .await;

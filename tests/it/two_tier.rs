@@ -2,14 +2,13 @@
 //! -> an in-process S3 server. Once with both caches in this process, once with the regional
 //! cache as a real `prism-lite` process. Plus the origin going away and coming back.
 
-mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use prism_lite::blob::BlobHash;
 
 fn regional_yaml(http_port: u16, disk: &Path, s3_endpoint: &str) -> String {

@@ -1,6 +1,5 @@
 //! The `prism-lite` binary as an operator runs it: real processes, real ports.
 
-mod common;
 
 use std::io::Read;
 use std::net::TcpListener;
@@ -8,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{fixture_blobs, TEST_TIMEOUT};
+use crate::common::{fixture_blobs, TEST_TIMEOUT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_prism-lite");
 

@@ -2,14 +2,13 @@
 //! ALPNs, many requests multiplexed on one connection, a two-cache chain that survives the
 //! upstream restarting, TLS verification modes, and garbage datagrams.
 
-mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use common::{blob_bytes, build_store, fixture_blobs, metric, try_start_cache, TEST_TIMEOUT};
+use crate::common::{blob_bytes, build_store, fixture_blobs, metric, try_start_cache, TEST_TIMEOUT};
 use prism_lite::app;
 use prism_lite::blob::BlobHash;
 use prism_lite::metrics::Metrics;

@@ -1,11 +1,10 @@
 //! The `http` origin against a scripted HTTP server, directly and through a cache's front door.
 
-mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use prism_lite::blob::{VerifyError, MAX_BLOB_SIZE};
 use prism_lite::config::{self, BlobcacheConfig};
 use prism_lite::metrics::Metrics;

@@ -1,13 +1,12 @@
 //! Operating prism-lite: blocklist, live reload, operator commands, and the deploy files
 //! (checked with the real tools: promtool, systemd-analyze).
 
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use common::{blob_bytes, metric, wait_until, TEST_TIMEOUT};
+use crate::common::{blob_bytes, metric, wait_until, TEST_TIMEOUT};
 use prism_lite::app::{self, RunOptions};
 use prism_lite::blob::BlobHash;
 
@@ -659,7 +658,7 @@ async fn blocklisted_blobs_are_refused_on_every_front_door() {
 
     // Real protocol clients: our own `peer` and `http3` origin stores.
     let metrics = Arc::new(prism_lite::metrics::Metrics::new());
-    let peer = common::build_store(
+    let peer = crate::common::build_store(
         &format!(
             "store: {{peer: {{address: \"{}\", timeout: 10s}}}}",
             running.peer_addr.unwrap()
@@ -667,7 +666,7 @@ async fn blocklisted_blobs_are_refused_on_every_front_door() {
         &metrics,
     )
     .unwrap();
-    let h3 = common::build_store(
+    let h3 = crate::common::build_store(
         &format!(
             "store: {{http3: {{address: \"{}\", timeout: 10s, insecure_skip_verify: true}}}}",
             running.http3_addr.unwrap()

@@ -1,11 +1,10 @@
 //! The HTTP front door on a real socket: every status it can answer, protected content,
 //! saturation, the metrics endpoint, and graceful shutdown.
 
-mod common;
 
 use std::sync::Arc;
 
-use common::{
+use crate::common::{
     blob_bytes, fixture_blobs, metric, start_cache, wait_until, TestOrigin, TEST_TIMEOUT,
 };
 use prism_lite::app;

@@ -1,10 +1,9 @@
 //! The `s3` store against a real S3-protocol server (s3s + s3s-fs) on 127.0.0.1.
 
-mod common;
 
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use prism_lite::blob::MAX_BLOB_SIZE;
 use prism_lite::config::{self, BlobcacheConfig};
 use prism_lite::metrics::Metrics;

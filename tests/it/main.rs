@@ -1,0 +1,20 @@
+//! All integration tests in one crate: one binary links the AWS SDK and QUIC stacks once instead
+//! of once per test file, which was most of CI's build time. One module per area; shared
+//! support (fixtures, a controllable origin, process and port helpers) lives in `common`.
+
+mod common;
+
+mod caching_store;
+mod cli;
+mod config_files;
+mod dht;
+mod disk_store;
+mod http3;
+mod http_origin;
+mod http_server;
+mod operate;
+mod peer_protocol;
+mod prefetch;
+mod s3_store;
+mod stream_fixtures;
+mod two_tier;
