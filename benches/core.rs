@@ -25,7 +25,6 @@ fn build(yaml: &str) -> Arc<dyn BlobStore> {
     let cfg: BlobcacheConfig = config::parse(yaml, "bench.yaml").expect("bench config");
     let ctx = BuildContext {
         metrics: Arc::new(Metrics::new()),
-        base_dir: ".".into(),
     };
     store::build(&cfg.store, &ctx).expect("bench store")
 }

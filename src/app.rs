@@ -99,7 +99,6 @@ pub async fn build_root(
     // Relative paths in the YAML are relative to the working directory, as in reflector.go.
     let ctx = BuildContext {
         metrics: Arc::clone(metrics),
-        base_dir: PathBuf::from("."),
     };
     let store_config = config.store.clone();
     let tree = tokio::task::spawn_blocking(move || store::build(&store_config, &ctx))

@@ -22,7 +22,7 @@ pub fn run(conf_dir: &Path, once: bool) -> anyhow::Result<()> {
     let Some(prefetch) = cfg.prefetch.clone() else {
         anyhow::bail!(
             "{}/blobcache.yaml has no `prefetch:` section; add one with `api:` and `channels:` \
-             (see docs-prefetch.md)",
+             (see README.md, \"Channel prefetch\")",
             conf_dir.display()
         );
     };
@@ -32,7 +32,6 @@ pub fn run(conf_dir: &Path, once: bool) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let ctx = BuildContext {
         metrics: Arc::clone(&metrics),
-        base_dir: ".".into(),
     };
     let root = store::build(&cfg.store, &ctx).context("building the store tree")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -3,6 +3,7 @@
 //! The crate is a library first (tests and benches drive it directly) with a thin CLI on top.
 //! Request flow: a front door in [`server`] parses and limits a request, then asks the root of
 //! the [`store`] tree built from `blobcache.yaml` ([`config`]); [`metrics`] counts everything.
+//! What goes on the wire is defined once in [`protocol`], for the doors and the stores alike.
 
 pub mod app;
 pub mod blob;
@@ -13,6 +14,7 @@ pub mod hashlist;
 pub mod metrics;
 pub mod policy;
 pub mod prefetch;
+pub mod protocol;
 pub mod quic;
 pub mod reload;
 pub mod server;

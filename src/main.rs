@@ -246,10 +246,7 @@ fn check_integrity(conf_dir: &std::path::Path) -> anyhow::Result<()> {
         "blobcache.yaml has no disk store to check"
     );
     let metrics = Arc::new(Metrics::new());
-    let ctx = store::BuildContext {
-        metrics,
-        base_dir: ".".into(),
-    };
+    let ctx = store::BuildContext { metrics };
     let mut corrupt_total = 0;
     for disk_cfg in disks {
         let disk = DiskStore::open(disk_cfg, &ctx)

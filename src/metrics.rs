@@ -66,7 +66,10 @@ pub struct Metrics {
     pub http_out_bytes: IntCounter,
     pub tcp_out_bytes: IntCounter,
     pub udp_out_bytes: IntCounter,
+    /// Blob bytes received by every remote origin store except `s3` (`http`, `upstream`, `peer`,
+    /// `http3`), counted on arrival; see [`crate::store::origin`].
     pub upstream_in_bytes: IntCounter,
+    /// Blob bytes received by `s3` stores.
     pub s3_in_bytes: IntCounter,
     pub http_blob_request_queue_size: IntGauge,
 
@@ -93,8 +96,6 @@ pub struct Metrics {
     pub start_time_seconds: Gauge,
     /// Open connections on the peer-protocol front door (`servers.peer`).
     pub peer_connections: IntGauge,
-    /// Blob bytes received from `peer` origin stores (reflector.go has no name for this).
-    pub peer_in_bytes: IntCounter,
 }
 
 impl Metrics {
@@ -194,21 +195,8 @@ impl Metrics {
         registry
             .register(Box::new(peer_connections.clone()))
             .expect("unique");
-        let peer_in_bytes = IntCounter::with_opts(
-            Opts::new(
-                "peer_in_bytes_total",
-                "Blob bytes received from peer origin stores",
-            )
-            .namespace("prism"),
-        )
-        .expect("valid");
-        registry
-            .register(Box::new(peer_in_bytes.clone()))
-            .expect("unique");
-
         let metrics = Metrics {
             peer_connections,
-            peer_in_bytes,
             blob_download_total: counter(
                 "blob_download_total",
                 "Total number of blobs downloaded from reflector",
@@ -355,5 +343,21 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+/// Increments a gauge for as long as it lives (so cancelled futures do not leak counts).
+pub struct GaugeGuard(IntGauge);
+
+impl GaugeGuard {
+    pub fn new(gauge: &IntGauge) -> GaugeGuard {
+        gauge.inc();
+        GaugeGuard(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

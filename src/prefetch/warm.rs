@@ -281,7 +281,7 @@ impl Warmer {
         tokio::select! {
             r = async {
                 let blob = self.root.get(hash).await?;
-                self.root.settle(hash).await;
+                self.root.wait_for_fill(hash).await;
                 Ok(blob)
             } => r.map_err(FetchError::Store),
             _ = self.cancel.cancelled() => Err(FetchError::Cancelled),

@@ -8,7 +8,7 @@
 //!
 //! `max_concurrent_requests` bounds store calls in flight; up to `max_queued_requests` more wait
 //! (at most `queue_timeout`), and anything beyond gets 503 at once, so a flood costs a fixed
-//! amount of memory. The blob is handed to hyper as the store's own `Bytes` (no copy); hyper
+//! amount of memory. (The API's wire facts: [`crate::protocol::http`].) The blob is handed to hyper as the store's own `Bytes` (no copy); hyper
 //! writes headers and body with one vectored write.
 
 use std::convert::Infallible;
@@ -31,8 +31,9 @@ use tokio_util::sync::CancellationToken;
 use crate::blob::BlobHash;
 use crate::config::HttpServerConfig;
 use crate::metrics::DIRECTION_DOWNLOAD;
+use crate::protocol::http::BLOB_PATH;
 use crate::server::accept::{Accepted, Acceptor};
-use crate::server::{Shared, PROTECTED_MESSAGE};
+use crate::server::{one_line, status_for, BlobQuery, Shared, PROTECTED_MESSAGE};
 use crate::store::StoreError;
 
 /// A client must finish sending request headers within this time.
@@ -134,7 +135,7 @@ impl HttpServer {
     }
 
     async fn route(&self, req: &Request<Incoming>) -> Response<Body> {
-        if req.uri().path() != "/blob" {
+        if req.uri().path() != BLOB_PATH {
             return text(StatusCode::NOT_FOUND, "no such route; use /blob?hash=HASH");
         }
         let is_head = match *req.method() {
@@ -249,44 +250,6 @@ impl HttpServer {
         }
         text(status, &one_line(&err.to_string()))
     }
-}
-
-/// The HTTP status for a store error: what an operator and a client can act on.
-pub fn status_for(err: &StoreError) -> StatusCode {
-    match err {
-        StoreError::NotFound => StatusCode::NOT_FOUND,
-        StoreError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-        StoreError::Corrupt { .. } | StoreError::Unavailable { .. } => StatusCode::BAD_GATEWAY,
-        StoreError::Io { .. } | StoreError::Refused { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-/// The query parameters of `/blob` (and of the HTTP/3 routes, which take the hash in the path).
-#[derive(Debug, Default)]
-pub(crate) struct BlobQuery {
-    pub(crate) hash: Option<String>,
-    pub(crate) edge_token: Option<String>,
-    /// `trace=true` (Go's `strconv.ParseBool` spellings): HTTP/3 only sends `Via` when asked.
-    pub(crate) trace: bool,
-}
-
-impl BlobQuery {
-    pub(crate) fn parse(query: Option<&str>) -> BlobQuery {
-        let mut q = BlobQuery::default();
-        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-            match &*k {
-                "hash" if q.hash.is_none() => q.hash = Some(v.into_owned()),
-                "edge_token" if q.edge_token.is_none() => q.edge_token = Some(v.into_owned()),
-                "trace" => q.trace = matches!(&*v, "1" | "t" | "T" | "true" | "TRUE" | "True"),
-                _ => {}
-            }
-        }
-        q
-    }
-}
-
-pub(crate) fn one_line(s: &str) -> String {
-    s.replace(['\n', '\r'], " ")
 }
 
 fn text(status: StatusCode, message: &str) -> Response<Body> {

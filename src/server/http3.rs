@@ -4,6 +4,7 @@
 //!   when `trace` is true, as reflector.go does), 404 when no store has it, 403 for protected
 //!   content without the right token, 502/504 when the origin failed or timed out.
 //! - `GET /has/{hash}` -> `{"lbrycrd_address":"...","is_available":bool}`, 200 or 404.
+//!   (Paths and bodies: [`crate::protocol::http3`].)
 //! - 400 with a reason for a malformed hash, 405 for methods other than GET, 404 other paths.
 //!
 //! Bounds: `max_connections` QUIC connections (more are refused at the handshake),
@@ -29,17 +30,14 @@ use tokio_util::sync::CancellationToken;
 use crate::blob::BlobHash;
 use crate::config::Http3ServerConfig;
 use crate::metrics::DIRECTION_DOWNLOAD;
-use crate::server::http::{one_line, status_for, BlobQuery};
-use crate::server::{Shared, PROTECTED_MESSAGE};
+use crate::protocol::http3::{parse_path, Availability, Route, LBRYCRD_ADDRESS};
+use crate::server::{one_line, status_for, BlobQuery, Shared, PROTECTED_MESSAGE};
 use crate::store::StoreError;
 
 /// A client must send its request headers within this time after opening a stream.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest request header block accepted (requests are one short path).
 const MAX_FIELD_SECTION_SIZE: u64 = 16 * 1024;
-/// The payment address reflector.go answers in `/has/` (payments are not implemented there
-/// either; clients only check that the key exists).
-pub const LBRYCRD_ADDRESS: &str = "bJxKvpD96kaJLriqVajZ7SaQTsWWyrGQct";
 
 type H3Conn = h3::server::Connection<h3_quinn::Connection, Bytes>;
 type H3Stream = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
@@ -247,17 +245,13 @@ impl Http3Server {
     }
 
     async fn route(&self, req: &Request<()>) -> Reply {
-        let path = req.uri().path();
-        let (is_get, hash_text) = if let Some(h) = path.strip_prefix("/get/") {
-            (true, h)
-        } else if let Some(h) = path.strip_prefix("/has/") {
-            (false, h)
-        } else {
+        let Some((route, hash_text)) = parse_path(req.uri().path()) else {
             return text(
                 StatusCode::NOT_FOUND,
                 "no such route; use /get/HASH or /has/HASH",
             );
         };
+        let is_get = route == Route::Get;
         if req.method() != Method::GET {
             let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET is allowed");
             r.head
@@ -340,10 +334,10 @@ async fn send(stream: &mut H3Stream, reply: Reply) -> Result<(), h3::error::Stre
 
 /// The `/has/` answer, in reflector.go's shape.
 fn availability(available: bool) -> Reply {
-    let body = serde_json::json!({
-        "lbrycrd_address": LBRYCRD_ADDRESS,
-        "is_available": available,
-    });
+    let body = Availability {
+        lbrycrd_address: LBRYCRD_ADDRESS.into(),
+        is_available: available,
+    };
     let mut head = Response::new(());
     *head.status_mut() = if available {
         StatusCode::OK
@@ -356,7 +350,7 @@ fn availability(available: bool) -> Reply {
     );
     Reply {
         head,
-        body: Bytes::from(body.to_string()),
+        body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
         is_blob: false,
     }
 }

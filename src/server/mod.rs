@@ -1,12 +1,17 @@
 //! Front doors: each parses and limits requests, asks the root store, and writes answers.
-//! They share a [`Shared`] context (the root store, metrics, the live policy).
+//! They share a [`Shared`] context (the root store, metrics, the live policy) and the few answer
+//! helpers below, so the three doors map a store error to the same status and text. What goes on
+//! the wire (paths, framing, message shapes) is [`crate::protocol`]'s; how a door answers is here.
 
 use std::sync::Arc;
+
+use ::http::StatusCode;
 
 use crate::blob::BlobHash;
 use crate::metrics::{Metrics, DIRECTION_DOWNLOAD};
 use crate::policy::Policy;
-use crate::store::BlobStore;
+use crate::protocol::http::{parse_bool, EDGE_TOKEN_PARAM, HASH_PARAM, TRACE_PARAM};
+use crate::store::{BlobStore, StoreError};
 
 pub mod accept;
 pub mod admin;
@@ -42,4 +47,43 @@ impl Shared {
         }
         refused
     }
+}
+
+/// The HTTP status for a store error: what an operator and a client can act on.
+pub fn status_for(err: &StoreError) -> StatusCode {
+    match err {
+        StoreError::NotFound => StatusCode::NOT_FOUND,
+        StoreError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        StoreError::Corrupt { .. } | StoreError::Unavailable { .. } => StatusCode::BAD_GATEWAY,
+        StoreError::Io { .. } | StoreError::Refused { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The query parameters of `/blob` (and of the HTTP/3 routes, which take the hash in the path).
+#[derive(Debug, Default)]
+pub(crate) struct BlobQuery {
+    pub(crate) hash: Option<String>,
+    pub(crate) edge_token: Option<String>,
+    /// `trace=true` (Go's `strconv.ParseBool` spellings): HTTP/3 only sends `Via` when asked.
+    pub(crate) trace: bool,
+}
+
+impl BlobQuery {
+    pub(crate) fn parse(query: Option<&str>) -> BlobQuery {
+        let mut q = BlobQuery::default();
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match &*k {
+                HASH_PARAM if q.hash.is_none() => q.hash = Some(v.into_owned()),
+                EDGE_TOKEN_PARAM if q.edge_token.is_none() => q.edge_token = Some(v.into_owned()),
+                TRACE_PARAM => q.trace = parse_bool(&v),
+                _ => {}
+            }
+        }
+        q
+    }
+}
+
+/// An error text as one line (answers and `incoming_blob.error` must not carry line breaks).
+pub(crate) fn one_line(s: &str) -> String {
+    s.replace(['\n', '\r'], " ")
 }

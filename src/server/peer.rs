@@ -6,7 +6,7 @@
 //! `{"requested_blobs":[H],"lbrycrd_address":true,"blob_data_payment_rate":0.0,"requested_blob":H}`
 //! and the answer carries only the keys `lbrycrd_address`, `available_blobs`,
 //! `blob_data_payment_rate` and `incoming_blob` (the SDK client drops any response with another
-//! top-level key). See PROTOCOLS.md.
+//! top-level key). The wire facts and message types are [`crate::protocol::peer`]'s.
 //!
 //! Because "complete" means "parses", an unbounded client could make us buffer forever, so:
 //! - a pending request larger than `max_request_size` closes the connection (`request_too_large`),
@@ -25,93 +25,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes};
-use serde::Serialize;
-use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::blob::BlobHash;
 use crate::config::PeerServerConfig;
-use crate::metrics::DIRECTION_DOWNLOAD;
+use crate::metrics::{GaugeGuard, DIRECTION_DOWNLOAD};
+use crate::protocol::peer::{
+    next_frame, rate_answer, BadRequest, Frame, IncomingBlob, Request, Response,
+};
 use crate::server::accept::{Accepted, Acceptor};
-use crate::server::http::status_for;
-use crate::server::Shared;
-use crate::store::flight::GaugeGuard;
+use crate::server::{one_line, status_for, Shared};
 use crate::store::StoreError;
 
 /// How long shutdown waits for connections that are mid-request before returning anyway.
 const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
-
-/// `blob_data_payment_rate` answers.
-pub const RATE_ACCEPTED: &str = "RATE_ACCEPTED";
-pub const RATE_TOO_LOW: &str = "RATE_TOO_LOW";
-pub const RATE_UNSET: &str = "RATE_UNSET";
-
-/// What the bytes received so far hold.
-#[derive(Debug)]
-pub enum Frame {
-    /// A whole JSON object, and how many bytes of the buffer it used (leading whitespace
-    /// included). Bytes after it belong to the next message (or are blob bytes).
-    Complete(Map<String, Value>, usize),
-    /// Nothing but whitespace, or the beginning of an object: read more.
-    Incomplete,
-    /// The first non-whitespace byte is not `{`: this can never become a request.
-    NotAnObject,
-    /// The bytes are not a prefix of any JSON document.
-    Invalid(serde_json::Error),
-}
-
-/// Finds the JSON object at the start of `buf` (the protocol's only framing rule).
-///
-/// serde_json's streaming deserializer parses exactly one value and reports where it ended, and
-/// tells "ran out of input" (`is_eof`) apart from a syntax error; so this needs no hand-written
-/// JSON scanner. Parsing is only attempted once a `}` has arrived, since no object can be
-/// complete without one.
-pub fn next_frame(buf: &[u8]) -> Frame {
-    let Some(start) = buf.iter().position(|b| !b.is_ascii_whitespace()) else {
-        return Frame::Incomplete;
-    };
-    if buf[start] != b'{' {
-        return Frame::NotAnObject;
-    }
-    if !buf[start..].contains(&b'}') {
-        return Frame::Incomplete;
-    }
-    let mut values = serde_json::Deserializer::from_slice(&buf[start..]).into_iter::<Value>();
-    match values.next() {
-        Some(Ok(Value::Object(map))) => Frame::Complete(map, start + values.byte_offset()),
-        Some(Ok(_)) => Frame::NotAnObject,
-        Some(Err(e)) if e.is_eof() => Frame::Incomplete,
-        Some(Err(e)) => Frame::Invalid(e),
-        None => Frame::Incomplete,
-    }
-}
-
-/// The response header. Field order follows reflector.go (and PROTOCOLS.md's example); absent
-/// parts are omitted so only keys that were asked about appear.
-#[derive(Debug, Default, Serialize)]
-struct ResponseHeader<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    lbrycrd_address: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    available_blobs: Option<Vec<BlobHash>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    blob_data_payment_rate: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    incoming_blob: Option<IncomingBlob>,
-}
-
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-enum IncomingBlob {
-    Blob { blob_hash: BlobHash, length: usize },
-    Error { error: String },
-}
-
-/// A request that is well-formed JSON but cannot be answered; the connection is closed.
-#[derive(Debug)]
-struct BadRequest(String);
 
 /// The peer front door's state.
 pub struct PeerServer {
@@ -245,36 +174,24 @@ impl PeerServer {
     /// vocabulary across front doors).
     async fn answer(
         &self,
-        request: &Map<String, Value>,
+        request: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<(Vec<u8>, Bytes, &'static str), BadRequest> {
-        let mut header = ResponseHeader::default();
+        let request = Request::from_object(request)?;
+        let mut header = Response::default();
         let mut blob = Bytes::new();
         let mut status = "200";
-        let mut understood = false;
 
-        if let Some(wanted) = request.get("lbrycrd_address") {
-            understood = true;
-            match wanted {
-                Value::Bool(true) => header.lbrycrd_address = Some(&self.config.lbrycrd_address),
-                Value::Bool(false) | Value::Null => {}
-                other => return Err(BadRequest(format!("lbrycrd_address is {other}"))),
-            }
+        if request.lbrycrd_address == Some(true) {
+            header.lbrycrd_address = Some(&self.config.lbrycrd_address);
         }
-        if let Some(list) = request.get("requested_blobs") {
-            understood = true;
-            let Value::Array(list) = list else {
-                return Err(BadRequest("requested_blobs is not a list".into()));
-            };
+        if let Some(list) = &request.requested_blobs {
             let mut available = Vec::new();
-            for item in list {
-                let Some(hash) = item.as_str().and_then(|s| BlobHash::parse(s).ok()) else {
-                    continue; // not a blob name: certainly not available
-                };
-                if available.contains(&hash) || self.shared.policy.is_protected(&hash) {
+            for hash in list {
+                if available.contains(hash) || self.shared.policy.is_protected(hash) {
                     continue;
                 }
-                match self.shared.store.has(&hash).await {
-                    Ok(true) => available.push(hash),
+                match self.shared.store.has(hash).await {
+                    Ok(true) => available.push(*hash),
                     Ok(false) => {}
                     Err(e) => {
                         tracing::warn!(%hash, error = %e, "availability check failed");
@@ -284,20 +201,10 @@ impl PeerServer {
             }
             header.available_blobs = Some(available);
         }
-        if let Some(rate) = request.get("blob_data_payment_rate") {
-            understood = true;
-            header.blob_data_payment_rate = Some(match rate.as_f64() {
-                Some(r) if r < 0.0 => RATE_TOO_LOW,
-                Some(_) => RATE_ACCEPTED,
-                // null or a non-number: the key was asked about but carries no offer.
-                None => RATE_UNSET,
-            });
+        if let Some(offer) = request.blob_data_payment_rate {
+            header.blob_data_payment_rate = Some(rate_answer(offer));
         }
-        if let Some(requested) = request.get("requested_blob") {
-            understood = true;
-            let Value::String(text) = requested else {
-                return Err(BadRequest("requested_blob is not a string".into()));
-            };
+        if let Some(text) = &request.requested_blob {
             header.incoming_blob = Some(match self.fetch(text).await {
                 Ok((hash, data)) => {
                     let length = data.len();
@@ -312,9 +219,6 @@ impl PeerServer {
                     IncomingBlob::Error { error }
                 }
             });
-        }
-        if !understood {
-            return Err(BadRequest("no known request key".into()));
         }
         let bytes = serde_json::to_vec(&header)
             .map_err(|e| BadRequest(format!("cannot serialize response: {e}")))?;
@@ -346,10 +250,7 @@ impl PeerServer {
                 tracing::warn!(%hash, error = %e, "peer blob request failed");
                 m.error(DIRECTION_DOWNLOAD, e.kind());
                 let status = status_for(&e);
-                Err((
-                    e.to_string().replace(['\n', '\r'], " "),
-                    status_label(status.as_u16()),
-                ))
+                Err((one_line(&e.to_string()), status_label(status.as_u16())))
             }
         }
     }
@@ -362,70 +263,5 @@ fn status_label(code: u16) -> &'static str {
         502 => "502",
         504 => "504",
         _ => "500",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn framing_finds_one_object_and_leaves_the_rest() {
-        let buf = br#"  {"a":"}{","b":[1,{"c":2}]}{"next":1}"#;
-        let Frame::Complete(map, used) = next_frame(buf) else {
-            panic!("expected a complete object")
-        };
-        assert_eq!(map["a"], "}{");
-        assert_eq!(&buf[used..], br#"{"next":1}"#);
-        // Every strict prefix is incomplete, never an error.
-        let first = &buf[..used];
-        for cut in 0..first.len() {
-            assert!(
-                matches!(next_frame(&first[..cut]), Frame::Incomplete),
-                "prefix of {cut} bytes"
-            );
-        }
-    }
-
-    #[test]
-    fn framing_rejects_garbage_early() {
-        assert!(matches!(next_frame(b"GET / HTTP/1.1"), Frame::NotAnObject));
-        assert!(matches!(next_frame(b"[1]"), Frame::NotAnObject));
-        assert!(matches!(next_frame(b"{\"a\" 1}"), Frame::Invalid(_)));
-        assert!(matches!(next_frame(b" \n"), Frame::Incomplete));
-    }
-
-    #[test]
-    fn framing_accepts_binary_after_the_object() {
-        let mut buf = br#"{"incoming_blob":{"length":3}}"#.to_vec();
-        buf.extend_from_slice(&[0xff, 0x00, b'}']);
-        let Frame::Complete(_, used) = next_frame(&buf) else {
-            panic!("expected a complete object")
-        };
-        assert_eq!(&buf[used..], &[0xff, 0x00, b'}']);
-    }
-
-    #[test]
-    fn header_has_reflector_field_order_and_omits_unasked_parts() {
-        let h = ResponseHeader {
-            lbrycrd_address: Some("addr"),
-            available_blobs: Some(vec![]),
-            blob_data_payment_rate: Some(RATE_ACCEPTED),
-            incoming_blob: Some(IncomingBlob::Error {
-                error: "blob not found".into(),
-            }),
-        };
-        assert_eq!(
-            serde_json::to_string(&h).unwrap(),
-            r#"{"lbrycrd_address":"addr","available_blobs":[],"blob_data_payment_rate":"RATE_ACCEPTED","incoming_blob":{"error":"blob not found"}}"#
-        );
-        let h = ResponseHeader {
-            blob_data_payment_rate: Some(RATE_TOO_LOW),
-            ..Default::default()
-        };
-        assert_eq!(
-            serde_json::to_string(&h).unwrap(),
-            r#"{"blob_data_payment_rate":"RATE_TOO_LOW"}"#
-        );
     }
 }

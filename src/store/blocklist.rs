@@ -79,8 +79,8 @@ impl BlobStore for BlocklistStore {
         self.inner.has_cached(hash).await
     }
 
-    async fn settle(&self, hash: &BlobHash) {
-        self.inner.settle(hash).await
+    async fn wait_for_fill(&self, hash: &BlobHash) {
+        self.inner.wait_for_fill(hash).await
     }
 
     fn list(&self) -> Option<Vec<BlobHash>> {

@@ -24,8 +24,8 @@ use prometheus::{IntCounter, IntGauge};
 
 use crate::blob::{verify, BlobHash};
 use crate::config::CachingConfig;
-use crate::metrics::{Metrics, DIRECTION_DOWNLOAD};
-use crate::store::flight::{Flights, GaugeGuard};
+use crate::metrics::{GaugeGuard, Metrics, DIRECTION_DOWNLOAD};
+use crate::store::flight::{wait_limit_for, Flights, Outcome};
 use crate::store::{Blob, BlobStore, BuildContext, StoreError, StoreResult};
 
 pub struct CachingStore {
@@ -92,7 +92,7 @@ impl CachingStore {
                 name,
                 cache,
                 origin,
-                flights: Flights::new(),
+                flights: Flights::new(wait_limit_for(&config.origin)),
                 not_found,
                 metrics: Arc::clone(&ctx.metrics),
                 counters,
@@ -125,7 +125,7 @@ impl Inner {
 
     /// Joins or leads the origin fetch for `hash`.
     async fn fill(self: &Arc<Self>, hash: &BlobHash) -> StoreResult<Blob> {
-        let answer = self
+        let outcome = self
             .flights
             .run(hash, &self.counters.waiting, |leader| {
                 let inner = Arc::clone(self);
@@ -140,12 +140,17 @@ impl Inner {
                 });
             })
             .await;
-        answer.unwrap_or_else(|| {
-            Err(StoreError::unavailable(
+        match outcome {
+            Outcome::Done(answer) => answer,
+            Outcome::Abandoned => Err(StoreError::unavailable(
                 &self.name,
                 "origin fetch was abandoned repeatedly",
-            ))
-        })
+            )),
+            Outcome::TimedOut => Err(StoreError::Timeout {
+                store: Arc::clone(&self.name),
+                after: self.flights.wait_limit(),
+            }),
+        }
     }
 
     /// One origin get, verified. Runs detached from any client.
@@ -243,11 +248,13 @@ impl BlobStore for CachingStore {
     }
 
     /// The fill flight ends only after the cache write, so waiting for it is waiting for the
-    /// write; nested composites may have their own fills.
-    async fn settle(&self, hash: &BlobHash) {
-        self.inner.flights.ended(hash).await;
-        self.inner.cache.settle(hash).await;
-        self.inner.origin.settle(hash).await;
+    /// write (at most the flight's wait limit); nested composites may have their own fills.
+    async fn wait_for_fill(&self, hash: &BlobHash) {
+        if !self.inner.flights.ended(hash).await {
+            tracing::warn!(store = %self.inner.name, %hash, "cache fill still running after the wait limit");
+        }
+        self.inner.cache.wait_for_fill(hash).await;
+        self.inner.origin.wait_for_fill(hash).await;
     }
 
     async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
@@ -288,5 +295,10 @@ impl BlobStore for CachingStore {
         let cached = self.inner.cache.delete(hash).await;
         let origin = self.inner.origin.delete(hash).await;
         cached.and(origin)
+    }
+
+    /// Cache plus origin is not one child's contents: cannot list.
+    fn list(&self) -> Option<Vec<BlobHash>> {
+        None
     }
 }

@@ -186,11 +186,7 @@ impl DiskStore {
 impl Disk {
     fn open(config: &DiskConfig, ctx: &BuildContext) -> io::Result<Disk> {
         let name: Arc<str> = Arc::from(config.name.as_deref().unwrap_or("disk"));
-        let root = if ctx.base_dir == Path::new(".") {
-            config.mount_point.clone()
-        } else {
-            ctx.base_dir.join(&config.mount_point)
-        };
+        let root = config.mount_point.clone();
         let tmp_dir = root.join(TMP_DIR);
         fs::create_dir_all(&tmp_dir)?;
         let capacity = match config.max_size {
@@ -547,4 +543,12 @@ impl BlobStore for DiskStore {
     fn list(&self) -> Option<Vec<BlobHash>> {
         Some(self.disk.index.iter().map(|(k, _)| *k).collect())
     }
+
+    /// A backend, not a cache.
+    async fn has_cached(&self, _: &BlobHash) -> StoreResult<bool> {
+        Ok(false)
+    }
+
+    /// Starts no fills.
+    async fn wait_for_fill(&self, _: &BlobHash) {}
 }

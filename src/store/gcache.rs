@@ -64,7 +64,7 @@ impl GcacheStore {
     }
 
     /// Applies pending evictions and deletes the evicted blobs from the wrapped store.
-    async fn settle(&self) {
+    async fn apply_evictions(&self) {
         self.index.run_pending_tasks();
         loop {
             let next = self.doomed.lock().ok().and_then(|mut q| q.pop_front());
@@ -93,15 +93,15 @@ impl BlobStore for GcacheStore {
         self.store.has_cached(hash).await
     }
 
-    async fn settle(&self, hash: &BlobHash) {
-        self.store.settle(hash).await;
+    async fn wait_for_fill(&self, hash: &BlobHash) {
+        self.store.wait_for_fill(hash).await;
     }
 
     async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
         let blob = self.store.get(hash).await?;
         if self.index.get(hash).is_none() {
             self.index.insert(*hash, ());
-            self.settle().await;
+            self.apply_evictions().await;
         }
         Ok(blob)
     }
@@ -109,7 +109,7 @@ impl BlobStore for GcacheStore {
     async fn put(&self, hash: &BlobHash, data: Bytes) -> StoreResult<()> {
         self.store.put(hash, data).await?;
         self.index.insert(*hash, ());
-        self.settle().await;
+        self.apply_evictions().await;
         Ok(())
     }
 

@@ -6,7 +6,6 @@
 //! 502/504, never a 404 that a negative cache would remember. Writes are refused: this store
 //! cannot upload.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -15,8 +14,9 @@ use reqwest::StatusCode;
 
 use crate::blob::BlobHash;
 use crate::config::HttpOriginConfig;
-use crate::store::remote::{check_base_url, join_url, HttpFetcher, StatusMeaning};
-use crate::store::{Blob, BlobStore, StoreError, StoreResult};
+use crate::store::http_fetch::{join_url, HttpFetcher, StatusMeaning};
+use crate::store::origin::{check_base_url, Origin};
+use crate::store::{Blob, BlobStore, BuildContext, StoreResult};
 
 pub struct HttpOriginStore {
     fetcher: HttpFetcher,
@@ -25,11 +25,12 @@ pub struct HttpOriginStore {
 }
 
 impl HttpOriginStore {
-    pub fn new(config: &HttpOriginConfig) -> anyhow::Result<HttpOriginStore> {
+    pub fn new(config: &HttpOriginConfig, ctx: &BuildContext) -> anyhow::Result<HttpOriginStore> {
         let name = config.name.as_deref().unwrap_or("http");
         check_base_url(name, "endpoint", &config.endpoint)?;
+        let origin = Origin::new(name, config.timeout, &ctx.metrics.upstream_in_bytes);
         Ok(HttpOriginStore {
-            fetcher: HttpFetcher::new(name, config.timeout, config.connect_timeout)?,
+            fetcher: HttpFetcher::new(origin, config.connect_timeout)?,
             endpoint: config.endpoint.clone(),
             sharding_size: config.sharding_size,
         })
@@ -38,13 +39,6 @@ impl HttpOriginStore {
     /// The URL a blob is fetched from.
     pub fn url_of(&self, hash: &BlobHash) -> String {
         join_url(&self.endpoint, &hash.sharded_path(self.sharding_size))
-    }
-
-    fn refused(&self, what: &str) -> StoreError {
-        StoreError::Refused {
-            store: Arc::from(self.fetcher.name()),
-            message: format!("{what} is not supported: the http origin is read-only"),
-        }
     }
 }
 
@@ -62,7 +56,7 @@ fn meaning(status: StatusCode) -> StatusMeaning {
 #[async_trait]
 impl BlobStore for HttpOriginStore {
     fn name(&self) -> &str {
-        self.fetcher.name()
+        self.fetcher.origin().name()
     }
 
     async fn has(&self, hash: &BlobHash) -> StoreResult<bool> {
@@ -71,32 +65,58 @@ impl BlobStore for HttpOriginStore {
 
     async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
         let start = Instant::now();
-        let fetched = self.fetcher.get(&self.url_of(hash), hash, meaning).await?;
-        Ok(Blob::verified(fetched.data, start.elapsed(), self.name()))
+        let fetched = self.fetcher.get(&self.url_of(hash), meaning).await?;
+        self.fetcher
+            .origin()
+            .verified_blob(hash, fetched.data, start, None)
     }
 
     async fn put(&self, _: &BlobHash, _: Bytes) -> StoreResult<()> {
-        Err(self.refused("put"))
+        Err(self.fetcher.origin().read_only("put"))
     }
 
     async fn delete(&self, _: &BlobHash) -> StoreResult<()> {
-        Err(self.refused("delete"))
+        Err(self.fetcher.origin().read_only("delete"))
+    }
+
+    /// A backend, not a cache.
+    async fn has_cached(&self, _: &BlobHash) -> StoreResult<bool> {
+        Ok(false)
+    }
+
+    /// Starts no fills.
+    async fn wait_for_fill(&self, _: &BlobHash) {}
+
+    /// A remote (or nothing): cannot list.
+    fn list(&self) -> Option<Vec<BlobHash>> {
+        None
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Metrics;
+    use std::sync::Arc;
     use std::time::Duration;
 
+    fn ctx() -> BuildContext {
+        BuildContext {
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+
     fn store(endpoint: &str, sharding_size: usize) -> HttpOriginStore {
-        HttpOriginStore::new(&HttpOriginConfig {
-            name: None,
-            endpoint: endpoint.into(),
-            sharding_size,
-            timeout: Duration::from_secs(1),
-            connect_timeout: None,
-        })
+        HttpOriginStore::new(
+            &HttpOriginConfig {
+                name: None,
+                endpoint: endpoint.into(),
+                sharding_size,
+                timeout: Duration::from_secs(1),
+                connect_timeout: None,
+            },
+            &ctx(),
+        )
         .unwrap()
     }
 
@@ -116,13 +136,16 @@ mod tests {
 
     #[test]
     fn bad_endpoint_is_a_build_error() {
-        let e = HttpOriginStore::new(&HttpOriginConfig {
-            name: Some("o".into()),
-            endpoint: "s3.example/bucket".into(),
-            sharding_size: 0,
-            timeout: Duration::from_secs(1),
-            connect_timeout: None,
-        });
+        let e = HttpOriginStore::new(
+            &HttpOriginConfig {
+                name: Some("o".into()),
+                endpoint: "s3.example/bucket".into(),
+                sharding_size: 0,
+                timeout: Duration::from_secs(1),
+                connect_timeout: None,
+            },
+            &ctx(),
+        );
         assert!(e.is_err());
     }
 }

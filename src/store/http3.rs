@@ -9,23 +9,22 @@
 //!
 //! `get` asks `/get/{hash}?trace=true`, reads at most 2 MiB, verifies the SHA-384 and extends
 //! the upstream's `Via` trace; `has` asks `/has/{hash}` (200 = yes, 404 = no). The store is
-//! read-only, as in reflector.go.
+//! read-only, as in reflector.go. (The API: [`crate::protocol::http3`].)
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::{Buf, Bytes};
 use http::{header, Request, StatusCode};
 
-use crate::blob::{verify, BlobHash, MAX_BLOB_SIZE};
+use crate::blob::{BlobHash, MAX_BLOB_SIZE};
 use crate::config::Http3StoreConfig;
-use crate::metrics::Metrics;
+use crate::protocol::http3::{get_path, has_path};
 use crate::quic::{self, Verify};
 use crate::store::body::CappedBuffer;
+use crate::store::origin::{Failure, Origin};
 use crate::store::{Blob, BlobStore, BuildContext, StoreError, StoreResult};
-use crate::trace::BlobTrace;
 
 /// Idle timeout of the upstream connection (kept alive by pings at a third of it).
 const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,24 +40,16 @@ struct Upstream {
     send: SendRequest,
 }
 
-/// Why one attempt failed, and whether a retry on a new connection can help.
-struct Failure {
-    error: StoreError,
-    connection_died: bool,
-}
-
 pub struct Http3Store {
-    name: Arc<str>,
+    origin: Origin,
     /// `host:port` as configured.
     address: String,
     /// The TLS server name (the host part of `address`).
     server_name: String,
-    timeout: Duration,
     client_config: quinn::ClientConfig,
     /// The client endpoint (one UDP socket) and the current connection. Created on first use,
     /// because binding needs the runtime and the tree is built before serving starts.
     state: tokio::sync::Mutex<State>,
-    metrics: Arc<Metrics>,
 }
 
 #[derive(Default)]
@@ -77,18 +68,20 @@ impl Http3Store {
             CLIENT_IDLE_TIMEOUT,
         )?;
         Ok(Http3Store {
-            name: Arc::from(config.name.as_deref().unwrap_or("http3")),
+            origin: Origin::new(
+                config.name.as_deref().unwrap_or("http3"),
+                config.timeout,
+                &ctx.metrics.upstream_in_bytes,
+            ),
             address: config.address.clone(),
             server_name,
-            timeout: config.timeout,
             client_config,
             state: tokio::sync::Mutex::new(State::default()),
-            metrics: Arc::clone(&ctx.metrics),
         })
     }
 
     fn unavailable(&self, message: impl Into<String>) -> StoreError {
-        StoreError::unavailable(&self.name, message)
+        self.origin.unavailable(message)
     }
 
     /// The current connection, dialling a new one if there is none or it has closed. Concurrent
@@ -100,7 +93,10 @@ impl Http3Store {
             if up.quic.close_reason().is_none() {
                 return Ok((up.clone(), false));
             }
-            tracing::debug!(store = %self.name, "http3 upstream connection closed; reconnecting");
+            tracing::debug!(
+                store = self.origin.name(),
+                "http3 upstream connection closed; reconnecting"
+            );
             state.upstream = None;
         }
         let addr = self.resolve().await?;
@@ -129,14 +125,14 @@ impl Http3Store {
             .await
             .map_err(|e| self.unavailable(format!("starting http/3 with {}: {e}", self.address)))?;
         // The driver processes the connection's control stream; it ends with the connection.
-        let name = Arc::clone(&self.name);
+        let name = self.origin.name().to_owned();
         tokio::spawn(async move {
             let err = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
             if !err.is_h3_no_error() {
                 tracing::debug!(store = %name, error = %err, "http3 upstream connection ended");
             }
         });
-        tracing::debug!(store = %self.name, %addr, "http3 upstream connected");
+        tracing::debug!(store = self.origin.name(), %addr, "http3 upstream connected");
         let up = Upstream { quic: conn, send };
         state.upstream = Some(up.clone());
         Ok((up, true))
@@ -163,7 +159,7 @@ impl Http3Store {
     /// One request on the shared connection, retried once on a fresh connection if the reused
     /// one turned out to be dead. The whole exchange is bounded by `timeout`.
     async fn request(&self, path: &str, limit: usize) -> StoreResult<(http::Response<()>, Bytes)> {
-        let work = async {
+        self.origin.bounded(async {
             let (up, fresh) = self.connection().await?;
             match self.attempt(&up, path, limit).await {
                 Ok(r) => Ok(r),
@@ -172,20 +168,14 @@ impl Http3Store {
                     if fresh {
                         return Err(f.error);
                     }
-                    tracing::debug!(store = %self.name, error = %f.error, "http3 upstream connection was dead; retrying once");
+                    tracing::debug!(store = self.origin.name(), error = %f.error, "http3 upstream connection was dead; retrying once");
                     let (up, _) = self.connection().await?;
                     self.attempt(&up, path, limit).await.map_err(|f| f.error)
                 }
                 Err(f) => Err(f.error),
             }
-        };
-        match tokio::time::timeout(self.timeout, work).await {
-            Ok(r) => r,
-            Err(_) => Err(StoreError::Timeout {
-                store: Arc::clone(&self.name),
-                after: self.timeout,
-            }),
-        }
+        })
+        .await
     }
 
     async fn attempt(
@@ -205,9 +195,8 @@ impl Http3Store {
         };
         let req = Request::get(format!("https://{}{path}", self.address))
             .body(())
-            .map_err(|e| Failure {
-                error: self.unavailable(format!("building request for {path}: {e}")),
-                connection_died: false,
+            .map_err(|e| {
+                Failure::from(self.unavailable(format!("building request for {path}: {e}")))
             })?;
         let mut send = up.send.clone();
         let mut stream = send
@@ -229,10 +218,7 @@ impl Http3Store {
             .and_then(|v| v.parse::<usize>().ok());
         if let Some(n) = declared.filter(|n| *n > limit) {
             stream.stop_sending(h3::error::Code::H3_REQUEST_CANCELLED);
-            return Err(Failure {
-                error: StoreError::too_large(&self.name, n),
-                connection_died: false,
-            });
+            return Err(self.origin.too_large(n).into());
         }
         let mut body = CappedBuffer::new(limit, declared);
         while let Some(mut chunk) = stream
@@ -245,10 +231,7 @@ impl Http3Store {
                 let n = part.len();
                 if let Err(total) = body.push(part) {
                     stream.stop_sending(h3::error::Code::H3_REQUEST_CANCELLED);
-                    return Err(Failure {
-                        error: StoreError::too_large(&self.name, total),
-                        connection_died: false,
-                    });
+                    return Err(self.origin.too_large(total).into());
                 }
                 chunk.advance(n);
             }
@@ -291,13 +274,11 @@ fn host_of(address: &str) -> anyhow::Result<String> {
 #[async_trait]
 impl BlobStore for Http3Store {
     fn name(&self) -> &str {
-        &self.name
+        self.origin.name()
     }
 
     async fn has(&self, hash: &BlobHash) -> StoreResult<bool> {
-        let (resp, body) = self
-            .request(&format!("/has/{hash}"), MAX_SMALL_BODY)
-            .await?;
+        let (resp, body) = self.request(&has_path(hash), MAX_SMALL_BODY).await?;
         match resp.status() {
             StatusCode::OK => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
@@ -307,42 +288,38 @@ impl BlobStore for Http3Store {
 
     async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
         let start = Instant::now();
-        let (resp, body) = self
-            .request(&format!("/get/{hash}?trace=true"), MAX_BLOB_SIZE)
-            .await?;
+        let (resp, body) = self.request(&get_path(hash, true), MAX_BLOB_SIZE).await?;
         match resp.status() {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND => return Err(StoreError::NotFound),
             s => return Err(self.bad_status(s, &body)),
         }
-        self.metrics.upstream_in_bytes.inc_by(body.len() as u64);
-        verify(&body, hash).map_err(|source| StoreError::Corrupt {
-            store: Arc::clone(&self.name),
-            source,
-        })?;
         let upstream = resp
             .headers()
             .get(header::VIA)
             .and_then(|v| v.to_str().ok());
-        Ok(Blob {
-            data: body,
-            trace: BlobTrace::from_header(upstream).stack(start.elapsed(), &self.name),
-            verified: true, // checked above
-        })
+        self.origin.verified_blob(hash, body, start, upstream)
     }
 
     async fn put(&self, _: &BlobHash, _: Bytes) -> StoreResult<()> {
-        Err(StoreError::Refused {
-            store: Arc::clone(&self.name),
-            message: "the http3 store is read-only".into(),
-        })
+        Err(self.origin.read_only("put"))
     }
 
     async fn delete(&self, _: &BlobHash) -> StoreResult<()> {
-        Err(StoreError::Refused {
-            store: Arc::clone(&self.name),
-            message: "the http3 store is read-only".into(),
-        })
+        Err(self.origin.read_only("delete"))
+    }
+
+    /// A backend, not a cache.
+    async fn has_cached(&self, _: &BlobHash) -> StoreResult<bool> {
+        Ok(false)
+    }
+
+    /// Starts no fills.
+    async fn wait_for_fill(&self, _: &BlobHash) {}
+
+    /// A remote (or nothing): cannot list.
+    fn list(&self) -> Option<Vec<BlobHash>> {
+        None
     }
 }
 

@@ -54,9 +54,9 @@ impl BlobStore for IfThisThenThat {
         self.that.has_cached(hash).await
     }
 
-    async fn settle(&self, hash: &BlobHash) {
-        self.this.settle(hash).await;
-        self.that.settle(hash).await;
+    async fn wait_for_fill(&self, hash: &BlobHash) {
+        self.this.wait_for_fill(hash).await;
+        self.that.wait_for_fill(hash).await;
     }
 
     async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
@@ -81,5 +81,10 @@ impl BlobStore for IfThisThenThat {
 
     async fn delete(&self, hash: &BlobHash) -> StoreResult<()> {
         self.this.delete(hash).await
+    }
+
+    /// Its contents are two stores', not one child's.
+    fn list(&self) -> Option<Vec<BlobHash>> {
+        None
     }
 }

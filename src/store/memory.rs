@@ -99,4 +99,12 @@ impl BlobStore for MemoryStore {
     fn list(&self) -> Option<Vec<BlobHash>> {
         Some(self.cache.iter().map(|(k, _)| *k).collect())
     }
+
+    /// A backend, not a cache.
+    async fn has_cached(&self, _: &BlobHash) -> StoreResult<bool> {
+        Ok(false)
+    }
+
+    /// Starts no fills.
+    async fn wait_for_fill(&self, _: &BlobHash) {}
 }

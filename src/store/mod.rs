@@ -1,9 +1,11 @@
 //! The store contract and the tree builder.
 //!
 //! Every backend and every composite is a [`BlobStore`]. Leaf stores talk to exactly one backend
-//! (a directory, memory, a remote); composites (`caching`, `ittt`, `singleflight`, `gcache`)
-//! only combine other stores. The tree is built recursively from one serde model
-//! ([`crate::config::StoreConfig`]), so a new backend is one new file here plus one enum variant.
+//! (a directory, memory, a remote); composites (`caching`, `ittt`, `singleflight`, `gcache`,
+//! `multiwriter`, `proxied-s3`, the blocklist layer) only combine other stores. The tree is built
+//! recursively from one serde model ([`crate::config::StoreConfig`]), so a new backend is one new
+//! file here plus one enum variant. Remote backends share their deadline, verification, metrics
+//! and refusals through [`origin`]; how they talk is [`crate::protocol`]'s, never a front door's.
 
 use std::io;
 use std::sync::Arc;
@@ -26,13 +28,14 @@ pub mod flight;
 pub mod gcache;
 pub mod http;
 pub mod http3;
+pub mod http_fetch;
 pub mod ittt;
 pub mod memory;
 pub mod multiwriter;
 pub mod noop;
+pub mod origin;
 pub mod peer;
 pub mod proxied_s3;
-pub mod remote;
 pub mod s3;
 pub mod singleflight;
 pub mod upstream;
@@ -161,6 +164,17 @@ impl StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// A place blobs live. Object-safe: the tree is `Arc<dyn BlobStore>` all the way down.
+///
+/// Every method is required, with no default body. The last three ([`has_cached`],
+/// [`wait_for_fill`], [`list`]) are ones a composite must pass on to the stores it wraps; with a
+/// default, a composite that forgot one would still compile and silently answer "not cached" /
+/// "nothing to wait for" / "cannot list" for its whole subtree (the prefetcher would then re-fetch
+/// warm blobs, or report blobs as cached before they are). Without one, forgetting is a compile
+/// error, and a leaf states its (one-line) answer where a reader can see it.
+///
+/// [`has_cached`]: BlobStore::has_cached
+/// [`wait_for_fill`]: BlobStore::wait_for_fill
+/// [`list`]: BlobStore::list
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
     /// The configured name (or the type name), used in metrics labels, logs and traces.
@@ -182,32 +196,29 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Whether a `get` of this blob would be answered by a cache tier of this store, without an
     /// origin fetch. The prefetcher asks this rather than `has`, because a `caching` store's
-    /// `has` also says yes for blobs its origin merely *could* supply. Leaf stores are
-    /// backends, not caches, so the default is `false`; composites that cache or wrap override.
-    async fn has_cached(&self, _hash: &BlobHash) -> StoreResult<bool> {
-        Ok(false)
-    }
+    /// `has` also says yes for blobs its origin merely *could* supply. Leaves are backends, not
+    /// caches: they answer `Ok(false)`. Composites ask the stores a `get` would read from.
+    async fn has_cached(&self, hash: &BlobHash) -> StoreResult<bool>;
 
-    /// Waits for background work this store started for `hash` (a detached cache fill) to
-    /// finish. The prefetcher calls it after each fetch so that a finished run (and a CLI
-    /// process exiting after one) means the blobs really are in the cache. Default: nothing
-    /// runs in the background.
-    async fn settle(&self, _hash: &BlobHash) {}
+    /// Returns once every cache fill for `hash` that this store (or any store below it) has
+    /// started is finished, i.e. the blob is written to the cache tier or the fill failed;
+    /// returns at once when none is running. That is its only meaning. The prefetcher calls it
+    /// after each fetch so that a finished run (and a CLI process exiting after one) means the
+    /// blobs really are in the cache. Leaves start no fills: they return at once.
+    async fn wait_for_fill(&self, hash: &BlobHash);
 
-    /// Every hash the store holds, for local stores that can enumerate cheaply (used to seed
-    /// count-bounded indexes at start). `None` means "cannot list".
-    fn list(&self) -> Option<Vec<BlobHash>> {
-        None
-    }
+    /// Every hash the store holds, for stores that can enumerate cheaply (used to seed
+    /// count-bounded indexes at start). `None` means "cannot list" (remote leaves, and
+    /// composites whose contents are not one child's).
+    fn list(&self) -> Option<Vec<BlobHash>>;
 }
 
-/// What building a store tree needs from its surroundings.
+/// What building a store tree needs from its surroundings. Relative paths in the config (e.g.
+/// `mount_point: ./data`) are resolved against the process's working directory, as reflector.go
+/// does, so nothing else is needed here.
 #[derive(Clone)]
 pub struct BuildContext {
     pub metrics: Arc<Metrics>,
-    /// Relative paths in the config (e.g. `mount_point: ./data`) are resolved against the
-    /// process's working directory, as reflector.go does.
-    pub base_dir: std::path::PathBuf,
 }
 
 /// Builds the store tree described by `config`. Runs blocking work (disk index rebuild), so
@@ -239,7 +250,7 @@ pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn
             let inner = build(&c.store, ctx).context("in gcache.store")?;
             Arc::new(gcache::GcacheStore::new(c, inner, ctx))
         }
-        StoreConfig::Http(c) => Arc::new(http::HttpOriginStore::new(c)?),
+        StoreConfig::Http(c) => Arc::new(http::HttpOriginStore::new(c, ctx)?),
         StoreConfig::Upstream(c) => Arc::new(upstream::UpstreamStore::new(c, ctx)?),
         StoreConfig::S3(c) => Arc::new(s3::S3Store::new(c, ctx)?),
         StoreConfig::Multiwriter(c) => {

@@ -91,10 +91,16 @@ impl BlobStore for MultiWriter {
         }
     }
 
-    async fn settle(&self, hash: &BlobHash) {
+    async fn wait_for_fill(&self, hash: &BlobHash) {
         if let Some(first) = self.stores.first() {
-            first.settle(hash).await;
+            first.wait_for_fill(hash).await;
         }
+    }
+
+    /// The stores may hold different sets (a failed write lands in some only): no one listing
+    /// is this store's contents.
+    fn list(&self) -> Option<Vec<BlobHash>> {
+        None
     }
 }
 
@@ -124,12 +130,21 @@ mod tests {
         async fn delete(&self, _: &BlobHash) -> StoreResult<()> {
             Ok(())
         }
+
+        async fn has_cached(&self, _: &BlobHash) -> StoreResult<bool> {
+            Ok(false)
+        }
+
+        async fn wait_for_fill(&self, _: &BlobHash) {}
+
+        fn list(&self) -> Option<Vec<BlobHash>> {
+            None
+        }
     }
 
     fn mem(name: &str) -> Arc<dyn BlobStore> {
         let ctx = BuildContext {
             metrics: Arc::new(Metrics::new()),
-            base_dir: ".".into(),
         };
         Arc::new(MemoryStore::new(
             &MemConfig {

@@ -26,4 +26,17 @@ impl BlobStore for NoopStore {
     async fn delete(&self, _: &BlobHash) -> StoreResult<()> {
         Ok(())
     }
+
+    /// A backend, not a cache.
+    async fn has_cached(&self, _: &BlobHash) -> StoreResult<bool> {
+        Ok(false)
+    }
+
+    /// Starts no fills.
+    async fn wait_for_fill(&self, _: &BlobHash) {}
+
+    /// Holds nothing worth seeding an index with.
+    fn list(&self) -> Option<Vec<BlobHash>> {
+        None
+    }
 }

@@ -60,7 +60,12 @@ impl BlobStore for ProxiedS3 {
         self.reader.has_cached(hash).await
     }
 
-    async fn settle(&self, hash: &BlobHash) {
-        self.reader.settle(hash).await
+    async fn wait_for_fill(&self, hash: &BlobHash) {
+        self.reader.wait_for_fill(hash).await
+    }
+
+    /// Reads and writes go to different stores: no one listing is this store's contents.
+    fn list(&self) -> Option<Vec<BlobHash>> {
+        None
     }
 }

@@ -28,13 +28,12 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use bytes::Bytes;
-use prometheus::IntCounter;
 use tokio::sync::OnceCell;
 
-use crate::blob::{verify, BlobHash, MAX_BLOB_SIZE};
+use crate::blob::{BlobHash, MAX_BLOB_SIZE};
 use crate::config::S3Config;
 use crate::store::body::CappedBuffer;
-use crate::store::remote::check_base_url;
+use crate::store::origin::{check_base_url, Origin};
 use crate::store::{Blob, BlobStore, BuildContext, StoreError, StoreResult};
 
 /// First retry waits this long; each further one doubles (with jitter), up to [`MAX_BACKOFF`].
@@ -45,10 +44,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_REGION: &str = "us-east-1";
 
 pub struct S3Store {
-    name: Arc<str>,
+    origin: Origin,
     config: S3Config,
     client: OnceCell<Client>,
-    in_bytes: IntCounter,
 }
 
 impl S3Store {
@@ -67,10 +65,9 @@ impl S3Store {
             anyhow::bail!("{name}: bucket must not be empty");
         }
         Ok(S3Store {
-            name: Arc::from(name),
+            origin: Origin::new(name, config.timeout, &ctx.metrics.s3_in_bytes),
             config: config.clone(),
             client: OnceCell::new(),
-            in_bytes: ctx.metrics.s3_in_bytes.clone(),
         })
     }
 
@@ -127,25 +124,6 @@ impl S3Store {
         Client::from_conf(builder.build())
     }
 
-    /// Runs `work` under the store's deadline (the SDK has its own; this one also covers
-    /// reading a response body).
-    async fn bounded<T>(
-        &self,
-        work: impl std::future::Future<Output = StoreResult<T>>,
-    ) -> StoreResult<T> {
-        match tokio::time::timeout(self.config.timeout, work).await {
-            Ok(result) => result,
-            Err(_) => Err(self.timeout_error()),
-        }
-    }
-
-    fn timeout_error(&self) -> StoreError {
-        StoreError::Timeout {
-            store: Arc::clone(&self.name),
-            after: self.config.timeout,
-        }
-    }
-
     /// Maps an SDK failure to what the rest of the tree acts on.
     fn map_err<E>(
         &self,
@@ -166,28 +144,25 @@ impl S3Store {
             _ => false,
         };
         if timed_out {
-            return self.timeout_error();
+            return self.origin.timed_out();
         }
         let what = match (&err, status) {
             (SdkError::DispatchFailure(_), _) => "cannot reach S3".to_string(),
             (_, Some(s)) => format!("S3 answered {s}"),
             _ => "S3 call failed".to_string(),
         };
-        StoreError::unavailable(
-            &self.name,
-            format!("{op} {what}: {}", DisplayErrorContext(&err)),
-        )
+        self.origin
+            .unavailable(format!("{op} {what}: {}", DisplayErrorContext(&err)))
     }
 
     /// Reads an object body, stopping as soon as it is larger than a blob may be.
     async fn read_capped(&self, mut body: ByteStream, expected: usize) -> StoreResult<Bytes> {
         let mut buf = CappedBuffer::new(MAX_BLOB_SIZE, Some(expected));
         while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| {
-                StoreError::unavailable(&self.name, format!("reading object body: {e}"))
-            })?;
+            let chunk =
+                chunk.map_err(|e| self.origin.unavailable(format!("reading object body: {e}")))?;
             buf.push(&chunk)
-                .map_err(|total| StoreError::too_large(&self.name, total))?;
+                .map_err(|total| self.origin.too_large(total))?;
         }
         Ok(buf.freeze())
     }
@@ -196,111 +171,121 @@ impl S3Store {
 #[async_trait]
 impl BlobStore for S3Store {
     fn name(&self) -> &str {
-        &self.name
+        self.origin.name()
     }
 
     async fn has(&self, hash: &BlobHash) -> StoreResult<bool> {
-        self.bounded(async {
-            let result = self
-                .client()
-                .await
-                .head_object()
-                .bucket(&self.config.bucket)
-                .key(self.key_of(hash))
-                .send()
-                .await;
-            match result {
-                Ok(_) => Ok(true),
-                Err(e) => match self.map_err("HeadObject", e) {
-                    StoreError::NotFound => Ok(false),
-                    other => Err(other),
-                },
-            }
-        })
-        .await
+        self.origin
+            .bounded(async {
+                let result = self
+                    .client()
+                    .await
+                    .head_object()
+                    .bucket(&self.config.bucket)
+                    .key(self.key_of(hash))
+                    .send()
+                    .await;
+                match result {
+                    Ok(_) => Ok(true),
+                    Err(e) => match self.map_err("HeadObject", e) {
+                        StoreError::NotFound => Ok(false),
+                        other => Err(other),
+                    },
+                }
+            })
+            .await
     }
 
     async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
         let start = Instant::now();
-        self.bounded(async {
-            let out = self
-                .client()
-                .await
-                .get_object()
-                .bucket(&self.config.bucket)
-                .key(self.key_of(hash))
-                .send()
-                .await
-                .map_err(|e| self.map_err("GetObject", e))?;
-            let declared = out
-                .content_length()
-                .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-            if let Some(len) = declared {
-                if len > MAX_BLOB_SIZE {
-                    return Err(StoreError::too_large(&self.name, len));
+        self.origin
+            .bounded(async {
+                let out = self
+                    .client()
+                    .await
+                    .get_object()
+                    .bucket(&self.config.bucket)
+                    .key(self.key_of(hash))
+                    .send()
+                    .await
+                    .map_err(|e| self.map_err("GetObject", e))?;
+                let declared = out
+                    .content_length()
+                    .map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+                if let Some(len) = declared {
+                    self.origin.check_declared(len)?;
                 }
-            }
-            let data = self.read_capped(out.body, declared.unwrap_or(0)).await?;
-            self.in_bytes.inc_by(data.len() as u64);
-            verify(&data, hash).map_err(|source| StoreError::Corrupt {
-                store: Arc::clone(&self.name),
-                source,
-            })?;
-            Ok(Blob::verified(data, start.elapsed(), &self.name))
-        })
-        .await
+                let data = self.read_capped(out.body, declared.unwrap_or(0)).await?;
+                self.origin.verified_blob(hash, data, start, None)
+            })
+            .await
     }
 
     async fn put(&self, hash: &BlobHash, data: Bytes) -> StoreResult<()> {
         if data.len() > MAX_BLOB_SIZE {
             return Err(StoreError::Refused {
-                store: Arc::clone(&self.name),
+                store: Arc::from(self.origin.name()),
                 message: format!("blob is {} bytes, more than {MAX_BLOB_SIZE}", data.len()),
             });
         }
-        self.bounded(async {
-            let len = data.len() as i64;
-            self.client()
-                .await
-                .put_object()
-                .bucket(&self.config.bucket)
-                .key(self.key_of(hash))
-                .content_type("application/octet-stream")
-                .content_length(len)
-                .body(ByteStream::from(data))
-                .send()
-                .await
-                .map_err(|e| match self.map_err("PutObject", e) {
-                    // A 404 on put means the bucket is missing, not the blob.
-                    StoreError::NotFound => StoreError::unavailable(
-                        &self.name,
-                        format!("PutObject: bucket {:?} not found", self.config.bucket),
-                    ),
-                    other => other,
-                })?;
-            Ok(())
-        })
-        .await
+        self.origin
+            .bounded(async {
+                let len = data.len() as i64;
+                self.client()
+                    .await
+                    .put_object()
+                    .bucket(&self.config.bucket)
+                    .key(self.key_of(hash))
+                    .content_type("application/octet-stream")
+                    .content_length(len)
+                    .body(ByteStream::from(data))
+                    .send()
+                    .await
+                    .map_err(|e| match self.map_err("PutObject", e) {
+                        // A 404 on put means the bucket is missing, not the blob.
+                        StoreError::NotFound => self.origin.unavailable(format!(
+                            "PutObject: bucket {:?} not found",
+                            self.config.bucket
+                        )),
+                        other => other,
+                    })?;
+                Ok(())
+            })
+            .await
     }
 
     async fn delete(&self, hash: &BlobHash) -> StoreResult<()> {
-        self.bounded(async {
-            match self
-                .client()
-                .await
-                .delete_object()
-                .bucket(&self.config.bucket)
-                .key(self.key_of(hash))
-                .send()
-                .await
-            {
-                Ok(_) => Ok(()),
-                Err(e) => match self.map_err("DeleteObject", e) {
-                    StoreError::NotFound => Ok(()),
-                    other => Err(other),
-                },
-            }
-        })
-        .await
+        self.origin
+            .bounded(async {
+                match self
+                    .client()
+                    .await
+                    .delete_object()
+                    .bucket(&self.config.bucket)
+                    .key(self.key_of(hash))
+                    .send()
+                    .await
+                {
+                    Ok(_) => Ok(()),
+                    Err(e) => match self.map_err("DeleteObject", e) {
+                        StoreError::NotFound => Ok(()),
+                        other => Err(other),
+                    },
+                }
+            })
+            .await
+    }
+
+    /// A backend, not a cache.
+    async fn has_cached(&self, _: &BlobHash) -> StoreResult<bool> {
+        Ok(false)
+    }
+
+    /// Starts no fills.
+    async fn wait_for_fill(&self, _: &BlobHash) {}
+
+    /// A remote (or nothing): cannot list.
+    fn list(&self) -> Option<Vec<BlobHash>> {
+        None
     }
 }

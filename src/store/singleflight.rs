@@ -12,7 +12,8 @@ use prometheus::IntGauge;
 
 use crate::blob::BlobHash;
 use crate::config::SingleflightConfig;
-use crate::store::flight::{Flights, GaugeGuard};
+use crate::metrics::GaugeGuard;
+use crate::store::flight::{wait_limit_for, Flights, Outcome};
 use crate::store::{Blob, BlobStore, BuildContext, StoreError, StoreResult};
 
 pub struct SingleFlightStore {
@@ -37,7 +38,7 @@ impl SingleFlightStore {
                 .with_label_values(&labels),
             name: Arc::from(config.component.as_str()),
             store,
-            flights: Flights::new(),
+            flights: Flights::new(wait_limit_for(&config.store)),
         }
     }
 }
@@ -56,8 +57,8 @@ impl BlobStore for SingleFlightStore {
         self.store.has_cached(hash).await
     }
 
-    async fn settle(&self, hash: &BlobHash) {
-        self.store.settle(hash).await;
+    async fn wait_for_fill(&self, hash: &BlobHash) {
+        self.store.wait_for_fill(hash).await;
     }
 
     async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
@@ -75,13 +76,18 @@ impl BlobStore for SingleFlightStore {
                     leader.publish(result);
                 });
             })
-            .await
-            .unwrap_or_else(|| {
-                Err(StoreError::unavailable(
-                    &self.name,
-                    "get was abandoned repeatedly",
-                ))
-            });
+            .await;
+        let answer = match answer {
+            Outcome::Done(answer) => answer,
+            Outcome::Abandoned => Err(StoreError::unavailable(
+                &self.name,
+                "get was abandoned repeatedly",
+            )),
+            Outcome::TimedOut => Err(StoreError::Timeout {
+                store: Arc::clone(&self.name),
+                after: self.flights.wait_limit(),
+            }),
+        };
         answer.map(|blob| blob.via(start.elapsed(), &self.name))
     }
 

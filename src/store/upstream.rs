@@ -7,26 +7,24 @@
 //! `edge_token` is missing or wrong, which is a configuration error (502 with a hint), not a
 //! "not found" that a negative cache would remember.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use prometheus::IntCounter;
 use reqwest::StatusCode;
 
 use crate::blob::BlobHash;
 use crate::config::UpstreamConfig;
-use crate::store::remote::{check_base_url, join_url, HttpFetcher, StatusMeaning};
+use crate::protocol::http::blob_request;
+use crate::store::http_fetch::{join_url, HttpFetcher, StatusMeaning};
+use crate::store::origin::{check_base_url, Origin};
 use crate::store::{Blob, BlobStore, BuildContext, StoreError, StoreResult};
-use crate::trace::BlobTrace;
 
 pub struct UpstreamStore {
     fetcher: HttpFetcher,
     /// `http(s)://host:port`, no trailing slash.
     base: String,
     edge_token: Option<String>,
-    in_bytes: IntCounter,
 }
 
 impl UpstreamStore {
@@ -38,21 +36,17 @@ impl UpstreamStore {
             format!("http://{}", config.upstream)
         };
         check_base_url(name, "upstream", &base)?;
+        let origin = Origin::new(name, config.timeout, &ctx.metrics.upstream_in_bytes);
         Ok(UpstreamStore {
-            fetcher: HttpFetcher::new(name, config.timeout, config.connect_timeout)?,
+            fetcher: HttpFetcher::new(origin, config.connect_timeout)?,
             base: base.trim_end_matches('/').to_string(),
             edge_token: config.edge_token.clone().filter(|t| !t.is_empty()),
-            in_bytes: ctx.metrics.upstream_in_bytes.clone(),
         })
     }
 
     fn url(&self, hash: &BlobHash, with_token: bool) -> String {
-        let mut url = join_url(&self.base, &format!("blob?hash={hash}"));
-        if let (true, Some(token)) = (with_token, &self.edge_token) {
-            url.push_str("&edge_token=");
-            url.extend(form_urlencoded::byte_serialize(token.as_bytes()));
-        }
-        url
+        let token = self.edge_token.as_deref().filter(|_| with_token);
+        join_url(&self.base, &blob_request(hash, token))
     }
 }
 
@@ -70,7 +64,7 @@ fn meaning(status: StatusCode) -> StatusMeaning {
 #[async_trait]
 impl BlobStore for UpstreamStore {
     fn name(&self) -> &str {
-        self.fetcher.name()
+        self.fetcher.origin().name()
     }
 
     async fn has(&self, hash: &BlobHash) -> StoreResult<bool> {
@@ -84,31 +78,33 @@ impl BlobStore for UpstreamStore {
         let start = Instant::now();
         let fetched = self
             .fetcher
-            .get(&self.url(hash, true), hash, meaning)
+            .get(&self.url(hash, true), meaning)
             .await
             .map_err(|e| with_token_hint(e, self.edge_token.is_some()))?;
-        self.in_bytes.inc_by(fetched.data.len() as u64);
-        let trace =
-            BlobTrace::from_header(fetched.via.as_deref()).stack(start.elapsed(), self.name());
-        Ok(Blob {
-            data: fetched.data,
-            trace,
-            verified: true, // the shared fetch verifies every body
-        })
+        self.fetcher
+            .origin()
+            .verified_blob(hash, fetched.data, start, fetched.via.as_deref())
     }
 
     async fn put(&self, _: &BlobHash, _: Bytes) -> StoreResult<()> {
-        Err(StoreError::Refused {
-            store: Arc::from(self.name()),
-            message: "put is not supported: an upstream cache is read-only".into(),
-        })
+        Err(self.fetcher.origin().read_only("put"))
     }
 
     async fn delete(&self, _: &BlobHash) -> StoreResult<()> {
-        Err(StoreError::Refused {
-            store: Arc::from(self.name()),
-            message: "delete is not supported: an upstream cache is read-only".into(),
-        })
+        Err(self.fetcher.origin().read_only("delete"))
+    }
+
+    /// A backend, not a cache.
+    async fn has_cached(&self, _: &BlobHash) -> StoreResult<bool> {
+        Ok(false)
+    }
+
+    /// Starts no fills.
+    async fn wait_for_fill(&self, _: &BlobHash) {}
+
+    /// A remote (or nothing): cannot list.
+    fn list(&self) -> Option<Vec<BlobHash>> {
+        None
     }
 }
 
@@ -134,13 +130,13 @@ fn with_token_hint(err: StoreError, token_set: bool) -> StoreError {
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
+    use std::sync::Arc;
     use std::time::Duration;
 
     #[test]
     fn urls_carry_hash_and_encoded_token() {
         let ctx = BuildContext {
             metrics: Arc::new(Metrics::new()),
-            base_dir: ".".into(),
         };
         let s = UpstreamStore::new(
             &UpstreamConfig {

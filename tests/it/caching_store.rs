@@ -17,7 +17,6 @@ use tokio::time::timeout;
 fn ctx(metrics: &Arc<Metrics>) -> BuildContext {
     BuildContext {
         metrics: Arc::clone(metrics),
-        base_dir: ".".into(),
     }
 }
 
@@ -263,6 +262,16 @@ impl BlobStore for FullDisk {
     }
     async fn delete(&self, _: &prism_lite::blob::BlobHash) -> prism_lite::store::StoreResult<()> {
         Ok(())
+    }
+    async fn has_cached(
+        &self,
+        _: &prism_lite::blob::BlobHash,
+    ) -> prism_lite::store::StoreResult<bool> {
+        Ok(false)
+    }
+    async fn wait_for_fill(&self, _: &prism_lite::blob::BlobHash) {}
+    fn list(&self) -> Option<Vec<prism_lite::blob::BlobHash>> {
+        None
     }
 }
 

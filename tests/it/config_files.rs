@@ -99,7 +99,6 @@ fn reflector_go_db_backed_file_builds_with_disk_capacity_and_one_warning() {
     let metrics = Arc::new(Metrics::new());
     let ctx = BuildContext {
         metrics: Arc::clone(&metrics),
-        base_dir: ".".into(),
     };
     let captured = Captured::default();
     let writer = captured.clone();

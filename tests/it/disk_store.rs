@@ -24,7 +24,6 @@ fn open(dir: &Path, extra: &str) -> (DiskStore, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new());
     let ctx = BuildContext {
         metrics: Arc::clone(&metrics),
-        base_dir: ".".into(),
     };
     (DiskStore::open(&d, &ctx).unwrap(), metrics)
 }

@@ -15,7 +15,6 @@ fn build(yaml_store: &str) -> Arc<dyn BlobStore> {
         config::parse(&format!("store:\n  {yaml_store}\n"), "t.yaml").expect("parses");
     let ctx = BuildContext {
         metrics: Arc::new(Metrics::new()),
-        base_dir: ".".into(),
     };
     store::build(&cfg.store, &ctx).expect("builds")
 }

@@ -15,7 +15,7 @@ use prism_lite::app::Running;
 use prism_lite::blob::{verify, BlobHash, MAX_BLOB_SIZE};
 use prism_lite::config::{self, StoreConfig};
 use prism_lite::metrics::Metrics;
-use prism_lite::server::peer::{next_frame, Frame};
+use prism_lite::protocol::peer::{next_frame, Frame};
 use prism_lite::store::{self, BlobStore, BuildContext, StoreError};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -519,7 +519,7 @@ async fn chain_of_two_caches_over_the_peer_protocol() {
     );
     verify(&got, &hash).unwrap();
     assert_eq!(b.metrics.peer_download_total.get(), 1);
-    assert_eq!(a.metrics.peer_in_bytes.get(), data.len() as u64);
+    assert_eq!(a.metrics.upstream_in_bytes.get(), data.len() as u64);
 
     // Second get: a hit on A; B is not asked for the blob again.
     c.send(sdk_request(&hash.to_string()).as_bytes()).await;
@@ -563,7 +563,6 @@ fn peer_store(addr: SocketAddr, timeout: &str) -> (Arc<dyn BlobStore>, Arc<Metri
     let metrics = Arc::new(Metrics::new());
     let ctx = BuildContext {
         metrics: Arc::clone(&metrics),
-        base_dir: ".".into(),
     };
     (store::build(&cfg, &ctx).expect("build"), metrics)
 }
@@ -629,7 +628,7 @@ async fn peer_store_gets_has_and_not_found_from_a_real_peer() {
     assert_eq!(got.data, data);
     // Five exchanges over one pooled connection.
     assert_eq!(b.metrics.peer_connections.get(), 1);
-    assert_eq!(metrics.peer_in_bytes.get(), 2 * data.len() as u64);
+    assert_eq!(metrics.upstream_in_bytes.get(), 2 * data.len() as u64);
     assert!(matches!(
         store.put(&hash, data.clone()).await,
         Err(StoreError::Refused { .. })

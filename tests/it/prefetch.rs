@@ -385,7 +385,6 @@ impl Harness {
         let metrics = Arc::new(Metrics::new());
         let ctx = BuildContext {
             metrics: Arc::clone(&metrics),
-            base_dir: PathBuf::from("."),
         };
         let cfg: BlobcacheConfig = config::parse(
             "store: {caching: {name: edge, cache: {mem: {name: ram, max_size: 256MiB}}, origin: {noop: {}}}}",
@@ -431,7 +430,7 @@ impl Harness {
         .expect("prefetcher")
     }
 
-    /// Asserts the cache tier itself holds every hash. No waiting: the prefetcher settles each
+    /// Asserts the cache tier itself holds every hash. No waiting: the prefetcher waits for each
     /// cache fill before it counts a blob as fetched.
     async fn assert_cached(&self, hashes: &[BlobHash]) {
         let mut missing = Vec::new();
@@ -1176,12 +1175,21 @@ impl BlobStore for GatedCache {
     async fn delete(&self, hash: &BlobHash) -> prism_lite::store::StoreResult<()> {
         self.inner.delete(hash).await
     }
+    async fn has_cached(&self, hash: &BlobHash) -> prism_lite::store::StoreResult<bool> {
+        self.inner.has_cached(hash).await
+    }
+    async fn wait_for_fill(&self, hash: &BlobHash) {
+        self.inner.wait_for_fill(hash).await
+    }
+    fn list(&self) -> Option<Vec<BlobHash>> {
+        self.inner.list()
+    }
 }
 
-/// `settle` (what the prefetcher waits on before counting a blob) returns only once the cache
+/// `wait_for_fill` (what the prefetcher waits on before counting a blob) returns only once the cache
 /// write is done, not when the client got its bytes.
 #[tokio::test]
-async fn settle_waits_for_the_cache_write() {
+async fn wait_for_fill_waits_for_the_cache_write() {
     let h = Harness::new();
     let gated = Arc::new(GatedCache {
         inner: Arc::clone(&h.cache),
@@ -1198,7 +1206,6 @@ async fn settle_waits_for_the_cache_write() {
     };
     let ctx = BuildContext {
         metrics: Arc::clone(&h.metrics),
-        base_dir: PathBuf::from("."),
     };
     let root: Arc<dyn BlobStore> = Arc::new(CachingStore::new(
         caching,
@@ -1221,16 +1228,19 @@ async fn settle_waits_for_the_cache_write() {
     );
     let settling = {
         let root = Arc::clone(&root);
-        tokio::spawn(async move { root.settle(&hash).await })
+        tokio::spawn(async move { root.wait_for_fill(&hash).await })
     };
     for _ in 0..20 {
         tokio::task::yield_now().await;
     }
-    assert!(!settling.is_finished(), "settle returned before the write");
+    assert!(
+        !settling.is_finished(),
+        "wait_for_fill returned before the write"
+    );
     gated.gate.add_permits(1);
     tokio::time::timeout(TEST_TIMEOUT, settling)
         .await
-        .expect("settle returns once the write is done")
+        .expect("wait_for_fill returns once the write is done")
         .unwrap();
     assert!(h.cached(&hash).await);
     assert!(root.has_cached(&hash).await.unwrap());

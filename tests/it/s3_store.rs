@@ -12,7 +12,6 @@ use prism_lite::store::{self, BlobStore, BuildContext, StoreError};
 fn ctx() -> BuildContext {
     BuildContext {
         metrics: Arc::new(Metrics::new()),
-        base_dir: ".".into(),
     }
 }
 

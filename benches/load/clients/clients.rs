@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes};
 use prism_lite::blob::{verify, BlobHash, MAX_BLOB_SIZE};
+use prism_lite::protocol::peer::{next_frame, Frame};
 use prism_lite::quic::{self, Verify};
-use prism_lite::server::peer::{next_frame, Frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -162,6 +162,13 @@ impl BlobStore for TestOrigin {
         self.blobs.lock().unwrap().remove(hash);
         Ok(())
     }
+    async fn has_cached(&self, _: &BlobHash) -> StoreResult<bool> {
+        Ok(false)
+    }
+    async fn wait_for_fill(&self, _: &BlobHash) {}
+    fn list(&self) -> Option<Vec<BlobHash>> {
+        None
+    }
 }
 
 /// The value of one sample in Prometheus text output, e.g.
@@ -216,7 +223,6 @@ pub fn build_store(
     let cfg: prism_lite::config::BlobcacheConfig = prism_lite::config::parse(yaml, "test.yaml")?;
     let ctx = prism_lite::store::BuildContext {
         metrics: Arc::clone(metrics),
-        base_dir: PathBuf::from("."),
     };
     prism_lite::store::build(&cfg.store, &ctx)
 }

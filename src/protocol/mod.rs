@@ -1,0 +1,19 @@
+//! The wire formats prism-lite speaks, one module per format, shared by the side that answers
+//! (a front door in [`crate::server`]) and the side that asks (an origin store in
+//! [`crate::store`]). A format's facts (paths, keys, framing, what a peer implementation checks)
+//! are written down once, in its module's docs, and its vocabulary (message types, constants,
+//! the framing rule) is defined once, so a door and a store cannot drift apart.
+//!
+//! - [`peer`]: the LBRY peer protocol over TCP (`servers.peer` and the `peer` store).
+//! - [`http`]: reflector.go's HTTP blob API (`servers.http` and the `upstream` store).
+//! - [`http3`]: reflector.go's HTTP/3 blob API (`servers.http3` and the `http3` store).
+//!
+//! The reflector upload protocol (TCP 5566, blobs pushed by publishers) is not spoken yet; when
+//! it is, its messages and framing belong in a `reflector` module here, beside [`peer`], whose
+//! framing rule ([`peer::next_frame`]) it shares.
+//!
+//! Nothing here does I/O or touches a store: these modules only say what the bytes look like.
+
+pub mod http;
+pub mod http3;
+pub mod peer;
