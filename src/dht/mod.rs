@@ -11,7 +11,6 @@
 //! prefetcher holds to say "announce this blob".
 
 pub mod bencode;
-pub mod config;
 pub mod metrics;
 pub mod node;
 pub mod routing;
@@ -30,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::blob::BlobHash;
 
-pub use self::config::DhtConfig;
+pub use crate::config::DhtConfig;
 pub use self::wire::{CompactPeer, Contact, NodeId};
 
 /// Kademlia's bucket size and replication factor.
