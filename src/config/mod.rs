@@ -155,6 +155,17 @@ mod tests {
             .to_string()
     }
 
+    /// Every store's summary in the tree, one per line (what `check-config` prints, without
+    /// the indentation), so these tests need nothing outside `config`.
+    fn summaries(store: &StoreConfig) -> String {
+        let mut out = store.summary();
+        for (_, child) in store.children() {
+            out.push('\n');
+            out.push_str(&summaries(child));
+        }
+        out
+    }
+
     #[test]
     fn loads_a_full_tree() {
         let cfg = load(
@@ -203,7 +214,7 @@ store:
             panic!()
         };
         assert_eq!(mem.max_size, ByteSize(64 * 1024 * 1024));
-        let desc = crate::store::describe(&cfg.store);
+        let desc = summaries(&cfg.store);
         assert!(desc.contains("disk name=local"), "{desc}");
         assert!(
             desc.contains("gcache name=gcache max_size=10 blobs strategy=Lfu"),
@@ -284,7 +295,7 @@ store:
         assert_eq!(peer.write_timeout, Duration::from_secs(60));
         assert_eq!(peer.max_connections, 1024);
         assert_eq!(peer.lbrycrd_address, "");
-        let desc = crate::store::describe(&cfg.store);
+        let desc = summaries(&cfg.store);
         assert!(
             desc.contains("peer name=peer address=10.0.0.1:5567 timeout=30s"),
             "{desc}"
@@ -355,7 +366,7 @@ store:
             panic!("root should be http3")
         };
         assert_eq!(store.timeout, Duration::from_secs(30));
-        let desc = crate::store::describe(&cfg.store);
+        let desc = summaries(&cfg.store);
         assert!(desc.contains("http3 name=http3 address=up:5568"), "{desc}");
         assert!(desc.contains("insecure_skip_verify"), "{desc}");
         let e = error_of("store: {http3: {address: \"up:5568\", timeout: soon}}");
