@@ -7,7 +7,7 @@ use std::io;
 /// `", "` between items, `": "` between key and value, and `ensure_ascii` escaping (every
 /// character above `~` as lowercase `\uXXXX`, astral characters as surrogate pairs). serde_json's
 /// own escaping of `"`, `\` and control characters already matches Python's.
-pub struct PythonFormatter;
+pub(super) struct PythonFormatter;
 
 impl serde_json::ser::Formatter for PythonFormatter {
     fn begin_array_value<W: ?Sized + io::Write>(
