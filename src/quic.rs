@@ -169,16 +169,6 @@ impl Verify {
     }
 }
 
-/// For `check-config`: how an `http3` store will check its upstream.
-pub fn verify_summary(cfg: &Http3StoreConfig) -> String {
-    match (&cfg.ca_file, cfg.insecure_skip_verify) {
-        (Some(p), false) => format!("verify(ca_file={})", p.display()),
-        (None, true) => "insecure_skip_verify".into(),
-        (Some(_), true) => "invalid(ca_file+insecure_skip_verify)".into(),
-        (None, false) => "verify(webpki roots)".into(),
-    }
-}
-
 /// A QUIC client configuration offering `alpn`, checking certificates per `verify`.
 pub fn client_config(
     verify: &Verify,

@@ -1,19 +1,19 @@
 //! Taking part in the LBRY DHT, so LBRY clients find this cache as a peer for the blobs it
-//! holds (the wire facts are in PROTOCOLS.md, "LBRY DHT"; the reference is the LBRY SDK's
-//! `lbry/dht/`).
+//! holds (the wire facts are in [`wire`]'s docs; the reference is the LBRY SDK's `lbry/dht/`).
 //!
 //! - [`bencode`], [`wire`]: the datagram format (integer-keyed bencoded dicts).
 //! - [`rpc`]: the UDP socket, request/answer matching with timeouts, per-source rate limits.
 //! - [`routing`]: k-buckets; [`store`]: others' announcements and the token scheme.
-//! - [`node`]: answering, iterative lookups, maintenance and announcing.
+//! - [`node`]: the node's state; answering, iterative lookups, announcing and routing-table
+//!   upkeep each in a file of their own under it.
 //!
 //! [`Dht`] is the handle the rest of the program uses; [`Announcer`] is the small piece the
 //! prefetcher holds to say "announce this blob".
 
 pub mod bencode;
-pub mod config;
 pub mod metrics;
 pub mod node;
+mod random;
 pub mod routing;
 pub mod rpc;
 pub mod store;
@@ -30,34 +30,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::blob::BlobHash;
 
-pub use self::config::DhtConfig;
-pub use self::wire::{CompactPeer, Contact, NodeId};
-
-/// Kademlia's bucket size and replication factor.
-pub const K: usize = 8;
-/// Queries in flight per lookup.
-pub const ALPHA: usize = 5;
-/// Largest datagram sent or accepted (the SDK's `MSG_SIZE_LIMIT`).
-pub const MAX_DATAGRAM: usize = 1400;
-
-/// Random bytes from the OS. If the OS source fails (it practically never does), fall back to
-/// hashing the time and a counter: ids and secrets then stay unique, if less unpredictable.
-pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut out = [0u8; N];
-    if getrandom::getrandom(&mut out).is_err() {
-        use sha2::Digest;
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let mut seed = sha2::Sha384::new();
-        seed.update(format!("{:?}", std::time::SystemTime::now()));
-        seed.update(COUNTER.fetch_add(1, Ordering::Relaxed).to_le_bytes());
-        let digest = seed.finalize();
-        for (o, d) in out.iter_mut().zip(digest.iter().cycle()) {
-            *o = *d;
-        }
-    }
-    out
-}
+pub use self::node::lookup::ALPHA;
+pub use self::routing::K;
+pub use self::wire::{CompactPeer, Contact, NodeId, MAX_DATAGRAM};
+pub use crate::config::DhtConfig;
 
 /// The persisted node id in `data_dir/node_id`, if there is a valid one.
 pub fn read_node_id(data_dir: &Path) -> Option<NodeId> {

@@ -12,8 +12,9 @@
 use std::time::{Duration, Instant};
 
 use super::wire::{Contact, NodeId, ID_LEN};
-use super::K;
 
+/// Kademlia's bucket size and replication factor.
+pub const K: usize = 8;
 /// Most bits two distinct ids can share.
 const ID_BITS: usize = ID_LEN * 8;
 /// Contacts kept per bucket as replacements for stale ones.

@@ -11,8 +11,7 @@ use tokio::sync::oneshot;
 
 use super::bencode::Value;
 use super::metrics::DhtMetrics;
-use super::wire::{Body, Datagram, NodeId, Request, RpcId};
-use super::MAX_DATAGRAM;
+use super::wire::{Body, Datagram, NodeId, Request, RpcId, MAX_DATAGRAM};
 
 /// Requests in flight at once; beyond it new calls fail fast rather than grow the table.
 const MAX_PENDING: usize = 4096;

@@ -27,8 +27,8 @@ pub struct Tokens {
 impl Tokens {
     pub fn new(every: Duration) -> Tokens {
         Tokens {
-            current: super::random_bytes(),
-            previous: super::random_bytes(),
+            current: super::random::random_bytes(),
+            previous: super::random::random_bytes(),
             rotated: Instant::now(),
             every,
         }
@@ -37,7 +37,7 @@ impl Tokens {
     fn rotate_if_due(&mut self, now: Instant) {
         if now.duration_since(self.rotated) >= self.every {
             self.previous = self.current;
-            self.current = super::random_bytes();
+            self.current = super::random::random_bytes();
             self.rotated = now;
         }
     }

@@ -6,6 +6,18 @@
 //! exception type and `4` argument list / error message. A request's argument list ends with a
 //! dict holding `protocolVersion: 1` (and `p`, the page, for `findValue`).
 //!
+//! The four RPCs and their answers:
+//! - `ping` -> `pong`.
+//! - `findNode(key)` -> a list of contacts `[node_id, ip, udp_port]` closest to `key`.
+//! - `findValue(key[, {p: page}])` -> a dict with `token`, and either `contacts` (the closest
+//!   nodes) or `key -> [compact peer, ...]` plus `p` (how many pages of announcers exist). A
+//!   compact peer is a 4-byte IPv4 address, a 2-byte big-endian TCP port and a 48-byte node id.
+//! - `store(blob_hash, token, tcp_port, original_publisher_id, age)` -> `OK`; the token must come
+//!   from a recent `findValue` by the same IP (see [`super::store`]).
+//!
+//! Node ids, keys and tokens are 48 bytes (SHA-384 size), rpc ids 20 bytes, and a datagram is at
+//! most 1,400 bytes ([`MAX_DATAGRAM`]).
+//!
 //! Decoding is split in two on purpose: a datagram whose *envelope* is bad is dropped (there is
 //! nobody sensible to answer), while a well-formed request with bad *arguments* is answered with
 //! an error datagram, as the SDK does.
@@ -16,6 +28,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::bencode::{Key, Value};
 
+/// Largest datagram sent or accepted (the SDK's `MSG_SIZE_LIMIT`).
+pub const MAX_DATAGRAM: usize = 1400;
 /// Node ids, blob hashes and tokens are all 48 bytes (SHA-384 size).
 pub const ID_LEN: usize = 48;
 /// Request ids are 20 bytes.
@@ -41,7 +55,7 @@ impl NodeId {
     /// A fresh id: SHA-384 of random bytes, as the SDK makes them.
     pub fn random() -> NodeId {
         use sha2::Digest;
-        NodeId(sha2::Sha384::digest(super::random_bytes::<32>()).into())
+        NodeId(sha2::Sha384::digest(super::random::random_bytes::<32>()).into())
     }
 
     /// Kademlia's XOR metric; compare results bytewise (big-endian) to order by distance.
@@ -81,7 +95,7 @@ pub struct RpcId(pub [u8; RPC_ID_LEN]);
 
 impl RpcId {
     pub fn random() -> RpcId {
-        RpcId(super::random_bytes::<RPC_ID_LEN>())
+        RpcId(super::random::random_bytes::<RPC_ID_LEN>())
     }
 }
 

@@ -10,11 +10,15 @@
 //! way it is safe to stop at any moment: the next run fetches only what is still missing.
 
 pub mod api;
-pub mod config;
+pub mod channel_list;
 pub mod metrics;
 pub mod plan;
 pub mod report;
 pub mod warm;
+
+/// The `prefetch:` section's types live in [`crate::config::prefetch`] (the loader must not
+/// depend on the prefetcher); this is their old path.
+pub use crate::config::prefetch as config;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -29,11 +33,12 @@ use tokio_util::sync::CancellationToken;
 use crate::store::BlobStore;
 
 use self::api::LbryApi;
-use self::config::{read_channel_list, ChannelSpec, PrefetchConfig};
+use self::channel_list::read_channel_list;
 use self::metrics::PrefetchMetrics;
 use self::plan::Planner;
 use self::report::{unix_now, ChannelReport, RunReport, StatusHandle};
 use self::warm::{WarmJob, Warmer};
+use crate::config::prefetch::{ChannelSpec, PrefetchConfig};
 
 /// A configured prefetcher: the API client (with its resolution cache), the root store, the
 /// metrics and the status it publishes.

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use crate::blob::BlobHash;
 
 use super::api::{ApiError, LbryApi, StreamClaim};
-use super::config::{BlobSelection, ChannelSpec};
+use crate::config::prefetch::{BlobSelection, ChannelSpec};
 
 /// Hard stop for paging, whatever the server says: a server that never sends a short page
 /// must not keep a run going forever.

@@ -25,10 +25,10 @@ use crate::blob::BlobHash;
 use crate::store::{Blob, BlobStore, StoreError};
 use crate::stream::StreamDescriptor;
 
-use super::config::BlobSelection;
 use super::metrics::PrefetchMetrics;
 use super::plan::PlannedStream;
 use super::report::ChannelReport;
+use crate::config::prefetch::BlobSelection;
 
 /// One stream to warm, tagged with the index of its channel in the run's report.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::duration;
+use super::units::duration;
 
 /// `dht:` settings. Everything but `enabled` has a default that suits the public network.
 #[derive(Debug, Clone, Deserialize)]
@@ -15,7 +15,8 @@ pub struct DhtConfig {
     /// Off unless set: joining a public network is an explicit choice.
     #[serde(default)]
     pub enabled: bool,
-    /// UDP port (the SDK's default is 4444; see the port-pairing advice in docs-dht.md).
+    /// UDP port (the SDK's default is 4444; see "Port pairing matters" in the README's
+    /// "LBRY DHT" section).
     #[serde(default = "defaults::port")]
     pub port: u16,
     /// Bind address; omitted = all IPv4 interfaces (the DHT's compact formats are IPv4-only).

@@ -1,151 +1,16 @@
-//! LBRY stream descriptors (sd blobs) and stream content decoding.
-//!
-//! A stream is one *sd blob* (a JSON stream descriptor) plus N AES-128-CBC encrypted content
-//! blobs. The cache mostly treats blobs as opaque bytes, but it has to read sd blobs to know which
-//! content blobs belong to a stream (prefetching, announcing head blobs, checking a stream is
-//! complete), and it has to write them byte-exactly, because an sd blob's name is the SHA-384 of
-//! its bytes: a descriptor re-serialized with a different key order or spacing would be a
-//! different blob that no LBRY client asks for.
-//!
-//! Parsing goes through a permissive wire struct (so every problem can be reported as a specific
-//! [`StreamError`] naming the offending blob, rather than as an opaque JSON error), then through
-//! [`StreamDescriptor::validate`], which applies the same rules the reference LBRY SDK applies
-//! when it loads an sd blob (terminator last and hash-less, blob numbers in order, no empty
-//! content blob, stream hash consistent with the contents), plus the size limits of the network.
+//! The sd blob: a JSON stream descriptor, its parsing and the SDK's validation rules.
 
-use std::io;
-
-use aes::cipher::block_padding::Pkcs7;
-use aes::cipher::{BlockDecryptMut, KeyIvInit};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha384};
 
-use crate::blob::{BlobHash, InvalidHash, MAX_BLOB_SIZE};
+use crate::blob::{BlobHash, MAX_BLOB_SIZE};
 
-/// Length in hex characters of the AES key and of each blob's IV (16 bytes each).
-pub const KEY_HEX_LEN: usize = 32;
+use super::error::{preview, StreamError};
+use super::json::PythonFormatter;
+use super::key::decode_hex16;
 
 /// The only stream type LBRY has ever written.
 pub const STREAM_TYPE_LBRYFILE: &str = "lbryfile";
-
-/// AES block size; CBC ciphertext is always a whole number of blocks.
-const AES_BLOCK: usize = 16;
-
-type Aes128CbcDec = cbc::Decryptor<aes::Aes128>;
-
-/// Everything that can be wrong with an sd blob or with a stream's content.
-///
-/// Messages name the blob (by `blob_num`) and the field involved, because they end up in logs
-/// read by operators who have to find the bad blob.
-#[derive(Debug, thiserror::Error)]
-pub enum StreamError {
-    /// An sd blob is a blob, so it cannot be larger than the blob limit.
-    #[error("sd blob is {0} bytes, more than the {MAX_BLOB_SIZE}-byte blob maximum")]
-    SdTooLarge(usize),
-    /// Not JSON, not UTF-8, or JSON of the wrong shape (missing key, wrong type, negative number).
-    #[error("sd blob is not a valid stream descriptor: {0}")]
-    Json(#[from] serde_json::Error),
-    /// A content blob's `blob_hash` is not 96 lowercase hex characters.
-    #[error("blob {blob_num} has an invalid blob_hash: {source}")]
-    BadBlobHash {
-        blob_num: u32,
-        #[source]
-        source: InvalidHash,
-    },
-    /// A non-terminator entry without a `blob_hash`: there is no way to fetch its content.
-    #[error("blob {blob_num} has length {length} but no blob_hash")]
-    MissingBlobHash { blob_num: u32, length: u64 },
-    /// The stream `key` is not 32 hex characters.
-    #[error("stream key must be {KEY_HEX_LEN} hex characters (16 bytes), found {found:?}")]
-    BadKey { found: String },
-    /// An `iv` is not 32 hex characters.
-    #[error("iv{} must be {KEY_HEX_LEN} hex characters (16 bytes), found {found:?}", blob_label(.blob_num))]
-    BadIv {
-        blob_num: Option<u32>,
-        found: String,
-    },
-    /// The `blobs` list does not end with the zero-length, hash-less stream terminator.
-    #[error("stream descriptor does not end with the zero-length stream terminator")]
-    MissingTerminator,
-    /// A zero-length, hash-less entry that is not the last one: the stream would end early.
-    #[error("stream terminator (blob {blob_num}) is not the last entry of the blob list")]
-    TerminatorNotLast { blob_num: u32 },
-    /// The SDK refuses a terminator that names a blob.
-    #[error("stream terminator (blob {blob_num}) must not have a blob_hash")]
-    TerminatorHasHash { blob_num: u32 },
-    /// `blob_num` must count 0, 1, 2, ... in list order.
-    #[error("blob list entry {position} has blob_num {found}; blobs must be numbered 0, 1, 2, ... in order")]
-    BlobNumOutOfOrder { position: usize, found: u32 },
-    /// A content blob that is empty or larger than a blob may be.
-    #[error(
-        "blob {blob_num} has length {length}; a content blob must be 1..={MAX_BLOB_SIZE} bytes"
-    )]
-    BadContentLength { blob_num: u32, length: u64 },
-    /// The declared `stream_hash` is not the hash of the descriptor's contents.
-    #[error(
-        "stream_hash {declared:?} does not match the descriptor contents (computed {computed})"
-    )]
-    StreamHashMismatch { declared: String, computed: String },
-    /// `stream_name` / `suggested_file_name` is not valid hex.
-    #[error("{field} is not valid hex")]
-    NotHex { field: &'static str },
-    /// `stream_name` / `suggested_file_name` decodes to bytes that are not UTF-8.
-    #[error("{field} does not decode to UTF-8 text")]
-    NotUtf8 { field: &'static str },
-    /// The blob source had no bytes for a content blob.
-    #[error("content blob {blob_num} ({hash}) is not available")]
-    MissingBlob { blob_num: u32, hash: BlobHash },
-    /// A content blob's size differs from the length the sd blob declares.
-    #[error("content blob {blob_num} ({hash}) is {actual} bytes, the sd blob says {expected}")]
-    BlobLengthMismatch {
-        blob_num: u32,
-        hash: BlobHash,
-        expected: u64,
-        actual: usize,
-    },
-    /// A content blob's bytes do not hash to its name.
-    #[error("content blob {blob_num} bytes hash to {actual}, not {expected}")]
-    BlobHashMismatch {
-        blob_num: u32,
-        expected: BlobHash,
-        actual: BlobHash,
-    },
-    /// AES-CBC decryption failed: wrong key or iv, or corrupt ciphertext.
-    #[error("cannot decrypt{}: {reason}", blob_label(.blob_num))]
-    Decrypt {
-        blob_num: Option<u32>,
-        reason: &'static str,
-    },
-}
-
-/// " of blob N" when the blob is known, for error messages shared by per-blob and free-standing
-/// operations.
-fn blob_label(blob_num: &Option<u32>) -> String {
-    match blob_num {
-        Some(n) => format!(" of blob {n}"),
-        None => String::new(),
-    }
-}
-
-/// A bounded copy of untrusted text for an error message, so a hostile sd blob cannot make one
-/// log line megabytes long.
-fn preview(text: &str) -> String {
-    const MAX_CHARS: usize = 100;
-    match text.char_indices().nth(MAX_CHARS) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
-
-/// Decodes a 32-hex-character key or iv into 16 bytes; `None` if it is anything else.
-fn decode_hex16(text: &str) -> Option<[u8; 16]> {
-    if text.len() != KEY_HEX_LEN {
-        return None;
-    }
-    let mut raw = [0u8; 16];
-    hex::decode_to_slice(text, &mut raw).ok()?;
-    Some(raw)
-}
 
 /// One entry of an sd blob's `blobs` list.
 ///
@@ -260,7 +125,7 @@ impl StreamDescriptor {
     /// zero-length, hash-less terminator; `stream_hash` matches the contents.
     ///
     /// Public because the fields are public: a descriptor built or edited in code can be checked
-    /// the same way, and [`decode_stream`] checks it before trusting it.
+    /// the same way, and [`super::decode_stream`] checks it before trusting it.
     pub fn validate(&self) -> Result<(), StreamError> {
         if decode_hex16(&self.key).is_none() {
             return Err(StreamError::BadKey {
@@ -394,153 +259,14 @@ fn hex_to_utf8(text: &str, field: &'static str) -> Result<String, StreamError> {
     String::from_utf8(raw).map_err(|_| StreamError::NotUtf8 { field })
 }
 
-/// A `serde_json` formatter that writes what Python's `json.dumps` writes by default:
-/// `", "` between items, `": "` between key and value, and `ensure_ascii` escaping (every
-/// character above `~` as lowercase `\uXXXX`, astral characters as surrogate pairs). serde_json's
-/// own escaping of `"`, `\` and control characters already matches Python's.
-struct PythonFormatter;
-
-impl serde_json::ser::Formatter for PythonFormatter {
-    fn begin_array_value<W: ?Sized + io::Write>(
-        &mut self,
-        writer: &mut W,
-        first: bool,
-    ) -> io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            writer.write_all(b", ")
-        }
-    }
-
-    fn begin_object_key<W: ?Sized + io::Write>(
-        &mut self,
-        writer: &mut W,
-        first: bool,
-    ) -> io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            writer.write_all(b", ")
-        }
-    }
-
-    fn begin_object_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
-        writer.write_all(b": ")
-    }
-
-    fn write_string_fragment<W: ?Sized + io::Write>(
-        &mut self,
-        writer: &mut W,
-        fragment: &str,
-    ) -> io::Result<()> {
-        let mut plain_start = 0;
-        for (pos, c) in fragment.char_indices() {
-            if c <= '~' {
-                continue;
-            }
-            writer.write_all(&fragment.as_bytes()[plain_start..pos])?;
-            let mut units = [0u16; 2];
-            for unit in c.encode_utf16(&mut units) {
-                write!(writer, "\\u{unit:04x}")?;
-            }
-            plain_start = pos + c.len_utf8();
-        }
-        writer.write_all(&fragment.as_bytes()[plain_start..])
-    }
-}
-
-/// Decrypts one content blob: AES-128-CBC with `key_hex`/`iv_hex` (32 hex characters each), then
-/// PKCS#7 unpadding.
-///
-/// A wrong key or iv almost always shows up as bad padding and is reported as
-/// [`StreamError::Decrypt`]; padding is the only integrity signal CBC gives, so a wrong key that
-/// happens to leave valid padding (about 1 in 256) yields garbage — which is why
-/// [`decode_stream`] checks each blob's SHA-384 before decrypting.
-pub fn decrypt_blob(key_hex: &str, iv_hex: &str, encrypted: &[u8]) -> Result<Vec<u8>, StreamError> {
-    let key = decode_hex16(key_hex).ok_or_else(|| StreamError::BadKey {
-        found: preview(key_hex),
-    })?;
-    let iv = decode_hex16(iv_hex).ok_or_else(|| StreamError::BadIv {
-        blob_num: None,
-        found: preview(iv_hex),
-    })?;
-    if encrypted.is_empty() || !encrypted.len().is_multiple_of(AES_BLOCK) {
-        return Err(StreamError::Decrypt {
-            blob_num: None,
-            reason: "ciphertext length is not a positive multiple of the 16-byte AES block",
-        });
-    }
-    let mut buf = encrypted.to_vec();
-    let plain_len = Aes128CbcDec::new(&key.into(), &iv.into())
-        .decrypt_padded_mut::<Pkcs7>(&mut buf)
-        .map_err(|_| StreamError::Decrypt {
-            blob_num: None,
-            reason: "invalid PKCS#7 padding (wrong key or iv, or corrupt data)",
-        })?
-        .len();
-    buf.truncate(plain_len);
-    Ok(buf)
-}
-
-/// Decodes a whole stream: fetches each content blob in order with `get_blob`, checks its length
-/// against the sd blob and its SHA-384 against its name, decrypts it and appends the plaintext.
-///
-/// Verification happens before decryption so a corrupt or substituted blob is reported as what it
-/// is (a hash or length mismatch) instead of as a confusing padding error or, worse, as garbage
-/// that happens to unpad. The descriptor is validated first because its fields are public.
-pub fn decode_stream(
-    sd: &StreamDescriptor,
-    mut get_blob: impl FnMut(&BlobHash) -> Option<bytes::Bytes>,
-) -> Result<Vec<u8>, StreamError> {
-    sd.validate()?;
-    let mut out = Vec::new();
-    for info in &sd.blobs {
-        let Some(hash) = info.blob_hash else {
-            // validate() guarantees this is the terminator.
-            break;
-        };
-        let data = get_blob(&hash).ok_or(StreamError::MissingBlob {
-            blob_num: info.blob_num,
-            hash,
-        })?;
-        if data.len() as u64 != info.length {
-            return Err(StreamError::BlobLengthMismatch {
-                blob_num: info.blob_num,
-                hash,
-                expected: info.length,
-                actual: data.len(),
-            });
-        }
-        let actual = BlobHash::of(&data);
-        if actual != hash {
-            return Err(StreamError::BlobHashMismatch {
-                blob_num: info.blob_num,
-                expected: hash,
-                actual,
-            });
-        }
-        let plain = decrypt_blob(&sd.key, &info.iv, &data).map_err(|e| match e {
-            StreamError::Decrypt { reason, .. } => StreamError::Decrypt {
-                blob_num: Some(info.blob_num),
-                reason,
-            },
-            other => other,
-        })?;
-        out.extend_from_slice(&plain);
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
-    use aes::cipher::BlockEncryptMut;
 
-    const KEY: &str = "22222222222222222222222222222222";
+    pub(crate) const KEY: &str = "22222222222222222222222222222222";
 
     /// A two-entry descriptor (one content blob + terminator) with a correct stream hash.
-    fn tiny() -> StreamDescriptor {
+    pub(crate) fn tiny() -> StreamDescriptor {
         let mut sd = StreamDescriptor {
             blobs: vec![
                 BlobInfo {
@@ -571,45 +297,6 @@ mod tests {
     fn bytes_of(mut sd: StreamDescriptor) -> Vec<u8> {
         sd.stream_hash = sd.compute_stream_hash();
         sd.to_bytes()
-    }
-
-    fn encrypt(key: &[u8; 16], iv: &[u8; 16], plain: &[u8]) -> Vec<u8> {
-        let mut buf = vec![0u8; plain.len() + AES_BLOCK];
-        buf[..plain.len()].copy_from_slice(plain);
-        let n = cbc::Encryptor::<aes::Aes128>::new(key.into(), iv.into())
-            .encrypt_padded_mut::<Pkcs7>(&mut buf, plain.len())
-            .unwrap()
-            .len();
-        buf.truncate(n);
-        buf
-    }
-
-    #[test]
-    fn serializer_matches_python_json_dumps_byte_for_byte() {
-        let mut sd = tiny();
-        sd.stream_hash = "X".to_owned();
-        // Produced by Python: json.dumps(d, sort_keys=True) for the same dict.
-        let expected = concat!(
-            r#"{"blobs": [{"blob_hash": "abababababababababababababababababababababababababababababababababababababababababababababababab", "blob_num": 0, "iv": "00000000000000000000000000000000", "length": 32}, "#,
-            r#"{"blob_num": 1, "iv": "11111111111111111111111111111111", "length": 0}], "#,
-            r#""key": "22222222222222222222222222222222", "stream_hash": "X", "stream_name": "612e62696e", "#,
-            r#""stream_type": "lbryfile", "suggested_file_name": "612e62696e"}"#
-        );
-        assert_eq!(String::from_utf8(sd.to_bytes()).unwrap(), expected);
-    }
-
-    #[test]
-    fn serializer_escapes_like_python_ensure_ascii() {
-        let mut sd = tiny();
-        sd.blobs.clear();
-        sd.stream_type = "é\u{7f}😀\n\u{1}~\"\\".to_owned();
-        let text = String::from_utf8(sd.to_bytes()).unwrap();
-        // Python: json.dumps("é\x7f😀\n\x01~\"\\")
-        assert!(
-            text.contains(r#""stream_type": "\u00e9\u007f\ud83d\ude00\n\u0001~\"\\""#),
-            "{text}"
-        );
-        assert!(text.starts_with(r#"{"blobs": [], "key": "#), "{text}");
     }
 
     #[test]
@@ -830,98 +517,5 @@ mod tests {
                 field: "suggested_file_name"
             })
         ));
-    }
-
-    #[test]
-    fn decrypt_round_trip_and_wrong_key_fails_cleanly() {
-        let key = [0x22u8; 16];
-        let iv = [0x11u8; 16];
-        let plain = b"hello, lbry stream";
-        let ct = encrypt(&key, &iv, plain);
-        assert_eq!(ct.len(), 32);
-        let iv_hex = hex::encode(iv);
-        assert_eq!(decrypt_blob(KEY, &iv_hex, &ct).unwrap(), plain);
-
-        let wrong_key = "33333333333333333333333333333333";
-        assert!(matches!(
-            decrypt_blob(wrong_key, &iv_hex, &ct),
-            Err(StreamError::Decrypt { blob_num: None, .. })
-        ));
-        assert!(matches!(
-            decrypt_blob(KEY, &iv_hex, &ct[..31]),
-            Err(StreamError::Decrypt { .. })
-        ));
-        assert!(matches!(
-            decrypt_blob(KEY, &iv_hex, &[]),
-            Err(StreamError::Decrypt { .. })
-        ));
-        assert!(matches!(
-            decrypt_blob("nothex", &iv_hex, &ct),
-            Err(StreamError::BadKey { .. })
-        ));
-        assert!(matches!(
-            decrypt_blob(KEY, "00", &ct),
-            Err(StreamError::BadIv { blob_num: None, .. })
-        ));
-    }
-
-    #[test]
-    fn decode_stream_verifies_then_decrypts() {
-        let key = [0x22u8; 16];
-        let iv = [0x00u8; 16];
-        let plain = b"0123456789abcdef-tail";
-        let ct = bytes::Bytes::from(encrypt(&key, &iv, plain));
-        let mut sd = tiny();
-        sd.blobs[0].blob_hash = Some(BlobHash::of(&ct));
-        sd.blobs[0].length = ct.len() as u64;
-        sd.stream_hash = sd.compute_stream_hash();
-
-        let out = decode_stream(&sd, |_| Some(ct.clone())).unwrap();
-        assert_eq!(out, plain);
-
-        assert!(matches!(
-            decode_stream(&sd, |_| None),
-            Err(StreamError::MissingBlob { blob_num: 0, .. })
-        ));
-        let short = ct.slice(..16);
-        assert!(matches!(
-            decode_stream(&sd, |_| Some(short.clone())),
-            Err(StreamError::BlobLengthMismatch {
-                blob_num: 0,
-                expected: 32,
-                actual: 16,
-                ..
-            })
-        ));
-        let mut flipped = ct.to_vec();
-        flipped[5] ^= 1;
-        let flipped = bytes::Bytes::from(flipped);
-        assert!(matches!(
-            decode_stream(&sd, |_| Some(flipped.clone())),
-            Err(StreamError::BlobHashMismatch { blob_num: 0, .. })
-        ));
-
-        // Right hash but wrong key in the descriptor: a clean decrypt error naming the blob.
-        sd.key = "33".repeat(16);
-        sd.stream_hash = sd.compute_stream_hash();
-        assert!(matches!(
-            decode_stream(&sd, |_| Some(ct.clone())),
-            Err(StreamError::Decrypt {
-                blob_num: Some(0),
-                ..
-            })
-        ));
-
-        // An invalid descriptor built in code is refused before any blob is fetched.
-        sd.blobs.pop();
-        let mut fetched = false;
-        assert!(matches!(
-            decode_stream(&sd, |_| {
-                fetched = true;
-                None
-            }),
-            Err(StreamError::MissingTerminator)
-        ));
-        assert!(!fetched);
     }
 }

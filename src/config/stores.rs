@@ -1,0 +1,510 @@
+//! `store:`: the tree of stores, one serde enum variant per reflector.go store type, and the
+//! one-line summaries `check-config` prints for each.
+//!
+//! Every store is a one-key map `{type: {params}}` and composites nest children the same way;
+//! that is one recursive serde enum ([`StoreConfig`]), not hand-parsing per composite.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+use super::units::{duration, opt_duration, ByteSize};
+
+/// `http3` store: another cache's `servers.http3` as an origin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Http3StoreConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `host:port` of the upstream's HTTP/3 (UDP) port.
+    pub address: String,
+    /// Bound on one whole request (connect, headers, body).
+    #[serde(
+        default = "defaults::http3_store_timeout",
+        deserialize_with = "duration"
+    )]
+    pub timeout: Duration,
+    /// PEM CA certificate(s) to verify the upstream against (instead of the web PKI roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate, as reflector.go's client does with its self-signed peers.
+    /// Off unless set explicitly.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+impl Http3StoreConfig {
+    /// For `check-config`: how the store will check its upstream's certificate.
+    pub fn verify_summary(&self) -> String {
+        match (&self.ca_file, self.insecure_skip_verify) {
+            (Some(p), false) => format!("verify(ca_file={})", p.display()),
+            (None, true) => "insecure_skip_verify".into(),
+            (Some(_), true) => "invalid(ca_file+insecure_skip_verify)".into(),
+            (None, false) => "verify(webpki roots)".into(),
+        }
+    }
+}
+
+/// One store: a one-key map `{type: {params}}`.
+#[derive(Debug, Clone, Deserialize)]
+pub enum StoreConfig {
+    #[serde(rename = "disk")]
+    Disk(DiskConfig),
+    #[serde(rename = "mem")]
+    Mem(MemConfig),
+    #[serde(rename = "noop")]
+    Noop(NoopConfig),
+    #[serde(rename = "caching")]
+    Caching(Box<CachingConfig>),
+    #[serde(rename = "ittt")]
+    Ittt(Box<IttConfig>),
+    #[serde(rename = "singleflight")]
+    Singleflight(Box<SingleflightConfig>),
+    #[serde(rename = "gcache")]
+    Gcache(Box<GcacheConfig>),
+    #[serde(rename = "peer")]
+    Peer(PeerStoreConfig),
+    #[serde(rename = "s3")]
+    S3(Box<S3Config>),
+    #[serde(rename = "http")]
+    Http(Box<HttpOriginConfig>),
+    #[serde(rename = "upstream")]
+    Upstream(Box<UpstreamConfig>),
+    #[serde(rename = "multiwriter")]
+    Multiwriter(Box<MultiwriterConfig>),
+    #[serde(rename = "proxied-s3")]
+    ProxiedS3(Box<ProxiedS3Config>),
+    #[serde(rename = "db_backed")]
+    DbBacked(Box<DbBackedConfig>),
+    #[serde(rename = "http3")]
+    Http3(Http3StoreConfig),
+}
+
+impl StoreConfig {
+    /// `type name=...` with the key parameters, for `check-config` output.
+    pub fn summary(&self) -> String {
+        match self {
+            StoreConfig::Disk(c) => format!(
+                "disk name={} mount_point={} sharding_size={} max_size={}",
+                c.name.as_deref().unwrap_or("disk"),
+                c.mount_point.display(),
+                c.sharding_size,
+                c.max_size
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "90% of the filesystem".into())
+            ),
+            StoreConfig::Mem(c) => format!(
+                "mem name={} max_size={}",
+                c.name.as_deref().unwrap_or("mem"),
+                c.max_size
+            ),
+            StoreConfig::Noop(_) => "noop".into(),
+            StoreConfig::Caching(c) => format!(
+                "caching name={} negative_cache_ttl={:?} negative_cache_size={}",
+                c.name.as_deref().unwrap_or("caching"),
+                c.negative_cache_ttl,
+                c.negative_cache_size
+            ),
+            StoreConfig::Ittt(c) => format!("ittt name={}", c.name.as_deref().unwrap_or("ittt")),
+            StoreConfig::Singleflight(c) => format!("singleflight component={}", c.component),
+            StoreConfig::Gcache(c) => format!(
+                "gcache name={} max_size={} blobs strategy={:?}",
+                c.name.as_deref().unwrap_or("gcache"),
+                c.max_size,
+                c.strategy
+            ),
+            StoreConfig::S3(c) => format!(
+                "s3 name={} bucket={} region={} endpoint={} prefix={} sharding_size={} timeout={:?} retries={}",
+                c.name.as_deref().unwrap_or("s3"),
+                c.bucket,
+                c.region.as_deref().unwrap_or(defaults::S3_REGION),
+                c.endpoint.as_deref().unwrap_or("(AWS)"),
+                c.prefix.as_deref().unwrap_or(""),
+                c.sharding_size,
+                c.timeout,
+                c.retries
+            ),
+            StoreConfig::Http(c) => format!(
+                "http name={} endpoint={} sharding_size={} timeout={:?}",
+                c.name.as_deref().unwrap_or("http"),
+                c.endpoint,
+                c.sharding_size,
+                c.timeout
+            ),
+            StoreConfig::Upstream(c) => format!(
+                "upstream name={} upstream={} edge_token={} timeout={:?}",
+                c.name.as_deref().unwrap_or("upstream"),
+                c.upstream,
+                if c.edge_token.is_some() { "set" } else { "none" },
+                c.timeout
+            ),
+            StoreConfig::Multiwriter(c) => format!(
+                "multiwriter name={} stores={}",
+                c.name.as_deref().unwrap_or("multiwriter"),
+                c.stores.len()
+            ),
+            StoreConfig::ProxiedS3(c) => format!(
+                "proxied-s3 name={}{}",
+                c.name.as_deref().unwrap_or("proxied-s3"),
+                if c.reader.is_none() { " (no reader: reads use the writer)" } else { "" }
+            ),
+            StoreConfig::DbBacked(c) => format!(
+                "db_backed (compatibility: loads as its inner store{}; MySQL settings ignored)",
+                match (c.max_size, c.has_cap) {
+                    (Some(size), Some(true) | None) => format!(", max_size {size} applied to its disk"),
+                    _ => String::new(),
+                }
+            ),
+            StoreConfig::Peer(c) => format!(
+                "peer name={} address={} timeout={:?}",
+                c.name.as_deref().unwrap_or("peer"),
+                c.address,
+                c.timeout
+            ),
+            StoreConfig::Http3(c) => format!(
+                "http3 name={} address={} timeout={:?} tls={}",
+                c.name.as_deref().unwrap_or("http3"),
+                c.address,
+                c.timeout,
+                c.verify_summary()
+            ),
+        }
+    }
+
+    /// Every `disk` store in the tree (for maintenance commands).
+    pub fn disks(&self) -> Vec<&DiskConfig> {
+        match self {
+            StoreConfig::Disk(d) => vec![d],
+            other => other
+                .children()
+                .into_iter()
+                .flat_map(|(_, child)| child.disks())
+                .collect(),
+        }
+    }
+
+    /// Child stores with their role, for walking the tree.
+    pub fn children(&self) -> Vec<(&'static str, &StoreConfig)> {
+        match self {
+            StoreConfig::Caching(c) => vec![("cache", &c.cache), ("origin", &c.origin)],
+            StoreConfig::Ittt(c) => vec![("this", &c.this), ("that", &c.that)],
+            StoreConfig::Singleflight(c) => vec![("store", &c.store)],
+            StoreConfig::Gcache(c) => vec![("store", &c.store)],
+            StoreConfig::Multiwriter(c) => c.stores.iter().map(|s| ("store", s)).collect(),
+            StoreConfig::ProxiedS3(c) => {
+                let mut v = Vec::with_capacity(2);
+                if let Some(reader) = &c.reader {
+                    v.push(("reader", reader));
+                }
+                v.push(("writer", &c.writer));
+                v
+            }
+            StoreConfig::DbBacked(c) => vec![("store", &c.store)],
+            _ => vec![],
+        }
+    }
+}
+
+/// `disk`: files under `mount_point`, LRU-bounded by `max_size` bytes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub mount_point: PathBuf,
+    /// Hex characters of the hash used as a sub-directory (0 = flat). reflector.go uses 2.
+    #[serde(default, deserialize_with = "sharding_size")]
+    pub sharding_size: usize,
+    /// Capacity in bytes. Omitted: 90% of the filesystem's size, so the cache can never fill
+    /// the disk.
+    #[serde(default)]
+    pub max_size: Option<ByteSize>,
+}
+
+/// `mem`: an in-memory tier bounded in bytes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Capacity in bytes (reflector.go's `mem` is unbounded; ours never is).
+    #[serde(default = "defaults::mem_size")]
+    pub max_size: ByteSize,
+}
+
+/// `noop`: holds nothing, accepts and drops writes. Accepts `noop: {}` or a bare `noop:`.
+#[derive(Debug, Clone, Default)]
+pub struct NoopConfig;
+
+impl<'de> Deserialize<'de> for NoopConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Empty {}
+        Option::<Empty>::deserialize(d).map(|_| NoopConfig)
+    }
+}
+
+/// `caching`: `cache` in front of `origin`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CachingConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub cache: StoreConfig,
+    pub origin: StoreConfig,
+    /// How long an origin "not found" is remembered (0 disables).
+    #[serde(default = "defaults::negative_ttl", deserialize_with = "duration")]
+    pub negative_cache_ttl: Duration,
+    /// How many "not found" answers are remembered.
+    #[serde(default = "defaults::negative_size")]
+    pub negative_cache_size: u64,
+}
+
+/// `peer`: another LBRY peer (an SDK node or a reflector.go/prism-lite peer server) as a
+/// read-only origin.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerStoreConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `host:port` of the peer server.
+    pub address: String,
+    /// Deadline for one whole exchange (connect, request, response and blob bytes).
+    #[serde(
+        default = "defaults::peer_store_timeout",
+        deserialize_with = "duration"
+    )]
+    pub timeout: Duration,
+}
+
+/// `ittt`: try `this`, fall back to `that`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IttConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub this: StoreConfig,
+    pub that: StoreConfig,
+}
+
+/// `singleflight`: concurrent gets of one hash share one call to `store`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SingleflightConfig {
+    /// The metrics label (reflector.go's `component`).
+    #[serde(default = "defaults::singleflight_component")]
+    pub component: String,
+    pub store: StoreConfig,
+}
+
+/// `gcache`: bounds `store` by blob count, evicting by `strategy`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcacheConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Most blobs kept (a count, not bytes).
+    pub max_size: u64,
+    #[serde(default)]
+    pub strategy: GcacheStrategy,
+    pub store: StoreConfig,
+}
+
+/// reflector.go's gcache strategies (0=LFU 1=ARC 2=LRU 3=simple).
+///
+/// moka offers TinyLFU and LRU; LFU and ARC (both frequency-aware) map to TinyLFU, LRU and
+/// "simple" (insertion order, approximated by recency) map to LRU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum GcacheStrategy {
+    Lfu,
+    Arc,
+    #[default]
+    Lru,
+    Simple,
+}
+
+impl<'de> Deserialize<'de> for GcacheStrategy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match u64::deserialize(d)? {
+            0 => Ok(GcacheStrategy::Lfu),
+            1 => Ok(GcacheStrategy::Arc),
+            2 => Ok(GcacheStrategy::Lru),
+            3 => Ok(GcacheStrategy::Simple),
+            n => Err(de::Error::custom(format!(
+                "unknown gcache strategy {n}; allowed: 0 (LFU), 1 (ARC), 2 (LRU), 3 (simple)"
+            ))),
+        }
+    }
+}
+
+/// `http`: a read-only origin over plain HTTP(S) object storage or a CDN, laid out as
+/// `endpoint/[hash[0:sharding_size]/]hash`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpOriginConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Base URL, e.g. `https://s3.example.com/blobs-bucket/` (a trailing `/` is optional).
+    pub endpoint: String,
+    #[serde(default, deserialize_with = "sharding_size")]
+    pub sharding_size: usize,
+    /// Whole-request deadline (connect + headers + body).
+    #[serde(default = "defaults::origin_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Deadline for establishing a connection. Default: the smaller of 10s and `timeout`.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub connect_timeout: Option<Duration>,
+}
+
+/// `upstream`: another blob cache's HTTP API (`GET /blob?hash=H`), reflector.go or prism-lite.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Base URL of the next cache, e.g. `http://regional.example.com:5569`. A bare `host:port`
+    /// is taken as `http://host:port`, as reflector.go's loader only concatenates.
+    pub upstream: String,
+    /// Sent as `&edge_token=` so the upstream serves protected blobs.
+    #[serde(default)]
+    pub edge_token: Option<String>,
+    #[serde(default = "defaults::origin_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub connect_timeout: Option<Duration>,
+}
+
+/// `s3`: an S3-protocol bucket (AWS, Wasabi, MinIO, ...).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Access key id; omitted = the standard AWS chain (env, profile, instance role).
+    #[serde(default)]
+    pub aws_id: Option<String>,
+    #[serde(default)]
+    pub aws_secret: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    pub bucket: String,
+    /// Custom endpoint for non-AWS services, e.g. `https://s3.wasabisys.com`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default, deserialize_with = "sharding_size")]
+    pub sharding_size: usize,
+    /// Path-style addressing (`endpoint/bucket/key`). Default: on when `endpoint` is set
+    /// (what MinIO-style services need), off for AWS.
+    #[serde(default)]
+    pub path_style: Option<bool>,
+    /// Key prefix inside the bucket, e.g. `blobs/`.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Deadline of one S3 call, per attempt.
+    #[serde(default = "defaults::origin_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
+    /// Retries of a failed call (with exponential backoff); 0 = one attempt only.
+    #[serde(default = "defaults::s3_retries")]
+    pub retries: u32,
+}
+
+/// `multiwriter`: writes to every store, reads from the first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultiwriterConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub stores: Vec<StoreConfig>,
+}
+
+/// `proxied-s3`: reads through `reader`, writes through `writer`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxiedS3Config {
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Omitted (as in reflector.go's `upload.yaml`) = reads go to the writer too.
+    #[serde(default)]
+    pub reader: Option<StoreConfig>,
+    pub writer: StoreConfig,
+}
+
+/// `db_backed`: reflector.go tracks a store's contents in MySQL. prism-lite's disk store keeps
+/// its own index, so this loads as the inner `store`, with `max_size` applied to it; the
+/// MySQL settings are accepted (so existing files load) and ignored with a warning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbBackedConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub store: StoreConfig,
+    /// reflector.go only applies `max_size` when `has_cap` is true; we apply it unless
+    /// `has_cap` is explicitly false.
+    #[serde(default)]
+    pub has_cap: Option<bool>,
+    #[serde(default)]
+    pub max_size: Option<ByteSize>,
+    // Accepted for compatibility, ignored (see `store::db_backed`).
+    #[serde(default)]
+    pub user: Option<de::IgnoredAny>,
+    #[serde(default)]
+    pub password: Option<de::IgnoredAny>,
+    #[serde(default)]
+    pub database: Option<de::IgnoredAny>,
+    #[serde(default)]
+    pub host: Option<de::IgnoredAny>,
+    #[serde(default)]
+    pub port: Option<de::IgnoredAny>,
+    #[serde(default)]
+    pub access_tracking: Option<de::IgnoredAny>,
+    #[serde(default)]
+    pub soft_deletes: Option<de::IgnoredAny>,
+    #[serde(default)]
+    pub delete_on_miss: Option<de::IgnoredAny>,
+    #[serde(default)]
+    pub log_queries: Option<de::IgnoredAny>,
+}
+
+fn sharding_size<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if n > 8 {
+        return Err(de::Error::custom(format!(
+            "sharding_size {n} is too large; allowed: 0 (flat) to 8 hex characters"
+        )));
+    }
+    Ok(n)
+}
+
+mod defaults {
+    use crate::config::units::ByteSize;
+    use std::time::Duration;
+
+    pub fn http3_store_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn peer_store_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn mem_size() -> ByteSize {
+        ByteSize(256 * 1024 * 1024)
+    }
+    pub fn negative_ttl() -> Duration {
+        Duration::from_secs(300)
+    }
+    pub fn negative_size() -> u64 {
+        2000
+    }
+    pub const S3_REGION: &str = "us-east-1";
+    pub fn origin_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn s3_retries() -> u32 {
+        3
+    }
+    pub fn singleflight_component() -> String {
+        "singleflight".into()
+    }
+}
