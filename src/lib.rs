@@ -13,6 +13,7 @@ pub mod hashlist;
 pub mod metrics;
 pub mod policy;
 pub mod prefetch;
+pub mod protocol;
 pub mod quic;
 pub mod reload;
 pub mod server;
