@@ -24,6 +24,7 @@ use crate::server::admin::AdminServer;
 use crate::server::http::HttpServer;
 use crate::server::http3::Http3Server;
 use crate::server::peer::PeerServer;
+use crate::server::reflector::{OnStreamStored, ReflectorServer};
 use crate::server::Shared;
 use crate::store::blocklist::BlocklistStore;
 use crate::store::{self, BlobStore, BuildContext};
@@ -46,6 +47,8 @@ pub struct Running {
     pub peer_addr: Option<SocketAddr>,
     /// The UDP address `servers.http3` listens on.
     pub http3_addr: Option<SocketAddr>,
+    /// Where `servers.reflector` (stream uploads) listens, when configured.
+    pub reflector_addr: Option<SocketAddr>,
     /// The UDP address of the DHT node, when `dht.enabled`.
     pub dht_addr: Option<SocketAddr>,
     /// The DHT node (for tests and status), when `dht.enabled`.
@@ -221,6 +224,22 @@ async fn start_with_raw(
         http3_addr = Some(addr);
         tasks.spawn(Http3Server::new(shared.clone(), http3).serve(endpoint, shutdown.clone()));
     }
+    // Bound now (a taken port fails the start early); served once the DHT exists, so the
+    // streams it receives can be announced.
+    let mut reflector = None;
+    if let Some(cfg) = config.servers.reflector.clone() {
+        let host = cfg.address.clone().unwrap_or_else(|| "0.0.0.0".into());
+        let bind = format!("{host}:{}", cfg.port);
+        let listener = TcpListener::bind(&bind)
+            .await
+            .with_context(|| format!("binding servers.reflector on {bind}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "reflector (upload) server listening");
+        reflector = Some((ReflectorServer::new(shared.clone(), cfg), listener));
+    }
+    let reflector_addr = match &reflector {
+        Some((_, listener)) => Some(listener.local_addr()?),
+        None => None,
+    };
     let mut dht = None;
     if let Some(dht_config) = config.dht.as_ref().filter(|d| d.enabled) {
         let node_id = crate::dht::load_or_create_node_id(&dht_config.data_dir)?;
@@ -235,6 +254,13 @@ async fn start_with_raw(
         let _ = dht_status.set(node.clone());
         tasks.spawn(node.clone().run(shutdown.clone()));
         dht = Some(node);
+    }
+    if let Some((server, listener)) = reflector {
+        let server = match &dht {
+            Some(node) => server.on_stream_stored(announce_stored_streams(node.announcer())),
+            None => server,
+        };
+        tasks.spawn(Arc::new(server).serve(listener, shutdown.clone()));
     }
     let mut prefetcher = None;
     if let (Some(prefetch), Some(status)) = (config.prefetch.clone(), prefetch_status) {
@@ -275,6 +301,7 @@ async fn start_with_raw(
         http_addr,
         peer_addr,
         http3_addr,
+        reflector_addr,
         dht_addr: dht.as_ref().map(|d| SocketAddr::V4(d.local_addr())),
         dht,
         metrics_addr,
@@ -284,5 +311,17 @@ async fn start_with_raw(
         reloader,
         shutdown,
         tasks,
+    })
+}
+
+/// Uploaded streams are announced in the DHT: the sd blob (what LBRY clients look up first)
+/// and the first content blob (what they fetch right after).
+fn announce_stored_streams(announcer: crate::dht::Announcer) -> OnStreamStored {
+    Arc::new(move |stream| {
+        for hash in std::iter::once(&stream.sd_hash).chain(stream.first_blob.as_ref()) {
+            if !announcer.announce(hash) {
+                tracing::warn!(%hash, "announce list full; uploaded stream not announced");
+            }
+        }
     })
 }

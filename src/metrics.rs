@@ -15,8 +15,9 @@ use prometheus::{
 /// exposed as `# TYPE untyped`: the names stay, PromQL (`rate()`, plain reads) does not look at
 /// the declared type, and the lint passes. (The prometheus crate's text encoder cannot encode
 /// untyped families, so they are typed inside and retyped when rendered.)
-const RETYPED_AS_UNTYPED: [(&str, &str); 7] = [
+const RETYPED_AS_UNTYPED: [(&str, &str); 8] = [
     ("reflector_http_out_bytes", "counter"),
+    ("reflector_reflector_in_bytes", "counter"),
     ("reflector_tcp_out_bytes", "counter"),
     ("reflector_udp_out_bytes", "counter"),
     ("reflector_upstream_in_bytes", "counter"),
@@ -27,6 +28,30 @@ const RETYPED_AS_UNTYPED: [(&str, &str); 7] = [
 
 /// `reflector_error_total{direction}` values.
 pub const DIRECTION_DOWNLOAD: &str = "download";
+
+/// `reflector_error_total{direction}` for the upload door (`servers.reflector`).
+pub const DIRECTION_UPLOAD: &str = "upload";
+
+/// `reflector_error_total{error_type}` values the upload door produces (reflector.go's names
+/// where it has one), present at zero from the start.
+pub const UPLOAD_ERROR_TYPES: [&str; 16] = [
+    "not_allowed",
+    "too_many_connections",
+    "protocol_version",
+    "invalid_request",
+    "json_syntax",
+    "request_too_large",
+    "invalid_blob_hash",
+    "blob_too_big",
+    "zero_byte_blob",
+    "hash_mismatch",
+    "invalid_sd_blob",
+    "blocked_blob",
+    "unexpected_eof",
+    "io_timeout",
+    "read_conn_reset",
+    "write_conn_timed_out",
+];
 
 /// `reflector_error_total{error_type}` values the download path produces; their series exist
 /// (at zero) from the start so dashboards and alerts see zero rather than "no data".
@@ -96,6 +121,18 @@ pub struct Metrics {
     pub start_time_seconds: Gauge,
     /// Open connections on the peer-protocol front door (`servers.peer`).
     pub peer_connections: IntGauge,
+
+    // --- the upload door (servers.reflector) ---
+    /// reflector.go: every blob an upload stored (sd blobs included).
+    pub blob_upload_total: IntCounter,
+    /// reflector.go: sd blobs an upload stored.
+    pub sdblob_upload_total: IntCounter,
+    /// reflector.go's `reflector_reflector_in_bytes`: blob bytes received from uploaders.
+    pub reflector_in_bytes: IntCounter,
+    /// Streams whose last blob an upload stored (`prism_reflector_streams_total`).
+    pub reflector_streams_total: IntCounter,
+    /// Open upload connections (`prism_reflector_connections`).
+    pub reflector_connections: IntGauge,
 }
 
 impl Metrics {
@@ -195,7 +232,40 @@ impl Metrics {
         registry
             .register(Box::new(peer_connections.clone()))
             .expect("unique");
+        let prism_counter = |name: &str, help: &str| {
+            let c = IntCounter::with_opts(Opts::new(name, help).namespace("prism")).expect("valid");
+            registry.register(Box::new(c.clone())).expect("unique");
+            c
+        };
+        let reflector_connections = IntGauge::with_opts(
+            Opts::new(
+                "reflector_connections",
+                "Open upload connections on servers.reflector",
+            )
+            .namespace("prism"),
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(reflector_connections.clone()))
+            .expect("unique");
         let metrics = Metrics {
+            blob_upload_total: counter(
+                "blob_upload_total",
+                "Total number of blobs uploaded to reflector",
+            ),
+            sdblob_upload_total: counter(
+                "sdblob_upload_total",
+                "Total number of SD blobs (and therefore streams) uploaded to reflector",
+            ),
+            reflector_in_bytes: counter(
+                "reflector_in_bytes",
+                "Total number of incoming bytes (from users)",
+            ),
+            reflector_streams_total: prism_counter(
+                "reflector_streams_total",
+                "Streams whose every blob an upload has stored",
+            ),
+            reflector_connections,
             peer_connections,
             blob_download_total: counter(
                 "blob_download_total",
@@ -308,6 +378,11 @@ impl Metrics {
             metrics
                 .error_total
                 .with_label_values(&[DIRECTION_DOWNLOAD, error_type]);
+        }
+        for error_type in UPLOAD_ERROR_TYPES {
+            metrics
+                .error_total
+                .with_label_values(&[DIRECTION_UPLOAD, error_type]);
         }
         metrics
     }

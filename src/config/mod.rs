@@ -15,6 +15,7 @@
 
 pub mod dht;
 pub mod prefetch;
+pub mod reflector;
 pub mod servers;
 pub mod stores;
 pub mod units;
@@ -26,6 +27,7 @@ use serde::Deserialize;
 
 pub use self::dht::DhtConfig;
 pub use self::prefetch::PrefetchConfig;
+pub use self::reflector::ReflectorServerConfig;
 pub use self::servers::{Http3ServerConfig, HttpServerConfig, PeerServerConfig, ServersConfig};
 pub use self::stores::{
     CachingConfig, DbBackedConfig, DiskConfig, GcacheConfig, GcacheStrategy, Http3StoreConfig,

@@ -17,6 +17,9 @@ pub struct ServersConfig {
     pub http3: Option<Http3ServerConfig>,
     #[serde(default)]
     pub peer: Option<PeerServerConfig>,
+    /// Stream uploads from LBRY publishers (reflector protocol, TCP 5566).
+    #[serde(default)]
+    pub reflector: Option<super::ReflectorServerConfig>,
 }
 
 /// `servers.peer`: the LBRY peer protocol (what the LBRY SDK and reflector.go peers speak).

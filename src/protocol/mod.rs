@@ -7,13 +7,11 @@
 //! - [`peer`]: the LBRY peer protocol over TCP (`servers.peer` and the `peer` store).
 //! - [`http`]: reflector.go's HTTP blob API (`servers.http` and the `upstream` store).
 //! - [`http3`]: reflector.go's HTTP/3 blob API (`servers.http3` and the `http3` store).
-//!
-//! The reflector upload protocol (TCP 5566, blobs pushed by publishers) is not spoken yet; when
-//! it is, its messages and framing belong in a `reflector` module here, beside [`peer`], whose
-//! framing rule ([`peer::next_frame`]) it shares.
+//! - [`reflector`]: the reflector upload protocol (`servers.reflector`, TCP 5566).
 //!
 //! Nothing here does I/O or touches a store: these modules only say what the bytes look like.
 
 pub mod http;
 pub mod http3;
 pub mod peer;
+pub mod reflector;

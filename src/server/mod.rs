@@ -18,6 +18,8 @@ pub mod admin;
 pub mod http;
 pub mod http3;
 pub mod peer;
+pub mod per_ip;
+pub mod reflector;
 
 /// What every front door needs.
 #[derive(Clone)]

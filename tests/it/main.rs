@@ -15,6 +15,7 @@ mod http_server;
 mod operate;
 mod peer_protocol;
 mod prefetch;
+mod reflector_ingest;
 mod s3_store;
 mod stream_fixtures;
 mod two_tier;

@@ -1,0 +1,112 @@
+//! `servers.reflector`: the ingest door. LBRY publishers (the SDK's `StreamReflectorClient`,
+//! reflector.go's uploader) push new streams here on the reflector protocol
+//! ([`crate::protocol::reflector`]); every blob is SHA-384-verified in memory and only then
+//! written through the root store's `put`, so a `multiwriter` (disk + S3) receives it whole
+//! and no door ever sees part of a blob.
+//!
+//! Admission happens before a byte is read: the `allow` list, the global connection cap
+//! ([`Acceptor`]) and the per-address cap ([`PerIpLimit`]). The protocol itself runs in
+//! [`session`].
+//!
+//! When a stream's last blob is stored, the [`OnStreamStored`] hook is called (app.rs hands the
+//! DHT announcer in, so uploaded streams are announced).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::blob::BlobHash;
+use crate::metrics::GaugeGuard;
+use crate::metrics::DIRECTION_UPLOAD;
+use crate::server::accept::{Accepted, Acceptor};
+use crate::server::per_ip::PerIpLimit;
+use crate::server::Shared;
+
+mod session;
+
+pub use crate::config::ReflectorServerConfig;
+
+/// How long shutdown waits for uploads in progress before returning anyway.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
+
+/// A stream whose sd blob and every content blob are now stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredStream {
+    pub sd_hash: BlobHash,
+    /// The stream's first content blob (what a player asks for right after the sd blob).
+    pub first_blob: Option<BlobHash>,
+}
+
+/// Called once per completed stream upload (and again when a re-upload finds the stream
+/// complete). Must not block: it runs on the connection's task.
+pub type OnStreamStored = Arc<dyn Fn(&StoredStream) + Send + Sync>;
+
+/// The reflector door's state.
+pub struct ReflectorServer {
+    shared: Shared,
+    config: ReflectorServerConfig,
+    per_ip: Arc<PerIpLimit>,
+    on_stored: Option<OnStreamStored>,
+}
+
+impl ReflectorServer {
+    pub fn new(shared: Shared, config: ReflectorServerConfig) -> ReflectorServer {
+        ReflectorServer {
+            per_ip: PerIpLimit::new(config.max_connections_per_ip),
+            shared,
+            config,
+            on_stored: None,
+        }
+    }
+
+    /// Calls `hook` for every stream an upload completes.
+    pub fn on_stream_stored(mut self, hook: OnStreamStored) -> ReflectorServer {
+        self.on_stored = Some(hook);
+        self
+    }
+
+    /// Accepts uploads until `shutdown`, then stops accepting and waits (at most
+    /// [`SHUTDOWN_DRAIN`]) for connections to end. A connection cut mid-blob stores nothing.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
+        let acceptor = Acceptor::new(listener, self.config.max_connections, "reflector");
+        let m = &self.shared.metrics;
+        while let Some(Accepted { stream, peer, slot }) = acceptor.next(&shutdown).await {
+            if !self.config.allows(peer.ip()) {
+                tracing::debug!(%peer, "reflector upload refused: address not in allow");
+                m.error(DIRECTION_UPLOAD, "not_allowed");
+                continue; // dropping the stream closes it
+            }
+            let Some(ip_slot) = self.per_ip.try_acquire(peer.ip()) else {
+                tracing::debug!(%peer, "reflector upload refused: too many connections");
+                m.error(DIRECTION_UPLOAD, "too_many_connections");
+                continue;
+            };
+            let server = Arc::clone(&self);
+            let shutdown = shutdown.child_token();
+            tokio::spawn(async move {
+                let _open = GaugeGuard::new(&server.shared.metrics.reflector_connections);
+                if let Err(kind) = session::run(&server, stream, shutdown).await {
+                    tracing::debug!(%peer, error_type = kind, "reflector connection closed");
+                    server.shared.metrics.error(DIRECTION_UPLOAD, kind);
+                }
+                drop(ip_slot);
+                drop(slot);
+            });
+        }
+        match acceptor.close_and_drain(SHUTDOWN_DRAIN).await {
+            true => tracing::info!("reflector server drained"),
+            false => tracing::warn!(
+                timeout = ?SHUTDOWN_DRAIN,
+                "reflector server drain timed out; leaving remaining uploads to the runtime"
+            ),
+        }
+    }
+
+    fn stream_stored(&self, stream: &StoredStream) {
+        if let Some(hook) = &self.on_stored {
+            hook(stream);
+        }
+    }
+}
