@@ -11,6 +11,7 @@
 //!
 //! Nothing here does I/O or touches a store: these modules only say what the bytes look like.
 
+pub mod frame;
 pub mod http;
 pub mod http3;
 pub mod peer;

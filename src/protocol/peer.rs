@@ -23,8 +23,8 @@
 //!   closes a connection whose pending request exceeds 1,200 bytes, idles 30 s, or stalls a
 //!   transfer 60 s.
 //!
-//! The reflector upload protocol frames its messages the same way (bare JSON objects), so a
-//! future `protocol::reflector` reuses [`next_frame`].
+//! The reflector upload protocol frames its messages the same way (bare JSON objects); both use
+//! [`crate::protocol::frame`].
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -44,45 +44,7 @@ pub const RESPONSE_KEYS: [&str; 4] = [
     "incoming_blob",
 ];
 
-/// What the bytes received so far hold.
-#[derive(Debug)]
-pub enum Frame {
-    /// A whole JSON object, and how many bytes of the buffer it used (leading whitespace
-    /// included). Bytes after it belong to the next message (or are blob bytes).
-    Complete(Map<String, Value>, usize),
-    /// Nothing but whitespace, or the beginning of an object: read more.
-    Incomplete,
-    /// The first non-whitespace byte is not `{`: this can never become a message.
-    NotAnObject,
-    /// The bytes are not a prefix of any JSON document.
-    Invalid(serde_json::Error),
-}
-
-/// Finds the JSON object at the start of `buf` (the protocol's only framing rule).
-///
-/// serde_json's streaming deserializer parses exactly one value and reports where it ended, and
-/// tells "ran out of input" (`is_eof`) apart from a syntax error; so this needs no hand-written
-/// JSON scanner. Parsing is only attempted once a `}` has arrived, since no object can be
-/// complete without one.
-pub fn next_frame(buf: &[u8]) -> Frame {
-    let Some(start) = buf.iter().position(|b| !b.is_ascii_whitespace()) else {
-        return Frame::Incomplete;
-    };
-    if buf[start] != b'{' {
-        return Frame::NotAnObject;
-    }
-    if !buf[start..].contains(&b'}') {
-        return Frame::Incomplete;
-    }
-    let mut values = serde_json::Deserializer::from_slice(&buf[start..]).into_iter::<Value>();
-    match values.next() {
-        Some(Ok(Value::Object(map))) => Frame::Complete(map, start + values.byte_offset()),
-        Some(Ok(_)) => Frame::NotAnObject,
-        Some(Err(e)) if e.is_eof() => Frame::Incomplete,
-        Some(Err(e)) => Frame::Invalid(e),
-        None => Frame::Incomplete,
-    }
-}
+pub use super::frame::{next_frame, Frame};
 
 /// A request. Serialized by a client (field order is the SDK's); read by a server with
 /// [`Request::from_object`]. Absent keys were not asked about.

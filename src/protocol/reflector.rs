@@ -3,7 +3,7 @@
 //! [`crate::server::reflector`].
 //!
 //! Messages are bare JSON objects with no delimiter and no length prefix, so a message is
-//! complete exactly when the bytes received so far parse as one JSON object ([`next_object`]).
+//! complete exactly when the bytes received so far parse as one JSON object ([`next_frame`]).
 //! Blob bytes follow an accepted offer raw. The exchange, as the SDK's `StreamReflectorClient`
 //! (lbry/stream/reflector/client.py) speaks it against reflector.go (reflector/server.go):
 //!
@@ -32,44 +32,7 @@ pub const VERSION_1: u64 = 0;
 /// `{"version": 1}`: the LBRY SDK; a stream starts with its sd blob.
 pub const VERSION_2: u64 = 1;
 
-/// What the bytes received so far hold.
-#[derive(Debug)]
-pub enum Frame {
-    /// A whole JSON object, and how many bytes of the buffer it used (leading whitespace
-    /// included). Bytes after it belong to what follows (blob bytes or the next message).
-    Complete(Map<String, Value>, usize),
-    /// Nothing but whitespace, or the beginning of an object: read more.
-    Incomplete,
-    /// The first non-whitespace byte is not `{`: this can never become a message.
-    NotAnObject,
-    /// The bytes are not a prefix of any JSON document.
-    Invalid(serde_json::Error),
-}
-
-/// Finds the JSON object at the start of `buf`.
-///
-/// serde_json's streaming deserializer parses one value, reports where it ended, and tells
-/// "ran out of input" (`is_eof`) apart from a syntax error, so no hand-written scanner is
-/// needed. Parsing waits for a `}` since no object is complete without one.
-pub fn next_object(buf: &[u8]) -> Frame {
-    let Some(start) = buf.iter().position(|b| !b.is_ascii_whitespace()) else {
-        return Frame::Incomplete;
-    };
-    if buf[start] != b'{' {
-        return Frame::NotAnObject;
-    }
-    if !buf[start..].contains(&b'}') {
-        return Frame::Incomplete;
-    }
-    let mut values = serde_json::Deserializer::from_slice(&buf[start..]).into_iter::<Value>();
-    match values.next() {
-        Some(Ok(Value::Object(map))) => Frame::Complete(map, start + values.byte_offset()),
-        Some(Ok(_)) => Frame::NotAnObject,
-        Some(Err(e)) if e.is_eof() => Frame::Incomplete,
-        Some(Err(e)) => Frame::Invalid(e),
-        None => Frame::Incomplete,
-    }
-}
+pub use super::frame::{next_frame, Frame};
 
 /// A message from the uploading client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,29 +149,10 @@ mod tests {
     use super::*;
 
     fn object(text: &str) -> Map<String, Value> {
-        match next_object(text.as_bytes()) {
+        match next_frame(text.as_bytes()) {
             Frame::Complete(map, _) => map,
             other => panic!("{text}: {other:?}"),
         }
-    }
-
-    #[test]
-    fn framing_finds_one_object_and_leaves_blob_bytes() {
-        let mut buf = br#"{"blob_hash": "x}", "blob_size": 3}"#.to_vec();
-        buf.extend_from_slice(&[b'{', 0xff, b'}']);
-        let Frame::Complete(map, used) = next_object(&buf) else {
-            panic!("expected a complete object")
-        };
-        assert_eq!(map["blob_size"], 3);
-        assert_eq!(&buf[used..], &[b'{', 0xff, b'}']);
-        for cut in 0..used {
-            assert!(
-                matches!(next_object(&buf[..cut]), Frame::Incomplete),
-                "prefix of {cut} bytes"
-            );
-        }
-        assert!(matches!(next_object(b"\x00\x01"), Frame::NotAnObject));
-        assert!(matches!(next_object(b"{\"a\" 1}"), Frame::Invalid(_)));
     }
 
     #[test]

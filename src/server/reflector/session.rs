@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::blob::{verify, BlobHash, MAX_BLOB_SIZE};
 use crate::metrics::DIRECTION_UPLOAD;
-use crate::protocol::reflector::{next_object, Frame, Request, Response, VERSION_1, VERSION_2};
+use crate::protocol::reflector::{next_frame, Frame, Request, Response, VERSION_1, VERSION_2};
 use crate::store::StoreError;
 use crate::stream::StreamDescriptor;
 
@@ -339,7 +339,7 @@ impl Session<'_> {
     async fn read_request(&mut self) -> Step<Request> {
         let deadline = Instant::now() + self.server.config.idle_timeout;
         loop {
-            match next_object(&self.buf) {
+            match next_frame(&self.buf) {
                 Frame::Complete(map, used) => {
                     self.buf.drain(..used);
                     return Request::from_object(&map).map_err(|e| {
