@@ -26,6 +26,7 @@ use crate::server::http3::Http3Server;
 use crate::server::peer::PeerServer;
 use crate::server::reflector::{OnStreamStored, ReflectorServer};
 use crate::server::Shared;
+use crate::store::announce::{AnnounceSink, AnnouncingStore};
 use crate::store::blocklist::BlocklistStore;
 use crate::store::{self, BlobStore, BuildContext};
 
@@ -166,7 +167,10 @@ async fn start_with_raw(
     });
     tasks.spawn(admin.serve(metrics_listener, shutdown.clone()));
 
-    let root = build_root(&config, &metrics, &policy, blocklist_settings.is_some()).await?;
+    let tree = build_root(&config, &metrics, &policy, blocklist_settings.is_some()).await?;
+    // Streams whose sd blob any door serves are announced once the DHT node exists.
+    let announcing = Arc::new(AnnouncingStore::new(tree));
+    let root: Arc<dyn BlobStore> = announcing.clone();
 
     if let (Some(settings), Some(cfg)) = (&blocklist_settings, &config.blocklist) {
         let hashes = blocklist::load(cfg, &blocklist::list_client(), &policy).await?;
@@ -252,6 +256,7 @@ async fn start_with_raw(
         .await?;
         tracing::info!(addr = %node.local_addr(), node_id = %node_id, "dht node listening (udp)");
         let _ = dht_status.set(node.clone());
+        announcing.attach(Arc::new(DhtSink(node.announcer())));
         tasks.spawn(node.clone().run(shutdown.clone()));
         dht = Some(node);
     }
@@ -324,4 +329,17 @@ fn announce_stored_streams(announcer: crate::dht::Announcer) -> OnStreamStored {
             }
         }
     })
+}
+
+/// The DHT's announce list as the store layer's sink.
+struct DhtSink(crate::dht::Announcer);
+
+impl AnnounceSink for DhtSink {
+    fn is_announced(&self, hash: &crate::blob::BlobHash) -> bool {
+        self.0.is_announced(hash)
+    }
+
+    fn announce(&self, hash: &crate::blob::BlobHash) -> bool {
+        self.0.announce(hash)
+    }
 }

@@ -19,6 +19,7 @@ use crate::config::StoreConfig;
 use crate::metrics::Metrics;
 use crate::trace::BlobTrace;
 
+pub mod announce;
 pub mod blocklist;
 pub mod body;
 pub mod caching;

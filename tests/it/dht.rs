@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::common::{metric, within};
+use prism_lite::blob::BlobHash;
 use prism_lite::dht::bencode::{Key, Value};
 use prism_lite::dht::wire::{Body, Datagram, FindValueResult, Request, RpcId};
 use prism_lite::dht::{Dht, DhtConfig, NodeId, K};
@@ -591,6 +592,58 @@ async fn blobcache_runs_the_dht_and_reports_status() {
         text.contains("prism_dht_rpc_in_total"),
         "dht metrics missing"
     );
+    running.stop().await;
+}
+
+/// A stream pulled in by a viewer is announced like a warmed or uploaded one: serving its sd
+/// blob through any door puts the sd blob and the first content blob on the announce list; a
+/// content blob served alone announces nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_served_through_a_door_are_announced() {
+    let Some(streams) = crate::common::fixture_streams() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let yaml = format!(
+        "store:\n  mem: {{}}\nservers:\n  http: {{port: 0, address: 127.0.0.1}}\n  \
+         peer: {{port: 0, address: 127.0.0.1}}\n\
+         dht:\n  enabled: true\n  port: 0\n  address: 127.0.0.1\n  bootstrap: []\n  \
+         allow_private: true\n  data_dir: {}\n",
+        dir.path().display()
+    );
+    let running = crate::common::start_cache(&yaml).await;
+    let announcer = running.dht.clone().expect("dht handle").announcer();
+    for (hash, data) in crate::common::fixture_blobs() {
+        running.store.put(&hash, data).await.expect("put");
+    }
+    let stream = |name: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(streams.join(name).join("stream.json")).expect("json");
+        serde_json::from_str(&text).expect("stream.json")
+    };
+    let hash = |v: &serde_json::Value| BlobHash::parse(v.as_str().unwrap()).unwrap();
+    let (medium, small) = (stream("medium"), stream("small"));
+    let (sd, first) = (
+        hash(&medium["sd_hash"]),
+        hash(&medium["blobs"][0]["blob_hash"]),
+    );
+    let lone = hash(&small["blobs"][0]["blob_hash"]);
+    assert!(
+        !announcer.is_announced(&sd),
+        "a put alone announces nothing"
+    );
+
+    let http = running.http_addr.expect("http addr");
+    for h in [&sd, &lone] {
+        let (status, _, _) = crate::common::get_blob(http, &h.to_string()).await;
+        assert_eq!(status, 200, "{h}");
+    }
+    assert!(announcer.is_announced(&sd), "sd blob announced");
+    assert!(
+        announcer.is_announced(&first),
+        "first content blob announced"
+    );
+    assert!(!announcer.is_announced(&lone), "a lone content blob is not");
+    assert!(!announcer.is_announced(&hash(&small["sd_hash"])));
     running.stop().await;
 }
 

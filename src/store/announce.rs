@@ -1,0 +1,111 @@
+//! Announcing what we serve: a store layer around the root that tells the DHT about every
+//! stream whose sd blob passes through it, whichever door (HTTP, HTTP/3, peer, prefetcher)
+//! asked, so LBRY clients can find this cache for streams that viewers pulled in, not only for
+//! the ones the prefetcher warmed or a publisher uploaded.
+//!
+//! What is announced is what LBRY clients look up: the sd blob, and the stream's first content
+//! blob (what a client fetches right after). A blob is taken for an sd blob when its bytes
+//! parse as a stream descriptor; content blobs are AES ciphertext, so the first-byte check
+//! (`{`) turns nearly all of them away without parsing, and a hash already announced is never
+//! parsed again.
+//!
+//! The sink is attached late ([`AnnouncingStore::attach`]): the DHT node is bound after the
+//! front doors (it advertises the peer door's port), while the doors need the root store first.
+//! Until a sink is attached (or when no DHT runs) the layer only passes calls through.
+
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::blob::BlobHash;
+use crate::store::{Blob, BlobStore, StoreResult};
+use crate::stream::StreamDescriptor;
+
+/// Where announcements go (the DHT's announce list). Kept as a trait so stores do not depend
+/// on the DHT.
+pub trait AnnounceSink: Send + Sync + 'static {
+    /// Whether `hash` is already on the announce list.
+    fn is_announced(&self, hash: &BlobHash) -> bool;
+    /// Puts `hash` on the announce list; false when the list is full.
+    fn announce(&self, hash: &BlobHash) -> bool;
+}
+
+/// The hashes a stream is announced under: its sd blob and its first content blob.
+pub fn announce_stream(sink: &dyn AnnounceSink, sd_hash: &BlobHash, sd: &StreamDescriptor) {
+    let first = sd.content_blobs().next().map(|(_, hash, _)| hash);
+    for hash in std::iter::once(sd_hash).chain(first.as_ref()) {
+        if !sink.announce(hash) {
+            tracing::warn!(%hash, "announce list full; blob not announced");
+        }
+    }
+}
+
+/// The layer; see the module docs.
+pub struct AnnouncingStore {
+    inner: Arc<dyn BlobStore>,
+    sink: OnceLock<Arc<dyn AnnounceSink>>,
+}
+
+impl AnnouncingStore {
+    pub fn new(inner: Arc<dyn BlobStore>) -> AnnouncingStore {
+        AnnouncingStore {
+            inner,
+            sink: OnceLock::new(),
+        }
+    }
+
+    /// Starts announcing through `sink` (once; a second call is ignored).
+    pub fn attach(&self, sink: Arc<dyn AnnounceSink>) {
+        let _ = self.sink.set(sink);
+    }
+
+    fn observe(&self, hash: &BlobHash, data: &[u8]) {
+        let Some(sink) = self.sink.get() else {
+            return;
+        };
+        if data.first() != Some(&b'{') || sink.is_announced(hash) {
+            return;
+        }
+        if let Ok(sd) = StreamDescriptor::parse(data) {
+            announce_stream(sink.as_ref(), hash, &sd);
+        }
+    }
+}
+
+#[async_trait]
+impl BlobStore for AnnouncingStore {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    async fn has(&self, hash: &BlobHash) -> StoreResult<bool> {
+        self.inner.has(hash).await
+    }
+
+    async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
+        let blob = self.inner.get(hash).await?;
+        self.observe(hash, &blob.data);
+        Ok(blob)
+    }
+
+    async fn put(&self, hash: &BlobHash, data: Bytes) -> StoreResult<()> {
+        self.inner.put(hash, data).await
+    }
+
+    async fn delete(&self, hash: &BlobHash) -> StoreResult<()> {
+        self.inner.delete(hash).await
+    }
+
+    async fn has_cached(&self, hash: &BlobHash) -> StoreResult<bool> {
+        self.inner.has_cached(hash).await
+    }
+
+    async fn wait_for_fill(&self, hash: &BlobHash) {
+        self.inner.wait_for_fill(hash).await
+    }
+
+    fn list(&self) -> Option<Vec<BlobHash>> {
+        self.inner.list()
+    }
+}
