@@ -2,11 +2,10 @@
 //! failures. The origin is an in-process `TestOrigin` whose gets wait at a gate the test opens,
 //! so concurrency is arranged by observable state, not by timing.
 
-
 use std::sync::Arc;
 
-use bytes::Bytes;
 use crate::common::{blob_bytes, metric, wait_until, OriginMode, TestOrigin, TEST_TIMEOUT};
+use bytes::Bytes;
 use prism_lite::config::{BlobcacheConfig, StoreConfig};
 use prism_lite::metrics::Metrics;
 use prism_lite::store::caching::CachingStore;

@@ -1,6 +1,5 @@
 //! The `prism-lite` binary as an operator runs it: real processes, real ports.
 
-
 use std::io::Read;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,6 @@
 //! (`allow_private: true`): joining, lookups, announcing, expiry, token checks, bad input,
 //! the wire format's exact bytes, `/dht/status`, and `prism-lite dht peers` as a process.
 
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;

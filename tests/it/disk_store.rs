@@ -1,7 +1,6 @@
 //! The disk LRU store against a real directory: atomic writes, crash leftovers, capacity and
 //! eviction (files and index agree), recency, restart, and files it must not trust.
 
-
 use std::path::Path;
 use std::sync::Arc;
 

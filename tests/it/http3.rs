@@ -2,13 +2,14 @@
 //! ALPNs, many requests multiplexed on one connection, a two-cache chain that survives the
 //! upstream restarting, TLS verification modes, and garbage datagrams.
 
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{
+    blob_bytes, build_store, fixture_blobs, metric, try_start_cache, TEST_TIMEOUT,
+};
 use bytes::{Buf, Bytes, BytesMut};
-use crate::common::{blob_bytes, build_store, fixture_blobs, metric, try_start_cache, TEST_TIMEOUT};
 use prism_lite::app;
 use prism_lite::blob::BlobHash;
 use prism_lite::metrics::Metrics;

@@ -1,6 +1,5 @@
 //! The `http` origin against a scripted HTTP server, directly and through a cache's front door.
 
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,6 @@
 //! The HTTP front door on a real socket: every status it can answer, protected content,
 //! saturation, the metrics endpoint, and graceful shutdown.
 
-
 use std::sync::Arc;
 
 use crate::common::{

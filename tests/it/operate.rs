@@ -1,7 +1,6 @@
 //! Operating prism-lite: blocklist, live reload, operator commands, and the deploy files
 //! (checked with the real tools: promtool, systemd-analyze).
 
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;

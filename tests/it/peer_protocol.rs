@@ -2,15 +2,14 @@
 //! origin store against real and hand-written fake peers, and a two-cache chain over the
 //! protocol. Everything runs on 127.0.0.1 with port 0; every network await has a timeout.
 
-
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use crate::common::start_cache;
+use bytes::Bytes;
 use prism_lite::app::Running;
 use prism_lite::blob::{verify, BlobHash, MAX_BLOB_SIZE};
 use prism_lite::config::{self, StoreConfig};

@@ -2,7 +2,6 @@
 //! shapes from `../shared/fixtures/lbry-api`, an origin holding real and generated streams, and
 //! a `caching` store whose cache tier is checked directly.
 
-
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;

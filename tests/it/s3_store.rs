@@ -1,6 +1,5 @@
 //! The `s3` store against a real S3-protocol server (s3s + s3s-fs) on 127.0.0.1.
 
-
 use std::sync::Arc;
 
 use crate::common::*;

@@ -2,7 +2,6 @@
 //! -> an in-process S3 server. Once with both caches in this process, once with the regional
 //! cache as a real `prism-lite` process. Plus the origin going away and coming back.
 
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
