@@ -101,6 +101,9 @@ pub struct BlobcacheConfig {
     /// Take part in the LBRY DHT and announce cached streams (see `docs-dht.md`).
     #[serde(default)]
     pub dht: Option<crate::dht::DhtConfig>,
+    /// Stream playback (`/stream/{sd_hash}`, player-server routes). Omitted = defaults.
+    #[serde(default)]
+    pub stream: Option<crate::playback::StreamConfig>,
 }
 
 /// `blocklist:`: blob hashes the cache refuses to serve and deletes from its stores.

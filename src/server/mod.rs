@@ -22,6 +22,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Protected and blocked hashes, swapped atomically on reload.
     pub policy: Arc<Policy>,
+    /// Stream playback routes (`/stream/...`), when enabled.
+    pub playback: Option<Arc<crate::playback::Playback>>,
 }
 
 /// The answer body for a protected blob requested without the right token.
