@@ -419,7 +419,7 @@ mod tests {
         assert_eq!(attachment_name(Some("clip.mp4"), &h), "clip.mp4");
         assert_eq!(
             attachment_name(Some("a\"b\r\nc/../é.mp4"), &h),
-            "a_b__c_.._.mp4"
+            "a_b__c_..__.mp4"
         );
         let fallback = format!("{}.bin", &h.to_hex()[..16]);
         assert_eq!(attachment_name(Some("\"\"\""), &h), fallback);

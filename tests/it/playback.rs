@@ -441,28 +441,30 @@ impl LbryApiStandIn {
                 };
                 let state = Arc::clone(&state);
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: Request<_>| {
-                        let state = Arc::clone(&state);
-                        async move {
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
-                            let call: Value = serde_json::from_slice(&body).unwrap();
-                            state.2.fetch_add(1, Ordering::SeqCst);
-                            let url = call["params"]["urls"][0].as_str().unwrap().to_owned();
-                            let entry = if url.starts_with("lbry://clip#") {
-                                let mut claim = state.0.lock().unwrap().clone();
-                                claim["value"]["source"]["sd_hash"] = Value::from(state.1.clone());
-                                claim
-                            } else {
-                                serde_json::json!({"error": {"name": "NOT_FOUND",
+                    let service =
+                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let state = Arc::clone(&state);
+                            async move {
+                                let body = req.into_body().collect().await.unwrap().to_bytes();
+                                let call: Value = serde_json::from_slice(&body).unwrap();
+                                state.2.fetch_add(1, Ordering::SeqCst);
+                                let url = call["params"]["urls"][0].as_str().unwrap().to_owned();
+                                let entry = if url.starts_with("lbry://clip#") {
+                                    let mut claim = state.0.lock().unwrap().clone();
+                                    claim["value"]["source"]["sd_hash"] =
+                                        Value::from(state.1.clone());
+                                    claim
+                                } else {
+                                    serde_json::json!({"error": {"name": "NOT_FOUND",
                                     "text": format!("Could not find claim at \"{url}\".")}})
-                            };
-                            let answer =
-                                serde_json::json!({"jsonrpc": "2.0", "result": {url: entry}});
-                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(
-                                answer.to_string(),
-                            ))))
-                        }
-                    });
+                                };
+                                let answer =
+                                    serde_json::json!({"jsonrpc": "2.0", "result": {url: entry}});
+                                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(
+                                    answer.to_string(),
+                                ))))
+                            }
+                        });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(socket), service)
                         .await;

@@ -17,9 +17,9 @@ use crate::common::*;
 /// Bound on each browser-side wait (a cold start of Chromium on a busy box is slow).
 const BROWSER_DEADLINE: Duration = Duration::from_secs(90);
 
-fn require_tool(tool: &str, package: &str) {
+fn require_tool(tool: &str, version_flag: &str, package: &str) {
     let ok = std::process::Command::new(tool)
-        .arg("--version")
+        .arg(version_flag)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -81,9 +81,9 @@ const STATE_JS: &str = "const v = document.getElementById('v'); return {t: v.cur
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headless_chromium_plays_and_seeks_a_stream_from_a_cold_cache() {
-    require_tool("chromium", "chromium");
-    require_tool("chromedriver", "chromium-driver");
-    require_tool("ffmpeg", "ffmpeg");
+    require_tool("chromium", "--version", "chromium");
+    require_tool("chromedriver", "--version", "chromium-driver");
+    require_tool("ffmpeg", "-version", "ffmpeg");
     let work = tempfile::tempdir().unwrap();
 
     // ~4 s of noisy 360p at 8 Mbit/s: about 4 MB, so the stream spans several 2 MiB blobs.
@@ -170,12 +170,16 @@ async fn headless_chromium_plays_and_seeks_a_stream_from_a_cold_cache() {
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                 "--no-first-run", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                "--disable-breakpad",
                 "--autoplay-policy=no-user-gesture-required",
                 format!("--user-data-dir={}", profile.display()),
             ]
         }
     });
-    let caps = caps.as_object().unwrap().clone().into_iter().collect();
+    let caps = caps.as_object().unwrap().clone();
+    // The WebDriver client's TLS stack needs a process-wide provider (it talks plain HTTP to
+    // chromedriver, but is built with one); another test may have installed it already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let deadline = tokio::time::Instant::now() + BROWSER_DEADLINE;
     let client = loop {
         let attempt = fantoccini::ClientBuilder::rustls()
