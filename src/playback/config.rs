@@ -38,10 +38,11 @@ pub struct StreamConfig {
     /// skipped (the response then fetches the blob itself when it gets there).
     #[serde(default = "defaults::max_readahead")]
     pub max_readahead: usize,
-    /// Parsed stream descriptors (plus their plaintext sizes) kept in memory, so a player's
-    /// many range requests parse the sd blob and probe the last blob once.
-    #[serde(default = "defaults::descriptor_cache_size")]
-    pub descriptor_cache_size: u64,
+    /// Content blobs listed by the parsed stream descriptors kept in memory (about 150 bytes
+    /// each), so a player's many range requests parse the sd blob and probe the last blob once.
+    /// Counted in blobs, not streams, because one sd blob may list thousands.
+    #[serde(default = "defaults::descriptor_cache_blobs")]
+    pub descriptor_cache_blobs: u64,
 }
 
 impl Default for StreamConfig {
@@ -75,8 +76,8 @@ mod defaults {
     pub fn max_readahead() -> usize {
         32
     }
-    pub fn descriptor_cache_size() -> u64 {
-        1_000
+    pub fn descriptor_cache_blobs() -> u64 {
+        200_000
     }
 }
 

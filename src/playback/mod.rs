@@ -98,7 +98,7 @@ impl Playback {
             .map(|api| Resolver::new(api, &config, stream_metrics.clone()))
             .transpose()?;
         Ok(Arc::new(Playback {
-            plans: Plans::new(Arc::clone(&store), config.descriptor_cache_size),
+            plans: Plans::new(Arc::clone(&store), config.descriptor_cache_blobs),
             readahead_slots: Arc::new(Semaphore::new(config.max_readahead)),
             resolver,
             stream_metrics,

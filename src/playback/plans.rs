@@ -1,7 +1,8 @@
 //! Stream plans by sd hash: fetch and parse the sd blob, learn the final blob's padding, and
 //! remember the result, so a player's many range requests for one video cost one sd parse and
-//! one final-blob probe. Bounded by `descriptor_cache_size` entries (each holds the blob list:
-//! about 200 bytes per content blob).
+//! one final-blob probe. Bounded by `descriptor_cache_blobs`: each plan weighs its number of
+//! content blobs (about 150 bytes each), so a hostile sd blob listing thousands of blobs cannot
+//! make a small entry count hold a lot of memory.
 
 use std::sync::Arc;
 
@@ -34,10 +35,15 @@ pub struct Plans {
 }
 
 impl Plans {
-    pub fn new(store: Arc<dyn BlobStore>, capacity: u64) -> Plans {
+    pub fn new(store: Arc<dyn BlobStore>, max_blobs: u64) -> Plans {
         Plans {
             store,
-            cache: Cache::new(capacity),
+            cache: Cache::builder()
+                .max_capacity(max_blobs)
+                .weigher(|_, plan: &Arc<StreamPlan>| {
+                    u32::try_from(plan.blobs.len() + 1).unwrap_or(u32::MAX)
+                })
+                .build(),
         }
     }
 
