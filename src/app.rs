@@ -188,10 +188,18 @@ async fn start_with_raw(
         tracing::info!("blocklist disabled by --disable-blocklist");
     }
 
+    let playback = crate::server::playback::Playback::new(
+        config.stream.clone().unwrap_or_default(),
+        Arc::clone(&root),
+        Arc::clone(&policy),
+        Arc::clone(&metrics),
+    )
+    .context("setting up stream playback")?;
     let shared = Shared {
         store: Arc::clone(&root),
         metrics: Arc::clone(&metrics),
         policy: Arc::clone(&policy),
+        playback: Some(playback),
     };
     let mut http_addr = None;
     let mut http_server = None;

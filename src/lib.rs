@@ -10,6 +10,7 @@ pub mod blob;
 pub mod blocklist;
 pub mod config;
 pub mod dht;
+pub mod encode;
 pub mod hashlist;
 pub mod metrics;
 pub mod policy;

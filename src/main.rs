@@ -18,6 +18,7 @@ use prism_lite::store::{self, disk::DiskStore};
 use tokio::signal::unix::{signal, SignalKind};
 
 mod cli_dht;
+mod cli_encode;
 mod cli_prefetch;
 
 /// A small, fast, never-wrong blob cache for the LBRY/Odysee network.
@@ -68,6 +69,22 @@ enum Command {
         #[command(subcommand)]
         command: DhtCommand,
     },
+    /// Make an LBRY stream from FILE: write every blob (and the sd blob) as OUT/<hash> and print
+    /// the sd hash. Byte-compatible with the LBRY SDK's encoder.
+    Encode {
+        /// The file to encode; its base name becomes the stream name.
+        file: PathBuf,
+        /// Directory for the blobs (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// The AES-128 key as 32 hex characters (default: random). Needs --ivs.
+        #[arg(long, requires = "ivs")]
+        key: Option<String>,
+        /// A file of IVs, one 32-hex-character IV per line: one per content blob plus one for
+        /// the terminator (default: random). Needs --key.
+        #[arg(long, requires = "key")]
+        ivs: Option<PathBuf>,
+    },
     /// Load CONF_DIR/<COMMAND>.yaml, print the store tree, and exit non-zero if it is invalid.
     CheckConfig {
         /// Which command's file to check.
@@ -107,6 +124,12 @@ fn main() -> ExitCode {
         Command::CheckConfig { command } => check_config(&cli.conf_dir, &command),
         Command::Getblob { hash, output } => getblob(&cli.conf_dir, &hash, output.as_deref()),
         Command::CheckIntegrity => check_integrity(&cli.conf_dir),
+        Command::Encode {
+            file,
+            out,
+            key,
+            ivs,
+        } => cli_encode::run(&file, &out, key.as_deref(), ivs.as_deref()),
         Command::Prefetch { once } => cli_prefetch::run(&cli.conf_dir, once),
         Command::Dht {
             command: DhtCommand::Peers { hash },

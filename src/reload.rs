@@ -156,6 +156,9 @@ fn restart_needed(old: &Value, new: &Value) -> Vec<String> {
     if old.get("dht") != new.get("dht") {
         changed.push("dht (the DHT node)".to_string());
     }
+    if old.get("stream") != new.get("stream") {
+        changed.push("stream (playback settings)".to_string());
+    }
     for server in ["http", "http3", "peer"] {
         let old_server = old.get("servers").and_then(|s| s.get(server));
         let new_server = new.get("servers").and_then(|s| s.get(server));

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# The whole test suite. Installs what the tests need that cargo cannot (promtool, from the
-# Debian package `prometheus`), then runs every test.
+# The whole test suite. Installs what the tests need that cargo cannot, then runs every test:
+# promtool (Debian package prometheus) for the metrics lint, and chromium, chromium-driver and
+# ffmpeg for the browser playback test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v promtool >/dev/null 2>&1; then
-  echo "tests/run.sh: installing promtool (Debian package prometheus)"
+missing=()
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "tests/run.sh: installing ${missing[*]} (Debian packages)"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 exec cargo test "$@"

@@ -18,6 +18,7 @@ pub mod prefetch;
 pub mod reflector;
 pub mod servers;
 pub mod stores;
+pub mod stream;
 pub mod units;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,7 @@ pub use self::stores::{
     HttpOriginConfig, IttConfig, MemConfig, MultiwriterConfig, NoopConfig, PeerStoreConfig,
     ProxiedS3Config, S3Config, SingleflightConfig, StoreConfig, UpstreamConfig,
 };
+pub use self::stream::StreamConfig;
 pub use self::units::{duration, opt_duration, ByteSize};
 
 /// A configuration error: the YAML path, what is wrong, and (from serde) what is allowed.
@@ -119,6 +121,9 @@ pub struct BlobcacheConfig {
     /// Take part in the LBRY DHT and announce cached streams (README, "LBRY DHT").
     #[serde(default)]
     pub dht: Option<DhtConfig>,
+    /// Stream playback (`/stream/{sd_hash}`, player-server routes). Omitted = defaults.
+    #[serde(default)]
+    pub stream: Option<StreamConfig>,
 }
 
 /// `blocklist:`: blob hashes the cache refuses to serve and deletes from its stores.

@@ -94,8 +94,9 @@ impl LbryApi {
         &self.url
     }
 
-    /// `resolve` one channel URL to its claim id.
-    pub async fn resolve_channel(&self, url: &str) -> Result<String, ApiError> {
+    /// `resolve` one URL and return its entry (the claim as JSON). An error the API reports for
+    /// that URL (e.g. not found) is [`ApiError::Rpc`].
+    pub async fn resolve_entry(&self, url: &str) -> Result<Value, ApiError> {
         let result = self.call("resolve", json!({ "urls": [url] })).await?;
         let shape = |message: String| ApiError::Shape {
             method: "resolve".into(),
@@ -122,6 +123,16 @@ impl LbryApi {
                 message: format!("{url}: {message}"),
             });
         }
+        Ok(entry.clone())
+    }
+
+    /// `resolve` one channel URL to its claim id.
+    pub async fn resolve_channel(&self, url: &str) -> Result<String, ApiError> {
+        let entry = self.resolve_entry(url).await?;
+        let shape = |message: String| ApiError::Shape {
+            method: "resolve".into(),
+            message,
+        };
         entry
             .get("claim_id")
             .and_then(Value::as_str)

@@ -33,6 +33,8 @@ use crate::config::HttpServerConfig;
 use crate::metrics::DIRECTION_DOWNLOAD;
 use crate::protocol::http::BLOB_PATH;
 use crate::server::accept::{Accepted, Acceptor};
+use crate::server::playback::hyper_body::{self, HyperBody};
+use crate::server::playback::Door;
 use crate::server::{one_line, status_for, BlobQuery, Shared, PROTECTED_MESSAGE};
 use crate::store::StoreError;
 
@@ -123,9 +125,22 @@ impl HttpServer {
         }
     }
 
-    async fn handle(&self, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
+    async fn handle(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        _peer: SocketAddr,
+    ) -> Response<HyperBody> {
         let start = Instant::now();
-        let response = self.route(&req).await;
+        let response = match &self.shared.playback {
+            Some(playback) if playback.claims(req.uri().path()) => {
+                let door: Arc<dyn Door> = Arc::clone(self) as Arc<dyn Door>;
+                playback
+                    .serve(req.method(), req.uri(), req.headers(), door)
+                    .await
+                    .map(hyper_body::playback)
+            }
+            _ => self.route(&req).await.map(hyper_body::full),
+        };
         self.shared
             .metrics
             .request_duration_seconds
@@ -249,6 +264,26 @@ impl HttpServer {
             self.shared.metrics.error(DIRECTION_DOWNLOAD, err.kind());
         }
         text(status, &one_line(&err.to_string()))
+    }
+}
+
+/// Playback shares the door's token and request slots.
+#[async_trait::async_trait]
+impl Door for HttpServer {
+    fn edge_token(&self) -> Option<String> {
+        self.settings.load().edge_token.clone()
+    }
+
+    async fn request_slot(&self) -> Option<OwnedSemaphorePermit> {
+        let slot = self.acquire_slot(&self.settings.load()).await;
+        if slot.is_none() {
+            self.shared
+                .metrics
+                .requests_rejected_total
+                .with_label_values(&["http"])
+                .inc();
+        }
+        slot
     }
 }
 

@@ -31,6 +31,7 @@ use crate::blob::BlobHash;
 use crate::config::Http3ServerConfig;
 use crate::metrics::DIRECTION_DOWNLOAD;
 use crate::protocol::http3::{parse_path, Availability, Route, LBRYCRD_ADDRESS};
+use crate::server::playback::{Door, PlaybackBody};
 use crate::server::{one_line, status_for, BlobQuery, Shared, PROTECTED_MESSAGE};
 use crate::store::StoreError;
 
@@ -210,7 +211,10 @@ impl Http3Server {
         let _ = finished.recv().await;
     }
 
-    async fn request(&self, resolver: h3::server::RequestResolver<h3_quinn::Connection, Bytes>) {
+    async fn request(
+        self: &Arc<Self>,
+        resolver: h3::server::RequestResolver<h3_quinn::Connection, Bytes>,
+    ) {
         let (req, mut stream) =
             match tokio::time::timeout(HEADER_READ_TIMEOUT, resolver.resolve_request()).await {
                 Ok(Ok(r)) => r,
@@ -224,6 +228,27 @@ impl Http3Server {
                 }
             };
         let start = Instant::now();
+        if let Some(playback) = self
+            .shared
+            .playback
+            .as_ref()
+            .filter(|p| p.claims(req.uri().path()))
+        {
+            let door: Arc<dyn Door> = Arc::clone(self) as Arc<dyn Door>;
+            let response = playback
+                .serve(req.method(), req.uri(), req.headers(), door)
+                .await;
+            let status = response.status();
+            if let Err(e) = send_playback(&mut stream, response).await {
+                tracing::debug!(error = %e, "http3 stream response not delivered");
+            }
+            self.shared
+                .metrics
+                .request_duration_seconds
+                .with_label_values(&["http3", status.as_str()])
+                .observe(start.elapsed().as_secs_f64());
+            return;
+        }
         let reply = self.route(&req).await;
         let status = reply.head.status();
         let (len, is_blob) = (reply.body.len(), reply.is_blob);
@@ -320,6 +345,46 @@ impl Http3Server {
         }
         text(status, &one_line(&err.to_string()))
     }
+}
+
+/// Playback shares the door's token and request slots.
+#[async_trait::async_trait]
+impl Door for Http3Server {
+    fn edge_token(&self) -> Option<String> {
+        self.config.edge_token.clone()
+    }
+
+    async fn request_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        Arc::clone(&self.slots).acquire_owned().await.ok()
+    }
+}
+
+/// Writes a playback response chunk by chunk. A body that fails mid-way resets the stream, so
+/// the client sees an aborted response rather than a short one that looks complete.
+async fn send_playback(
+    stream: &mut H3Stream,
+    response: Response<PlaybackBody>,
+) -> anyhow::Result<()> {
+    let (head, body) = response.into_parts();
+    stream.send_response(Response::from_parts(head, ())).await?;
+    match body {
+        PlaybackBody::Full(bytes) if bytes.is_empty() => {}
+        PlaybackBody::Full(bytes) => stream.send_data(bytes).await?,
+        PlaybackBody::Stream(mut chunks) => {
+            use futures_util::StreamExt;
+            while let Some(chunk) = chunks.next().await {
+                match chunk {
+                    Ok(bytes) => stream.send_data(bytes).await?,
+                    Err(cut) => {
+                        stream.stop_stream(h3::error::Code::H3_INTERNAL_ERROR);
+                        return Err(cut.into());
+                    }
+                }
+            }
+        }
+    }
+    stream.finish().await?;
+    Ok(())
 }
 
 /// Writes the head, the body (one DATA frame; `Bytes` is handed over without a copy), and ends

@@ -19,6 +19,7 @@ pub mod http;
 pub mod http3;
 pub mod peer;
 pub mod per_ip;
+pub mod playback;
 pub mod reflector;
 
 /// What every front door needs.
@@ -29,6 +30,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Protected and blocked hashes, swapped atomically on reload.
     pub policy: Arc<Policy>,
+    /// Stream playback routes (`/stream/...`), when enabled.
+    pub playback: Option<Arc<crate::server::playback::Playback>>,
 }
 
 /// The answer body for a protected blob requested without the right token.

@@ -519,3 +519,25 @@ async fn garbage_datagrams_do_not_hurt_the_server() {
     assert_eq!(r.status(), 400);
     timeout(TEST_TIMEOUT, running.stop()).await.unwrap();
 }
+
+#[tokio::test]
+async fn stream_playback_over_http3() {
+    let running = mem_server(0, "", "").await.unwrap();
+    for (h, d) in fixture_blobs() {
+        running.store.put(&h, d).await.unwrap();
+    }
+    let dir = crate::playback::Fixture::load("medium");
+    let c = H3Client::connect(running.http3_addr.unwrap(), &[quic::ALPN_REFLECTOR])
+        .await
+        .unwrap();
+    let (r, body) = c.get(&format!("/stream/{}", dir.sd_hash)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "video/mp4");
+    assert_eq!(r.headers()["content-length"], "5000000");
+    assert!(body == dir.source, "decoded stream equals source.bin");
+    let (r, _) = c.get(&format!("/stream/{}", dir.content(0))).await;
+    assert_eq!(r.status(), 422);
+    let (r, _) = c.get("/stream/nothex").await;
+    assert_eq!(r.status(), 400);
+    running.stop().await;
+}

@@ -195,6 +195,7 @@ async fn gated_server(
     )
     .unwrap();
     let shared = Shared {
+        playback: None,
         store: origin.clone() as Arc<dyn BlobStore>,
         metrics: Arc::clone(&metrics),
         policy: Arc::new(Policy::default()),

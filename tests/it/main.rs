@@ -14,6 +14,8 @@ mod http_origin;
 mod http_server;
 mod operate;
 mod peer_protocol;
+mod playback;
+mod playback_browser;
 mod prefetch;
 mod reflector_ingest;
 mod s3_store;

@@ -1,0 +1,35 @@
+//! Playback bodies as hyper bodies (the HTTP/1.1 door), and the door's own full bodies in the
+//! same type so one connection serves both.
+
+use bytes::Bytes;
+use futures_util::TryStreamExt;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+
+use super::PlaybackBody;
+
+/// Any error a response body can end with (only playback bodies can fail).
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The HTTP door's response body.
+pub type HyperBody = UnsyncBoxBody<Bytes, BodyError>;
+
+/// A complete body.
+pub fn full(body: Full<Bytes>) -> HyperBody {
+    body.map_err(|never| match never {}).boxed_unsync()
+}
+
+/// A playback body; a failing stream makes hyper abort the response (the client sees it end
+/// short of `Content-Length`).
+pub fn playback(body: PlaybackBody) -> HyperBody {
+    match body {
+        PlaybackBody::Full(bytes) => full(Full::new(bytes)),
+        PlaybackBody::Stream(chunks) => StreamBody::new(
+            chunks
+                .map_ok(Frame::data)
+                .map_err(|cut| -> BodyError { Box::new(cut) }),
+        )
+        .boxed_unsync(),
+    }
+}

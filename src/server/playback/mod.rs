@@ -1,0 +1,439 @@
+//! Stream playback: the video itself, decrypted from the cached blobs, with HTTP Range, so a
+//! browser's `<video>` can play and seek without lbrynet or a separate player server.
+//!
+//! Routes (on the HTTP and HTTP/3 doors, GET and HEAD):
+//! - `/stream/{sd_hash}[?download=1][&edge_token=T]`
+//! - `/api/v4/streams/free/{claim_name}/{claim_id}/{sd_hash_prefix}` and the same under `v3`
+//!   (OdyseeTeam/player-server's paths; see [`resolve`]).
+//!
+//! A request fetches the sd blob through the store tree (a cold stream fills from the origin,
+//! verified like any blob), parses it, works out the plaintext layout ([`layout`]: the final
+//! blob is fetched once per stream to learn its padding), then streams exactly the requested
+//! bytes ([`body`]), fetching only the blobs the range touches. The same protections as `/blob`
+//! apply: the blocklist and the protected list are checked for the sd blob and every content
+//! blob, and every blob fetch holds one of the door's request slots (so playback shares the
+//! door's concurrency limit; a slow viewer holds a connection, not a slot).
+//!
+//! Statuses: 200/206 (with `Content-Length`, `Accept-Ranges`, `ETag` = the sd hash, a
+//! year-long immutable `Cache-Control`), 304 for a matching `If-None-Match`, 416 with
+//! `Content-Range: bytes */SIZE`, 400 malformed hash or path, 403 protected, 404 no such blob or
+//! claim, 422 a blob that is not a stream descriptor, 502/504 origin or LBRY API failures, 503
+//! at the door's request limit. A content blob that fails mid-way cuts the response.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Response, StatusCode, Uri};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::blob::BlobHash;
+use crate::metrics::{Metrics, DIRECTION_DOWNLOAD};
+use crate::policy::Policy;
+use crate::store::{BlobStore, StoreError};
+
+pub mod body;
+
+pub mod hyper_body;
+pub mod layout;
+pub mod metrics;
+pub mod plans;
+pub mod range;
+pub mod resolve;
+
+pub use crate::config::StreamConfig;
+
+use body::{BodyContext, StreamCut};
+use plans::{PlanError, Plans};
+use range::{ByteRange, RangeRequest};
+use resolve::{ClaimPath, ResolveError, Resolver};
+
+/// A stream response is immutable content named by its hash: cache it for a year.
+const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+const STREAM_PREFIX: &str = "/stream/";
+const PLAYER_PREFIXES: [&str; 2] = ["/api/v4/streams/free/", "/api/v3/streams/free/"];
+
+/// What playback needs from the front door it runs behind.
+#[async_trait]
+pub trait Door: Send + Sync + 'static {
+    /// The door's `edge_token`, which unlocks protected streams.
+    fn edge_token(&self) -> Option<String>;
+    /// One of the door's request slots (its concurrency limit), waited for as the door waits;
+    /// `None` when the door would answer 503.
+    async fn request_slot(&self) -> Option<OwnedSemaphorePermit>;
+}
+
+/// A playback response body: short answers in full, streams chunk by chunk.
+pub enum PlaybackBody {
+    Full(Bytes),
+    Stream(BoxStream<'static, Result<Bytes, StreamCut>>),
+}
+
+/// The playback routes, shared by the HTTP and HTTP/3 doors.
+pub struct Playback {
+    config: StreamConfig,
+    store: Arc<dyn BlobStore>,
+    policy: Arc<Policy>,
+    metrics: Arc<Metrics>,
+    stream_metrics: metrics::PlaybackMetrics,
+    plans: Plans,
+    resolver: Option<Resolver>,
+    readahead_slots: Arc<Semaphore>,
+}
+
+impl Playback {
+    /// Sets up playback for the root `store`; registers the `prism_stream_*` metrics.
+    pub fn new(
+        config: StreamConfig,
+        store: Arc<dyn BlobStore>,
+        policy: Arc<Policy>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Arc<Playback>> {
+        let stream_metrics = metrics::PlaybackMetrics::register(&metrics.registry)?;
+        let resolver = config
+            .api
+            .as_deref()
+            .map(|api| Resolver::new(api, &config, stream_metrics.clone()))
+            .transpose()?;
+        Ok(Arc::new(Playback {
+            plans: Plans::new(Arc::clone(&store), config.descriptor_cache_blobs),
+            readahead_slots: Arc::new(Semaphore::new(config.max_readahead)),
+            resolver,
+            stream_metrics,
+            config,
+            store,
+            policy,
+            metrics,
+        }))
+    }
+
+    /// Whether `path` is a playback route (the door then hands the request to [`Self::serve`]).
+    pub fn claims(&self, path: &str) -> bool {
+        self.config.enabled
+            && (path.starts_with(STREAM_PREFIX)
+                || PLAYER_PREFIXES.iter().any(|p| path.starts_with(p)))
+    }
+
+    /// Answers one playback request.
+    pub async fn serve(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        door: Arc<dyn Door>,
+    ) -> Response<PlaybackBody> {
+        let is_head = match *method {
+            Method::GET => false,
+            Method::HEAD => true,
+            _ => {
+                let mut r = text(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "only GET and HEAD are allowed",
+                );
+                r.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                return r;
+            }
+        };
+        let sd_hash = match self.sd_hash_of(uri.path()).await {
+            Ok(hash) => hash,
+            Err(response) => return response,
+        };
+        let query = Query::parse(uri.query());
+        let configured = door.edge_token();
+        let allowed = |hash: &BlobHash| {
+            self.policy
+                .allows(hash, configured.as_deref(), query.edge_token.as_deref())
+        };
+        if self.policy.is_blocked(&sd_hash) {
+            self.metrics.error(DIRECTION_DOWNLOAD, "blocked_blob");
+            return text(StatusCode::NOT_FOUND, "stream not found");
+        }
+        if !allowed(&sd_hash) {
+            self.metrics.error(DIRECTION_DOWNLOAD, "protected_blob");
+            return text(StatusCode::FORBIDDEN, crate::server::PROTECTED_MESSAGE);
+        }
+        let etag = format!("\"{sd_hash}\"");
+        if header_str(headers, header::IF_NONE_MATCH).is_some_and(|v| etag_matches(v, &etag)) {
+            let mut r = empty(StatusCode::NOT_MODIFIED);
+            set_cache_headers(r.headers_mut(), &etag);
+            return r;
+        }
+        let plan = {
+            let Some(_slot) = door.request_slot().await else {
+                return busy();
+            };
+            match self.plans.get(&sd_hash).await {
+                Ok(plan) => plan,
+                Err(e) => return self.plan_error(&sd_hash, e),
+            }
+        };
+        for planned in &plan.blobs {
+            if self.policy.is_blocked(&planned.hash) {
+                self.metrics.error(DIRECTION_DOWNLOAD, "blocked_blob");
+                return text(StatusCode::NOT_FOUND, "stream not found");
+            }
+            if !allowed(&planned.hash) {
+                self.metrics.error(DIRECTION_DOWNLOAD, "protected_blob");
+                return text(StatusCode::FORBIDDEN, crate::server::PROTECTED_MESSAGE);
+            }
+        }
+
+        let range_header = header_str(headers, header::RANGE).filter(|_| {
+            // If-Range: honour Range only while the client's copy is this one.
+            header_str(headers, header::IF_RANGE).is_none_or(|v| v.trim() == etag)
+        });
+        let wanted = match range_header {
+            Some(h) => range::parse(h, plan.size),
+            None => RangeRequest::Whole,
+        };
+        let (status, range) = match wanted {
+            RangeRequest::Unsatisfiable => {
+                let mut r = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", plan.size)) {
+                    r.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                return r;
+            }
+            RangeRequest::Partial(range) => (StatusCode::PARTIAL_CONTENT, Some(range)),
+            RangeRequest::Whole => (
+                StatusCode::OK,
+                (plan.size > 0).then(|| ByteRange {
+                    first: 0,
+                    last: plan.size - 1,
+                }),
+            ),
+        };
+        let mut response = Response::new(PlaybackBody::Full(Bytes::new()));
+        *response.status_mut() = status;
+        let h = response.headers_mut();
+        set_cache_headers(h, &etag);
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        let content_type = plan
+            .file_name
+            .as_deref()
+            .and_then(|name| mime_guess::from_path(name).first_raw())
+            .unwrap_or("application/octet-stream");
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        if query.download {
+            let name = attachment_name(plan.file_name.as_deref(), &sd_hash);
+            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+        }
+        let length = range.map_or(0, |r| r.byte_count());
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        if let (StatusCode::PARTIAL_CONTENT, Some(r)) = (status, range) {
+            let value = format!("bytes {}-{}/{}", r.first, r.last, plan.size);
+            if let Ok(v) = HeaderValue::from_str(&value) {
+                h.insert(header::CONTENT_RANGE, v);
+            }
+        }
+        let (Some(range), false) = (range, is_head) else {
+            return response;
+        };
+        self.stream_metrics.started.inc();
+        if status == StatusCode::PARTIAL_CONTENT {
+            self.stream_metrics.range_requests.inc();
+        }
+        let ctx = BodyContext {
+            store: Arc::clone(&self.store),
+            door,
+            metrics: self.stream_metrics.clone(),
+            readahead_slots: Arc::clone(&self.readahead_slots),
+            readahead: self.config.readahead,
+        };
+        *response.body_mut() = PlaybackBody::Stream(body::body(ctx, plan, range));
+        response
+    }
+
+    /// The sd hash a playback path names (resolving a claim for the player-server routes), or
+    /// the error response.
+    async fn sd_hash_of(&self, path: &str) -> Result<BlobHash, Response<PlaybackBody>> {
+        if let Some(hex) = path.strip_prefix(STREAM_PREFIX) {
+            return BlobHash::parse(hex).map_err(|e| {
+                self.metrics.error(DIRECTION_DOWNLOAD, "invalid_blob_hash");
+                text(
+                    StatusCode::BAD_REQUEST,
+                    &format!("bad sd hash in path: {e}"),
+                )
+            });
+        }
+        let rest = PLAYER_PREFIXES
+            .iter()
+            .find_map(|p| path.strip_prefix(p))
+            .unwrap_or_default();
+        let claim = ClaimPath::parse(rest).map_err(|e| text(StatusCode::BAD_REQUEST, e))?;
+        let Some(resolver) = &self.resolver else {
+            return Err(text(
+                StatusCode::NOT_FOUND,
+                "claim resolution is not configured (stream.api)",
+            ));
+        };
+        resolver.sd_hash(&claim).await.map_err(|e| match e {
+            ResolveError::NotFound(m) => text(StatusCode::NOT_FOUND, &m),
+            ResolveError::Api(m) => text(StatusCode::BAD_GATEWAY, &m),
+        })
+    }
+
+    fn plan_error(&self, sd_hash: &BlobHash, err: PlanError) -> Response<PlaybackBody> {
+        let (status, message) = match &err {
+            PlanError::Store(StoreError::NotFound) => {
+                return text(StatusCode::NOT_FOUND, "stream not found")
+            }
+            PlanError::Store(e) => {
+                self.metrics.error(DIRECTION_DOWNLOAD, e.kind());
+                (
+                    crate::server::status_for(e),
+                    "the sd blob could not be fetched",
+                )
+            }
+            PlanError::NotADescriptor(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "blob is not a stream descriptor",
+            ),
+            PlanError::FinalBlob(StoreError::NotFound) => (
+                StatusCode::NOT_FOUND,
+                "the stream's last content blob is not available",
+            ),
+            PlanError::FinalBlob(e) => {
+                self.metrics.error(DIRECTION_DOWNLOAD, e.kind());
+                (
+                    crate::server::status_for(e),
+                    "the stream's last content blob could not be fetched",
+                )
+            }
+            PlanError::FinalBlobFault(_) => (
+                StatusCode::BAD_GATEWAY,
+                "the stream's last content blob is corrupt",
+            ),
+            PlanError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+        };
+        tracing::warn!(%sd_hash, error = %err, status = status.as_u16(), "stream request failed");
+        text(status, message)
+    }
+}
+
+/// The query parameters of the playback routes.
+#[derive(Debug, Default)]
+struct Query {
+    edge_token: Option<String>,
+    download: bool,
+}
+
+impl Query {
+    fn parse(query: Option<&str>) -> Query {
+        let mut q = Query::default();
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match &*k {
+                "edge_token" if q.edge_token.is_none() => q.edge_token = Some(v.into_owned()),
+                "download" => q.download = matches!(&*v, "1" | "true" | "t" | "yes"),
+                _ => {}
+            }
+        }
+        q
+    }
+}
+
+/// Whether an `If-None-Match` value names `etag` (or is `*`). Weak tags compare equal too
+/// (RFC 9110's weak comparison, the one `If-None-Match` uses).
+fn etag_matches(value: &str, etag: &str) -> bool {
+    value
+        .split(',')
+        .map(|t| t.trim())
+        .any(|t| t == "*" || t.trim_start_matches("W/") == etag)
+}
+
+/// A file name safe inside a quoted `Content-Disposition` parameter: ASCII letters, digits and
+/// `.-_ ` only, at most 100 characters; the sd hash prefix when nothing usable is left.
+pub fn attachment_name(suggested: Option<&str>, sd_hash: &BlobHash) -> String {
+    let cleaned: String = suggested
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._- ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    let cleaned = cleaned.trim_matches(|c: char| c == ' ' || c == '.');
+    if cleaned.chars().any(|c| c.is_ascii_alphanumeric()) {
+        cleaned.to_owned()
+    } else {
+        format!("{}.bin", &sd_hash.to_hex()[..16])
+    }
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn set_cache_headers(h: &mut HeaderMap, etag: &str) {
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(CACHE_CONTROL),
+    );
+}
+
+fn busy() -> Response<PlaybackBody> {
+    let mut r = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "server is at its request limit; retry shortly",
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+fn text(status: StatusCode, message: &str) -> Response<PlaybackBody> {
+    let mut r = Response::new(PlaybackBody::Full(Bytes::from(format!("{message}\n"))));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn empty(status: StatusCode) -> Response<PlaybackBody> {
+    let mut r = Response::new(PlaybackBody::Full(Bytes::new()));
+    *r.status_mut() = status;
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachment_names_are_header_safe() {
+        let h = BlobHash::of(b"x");
+        assert_eq!(attachment_name(Some("clip.mp4"), &h), "clip.mp4");
+        assert_eq!(
+            attachment_name(Some("a\"b\r\nc/../é.mp4"), &h),
+            "a_b__c_..__.mp4"
+        );
+        let fallback = format!("{}.bin", &h.to_hex()[..16]);
+        assert_eq!(attachment_name(Some("\"\"\""), &h), fallback);
+        assert_eq!(attachment_name(None, &h), fallback);
+        assert_eq!(attachment_name(Some(&"a".repeat(500)), &h).len(), 100);
+    }
+
+    #[test]
+    fn etags_compare_weakly() {
+        let e = "\"abc\"";
+        assert!(etag_matches("\"abc\"", e));
+        assert!(etag_matches("W/\"abc\"", e));
+        assert!(etag_matches("\"x\", \"abc\"", e));
+        assert!(etag_matches("*", e));
+        assert!(!etag_matches("\"abd\"", e));
+    }
+}
