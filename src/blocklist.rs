@@ -62,7 +62,11 @@ async fn fetch(client: &reqwest::Client, url: &str) -> anyhow::Result<HashSet<Bl
         .and_then(reqwest::Response::error_for_status)
         .map_err(reqwest::Error::without_url)?;
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(reqwest::Error::without_url)? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(reqwest::Error::without_url)?
+    {
         anyhow::ensure!(
             body.len() + chunk.len() <= MAX_LIST_BYTES,
             "list is larger than {MAX_LIST_BYTES} bytes"

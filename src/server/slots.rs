@@ -59,7 +59,10 @@ mod tests {
         let slots = Slots::new(2);
         slots.resize(4);
         assert_eq!(slots.semaphore().available_permits(), 4);
-        let held = Arc::clone(slots.semaphore()).acquire_many_owned(4).await.unwrap();
+        let held = Arc::clone(slots.semaphore())
+            .acquire_many_owned(4)
+            .await
+            .unwrap();
         slots.resize(1);
         drop(held);
         // The shrinking task takes 3 of the 4 returned permits; wait for it (bounded).

@@ -44,8 +44,9 @@ fn check_into(
             }
             Ok(())
         }
-        StoreConfig::DbBacked(c) => check_into(&db_backed::resolve(c).store, ctx, notes)
-            .context("in db_backed.store"),
+        StoreConfig::DbBacked(c) => {
+            check_into(&db_backed::resolve(c).store, ctx, notes).context("in db_backed.store")
+        }
         StoreConfig::Multiwriter(c) if c.stores.is_empty() => {
             anyhow::bail!("multiwriter: `stores` must list at least one store")
         }
@@ -86,7 +87,10 @@ mod tests {
             "store: {caching: {cache: {mem: {}}, origin: {http: {endpoint: 'ftp://u:SECRET@cdn/'}}}}",
         );
         let e = format!("{:#}", check(&bad).unwrap_err());
-        assert!(e.contains("in caching.origin") && e.contains("use http or https"), "{e}");
+        assert!(
+            e.contains("in caching.origin") && e.contains("use http or https"),
+            "{e}"
+        );
         assert!(!e.contains("SECRET"), "{e}");
     }
 }

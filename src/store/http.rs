@@ -157,7 +157,10 @@ mod tests {
             store("https://cdn.example/bucket/?sig=a%2Fb&exp=9", 2)
                 .url_of(&h)
                 .as_str(),
-            format!("https://cdn.example/bucket/{}/{hex}?sig=a%2Fb&exp=9", &hex[..2])
+            format!(
+                "https://cdn.example/bucket/{}/{hex}?sig=a%2Fb&exp=9",
+                &hex[..2]
+            )
         );
     }
 

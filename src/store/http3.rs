@@ -238,7 +238,6 @@ impl Http3Store {
         }
         Ok((resp, body.freeze()))
     }
-
 }
 
 fn same_family(endpoint: &quinn::Endpoint, addr: SocketAddr) -> bool {

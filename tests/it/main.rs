@@ -17,5 +17,6 @@ mod peer_protocol;
 mod prefetch;
 mod reflector_ingest;
 mod s3_store;
+mod secrets;
 mod stream_fixtures;
 mod two_tier;
