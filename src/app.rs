@@ -229,12 +229,15 @@ async fn start_with_raw(
         tasks.spawn(PeerServer::new(shared.clone(), peer).serve(listener, shutdown.clone()));
     }
     let mut http3_addr = None;
+    let mut http3_server = None;
     if let Some(http3) = config.servers.http3.clone() {
         let endpoint = Http3Server::bind(&http3)?;
         let addr = endpoint.local_addr()?;
         tracing::info!(%addr, "http3 server listening (udp)");
         http3_addr = Some(addr);
-        tasks.spawn(Http3Server::new(shared.clone(), http3).serve(endpoint, shutdown.clone()));
+        let server = Http3Server::new(shared.clone(), http3);
+        http3_server = Some(Arc::clone(&server));
+        tasks.spawn(server.serve(endpoint, shutdown.clone()));
     }
     // Bound now (a taken port fails the start early); served once the DHT exists, so the
     // streams it receives can be announced.
@@ -304,7 +307,10 @@ async fn start_with_raw(
         raw,
         Arc::clone(&policy),
         Arc::clone(&root),
-        http_server,
+        reload::LiveDoors {
+            http: http_server,
+            http3: http3_server,
+        },
         blocklist_settings,
         prefetcher,
     ));

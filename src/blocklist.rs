@@ -42,7 +42,7 @@ pub async fn load(
         hashes.extend(hashlist::load(file)?);
     }
     if let Some(url) = &config.url {
-        match fetch(client, url).await {
+        match fetch(client, url.expose()).await {
             Ok(list) => hashes.extend(list),
             Err(err) => {
                 tracing::warn!(%url, error = %format!("{err:#}"), "blocklist url failed; keeping the entries blocked now");
@@ -54,9 +54,19 @@ pub async fn load(
 }
 
 async fn fetch(client: &reqwest::Client, url: &str) -> anyhow::Result<HashSet<BlobHash>> {
-    let mut response = client.get(url).send().await?.error_for_status()?;
+    // Errors without the URL: it may carry credentials (the log names it redacted).
+    let mut response = client
+        .get(url)
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(reqwest::Error::without_url)?;
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(reqwest::Error::without_url)?
+    {
         anyhow::ensure!(
             body.len() + chunk.len() <= MAX_LIST_BYTES,
             "list is larger than {MAX_LIST_BYTES} bytes"

@@ -18,6 +18,7 @@ pub mod prefetch;
 pub mod protocol;
 pub mod quic;
 pub mod reload;
+pub mod secret;
 pub mod server;
 pub mod store;
 pub mod stream;

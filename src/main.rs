@@ -17,6 +17,7 @@ use prism_lite::reload;
 use prism_lite::store::{self, disk::DiskStore};
 use tokio::signal::unix::{signal, SignalKind};
 
+mod cli_check;
 mod cli_dht;
 mod cli_encode;
 mod cli_prefetch;
@@ -28,8 +29,18 @@ struct Cli {
     /// Directory holding `<command>.yaml` (e.g. blobcache.yaml).
     #[arg(long, global = true, default_value = "./")]
     conf_dir: PathBuf,
+    /// Log line format on stderr: `text` (colours only on a terminal) or `json` (one object per
+    /// line, for journald/Loki pipelines).
+    #[arg(long, global = true, env = "PRISM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -104,13 +115,7 @@ enum DhtCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(cli.log_format);
     let result = match cli.command {
         Command::Blobcache {
             metrics_port,
@@ -121,9 +126,13 @@ fn main() -> ExitCode {
             metrics_addr: SocketAddr::new(metrics_address, metrics_port),
             disable_blocklist,
         }),
-        Command::CheckConfig { command } => check_config(&cli.conf_dir, &command),
+        Command::CheckConfig { command } => cli_check::run(&cli.conf_dir, &command),
         Command::Getblob { hash, output } => getblob(&cli.conf_dir, &hash, output.as_deref()),
-        Command::CheckIntegrity => check_integrity(&cli.conf_dir),
+        Command::CheckIntegrity => match check_integrity(&cli.conf_dir) {
+            Ok(0) => Ok(()),
+            Ok(_) => return ExitCode::from(CORRUPT_FOUND),
+            Err(e) => Err(e),
+        },
         Command::Encode {
             file,
             out,
@@ -144,47 +153,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_config(conf_dir: &std::path::Path, command: &str) -> anyhow::Result<()> {
-    if command != "blobcache" {
-        anyhow::bail!("unknown command {command:?}; allowed: blobcache");
+/// `check-integrity`'s exit status when it found (and removed) corrupt blobs: the run itself
+/// worked, but a cron job or an alert must notice that the disk is damaging data.
+const CORRUPT_FOUND: u8 = 2;
+
+/// Logs go to stderr at `RUST_LOG` (default `info`). Colour codes only when stderr is a
+/// terminal: in a file, a pipe or journald they are noise that breaks grep and parsers.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
     }
-    let cfg: BlobcacheConfig = config::load_file(conf_dir, command)?;
-    println!("{}/{command}.yaml is valid.", conf_dir.display());
-    if let Some(http) = &cfg.servers.http {
-        println!(
-            "servers.http: {}:{} (max_concurrent_requests {})",
-            http.address.as_deref().unwrap_or("0.0.0.0"),
-            http.port,
-            http.max_concurrent_requests
-        );
-    }
-    if let Some(peer) = &cfg.servers.peer {
-        println!(
-            "servers.peer: {}:{} (max_connections {}, max_request_size {}, idle_timeout {:?}, write_timeout {:?})",
-            peer.address.as_deref().unwrap_or("0.0.0.0"),
-            peer.port,
-            peer.max_connections,
-            peer.max_request_size,
-            peer.idle_timeout,
-            peer.write_timeout
-        );
-    }
-    if let Some(p) = &cfg.prefetch {
-        println!(
-            "prefetch: api {} ({} inline channels, list file {}, every {:?}, budget {}, enabled {})",
-            p.api,
-            p.channels.len(),
-            p.channel_list_file
-                .as_ref()
-                .map(|f| f.display().to_string())
-                .unwrap_or_else(|| "none".into()),
-            p.interval,
-            p.run_byte_budget,
-            p.enabled
-        );
-    }
-    println!("store:\n{}", store::describe(&cfg.store).trim_end());
-    Ok(())
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -261,7 +246,8 @@ fn getblob(
     Ok(())
 }
 
-fn check_integrity(conf_dir: &std::path::Path) -> anyhow::Result<()> {
+/// Returns how many corrupt blobs were found (and removed).
+fn check_integrity(conf_dir: &std::path::Path) -> anyhow::Result<usize> {
     let cfg: BlobcacheConfig = config::load_file(conf_dir, "blobcache")?;
     let disks = cfg.store.disks();
     anyhow::ensure!(
@@ -297,7 +283,10 @@ fn check_integrity(conf_dir: &std::path::Path) -> anyhow::Result<()> {
         corrupt_total += report.corrupt_removed.len();
     }
     println!("integrity check done: {corrupt_total} corrupt blobs removed");
-    Ok(())
+    if corrupt_total > 0 {
+        eprintln!("check-integrity: {corrupt_total} corrupt blobs found and removed (exit status {CORRUPT_FOUND})");
+    }
+    Ok(corrupt_total)
 }
 
 /// Resolves on SIGINT or SIGTERM.

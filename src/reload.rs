@@ -1,9 +1,11 @@
 //! Reloading `blobcache.yaml` without a restart (SIGHUP).
 //!
 //! What can change live does: the protected list (its file is re-read), the blocklist (file and
-//! URL re-read, newly blocked blobs purged), the HTTP server's `edge_token` and limits, and the
-//! prefetcher's channels and limits. What cannot (ports, addresses, the store tree, the LBRY API
-//! client's settings) is reported as needing a restart and left as it is.
+//! URL re-read, newly blocked blobs purged), the `edge_token` and request limits of
+//! `servers.http` and `servers.http3` (so a rotated token stops working on every door at once),
+//! and the prefetcher's channels and limits. What cannot (ports, addresses, TLS files,
+//! connection limits, the store tree, the LBRY API client's settings) is reported as needing a
+//! restart, key by key, and left as it is. Key names only: values (tokens) are never reported.
 //! A file that does not load, or a list that does not parse, rejects the whole reload: the
 //! running configuration stays exactly as it was.
 
@@ -21,6 +23,7 @@ use crate::hashlist;
 use crate::policy::Policy;
 use crate::prefetch::Prefetcher;
 use crate::server::http::HttpServer;
+use crate::server::http3::Http3Server;
 use crate::store::BlobStore;
 
 /// What a reload did.
@@ -32,6 +35,13 @@ pub struct ReloadReport {
     pub needs_restart: Vec<String>,
 }
 
+/// The running front doors whose settings a reload can change.
+#[derive(Default)]
+pub struct LiveDoors {
+    pub http: Option<Arc<HttpServer>>,
+    pub http3: Option<Arc<Http3Server>>,
+}
+
 pub struct Reloader {
     conf_dir: PathBuf,
     /// The file as last applied (raw, to compare the parts that need a restart). The lock also
@@ -40,6 +50,7 @@ pub struct Reloader {
     policy: Arc<Policy>,
     store: Arc<dyn BlobStore>,
     http: Option<Arc<HttpServer>>,
+    http3: Option<Arc<Http3Server>>,
     /// `None` when `--disable-blocklist` is set.
     blocklist: Option<Arc<ArcSwap<Option<BlocklistConfig>>>>,
     prefetcher: Option<Arc<Prefetcher>>,
@@ -70,7 +81,7 @@ impl Reloader {
         applied: Value,
         policy: Arc<Policy>,
         store: Arc<dyn BlobStore>,
-        http: Option<Arc<HttpServer>>,
+        doors: LiveDoors,
         blocklist: Option<Arc<ArcSwap<Option<BlocklistConfig>>>>,
         prefetcher: Option<Arc<Prefetcher>>,
     ) -> Reloader {
@@ -79,7 +90,8 @@ impl Reloader {
             applied: tokio::sync::Mutex::new(applied),
             policy,
             store,
-            http,
+            http: doors.http,
+            http3: doors.http3,
             blocklist,
             prefetcher,
             client: blocklist::list_client(),
@@ -122,9 +134,17 @@ impl Reloader {
         }
         if let (Some(server), Some(http)) = (&self.http, cfg.servers.http.clone()) {
             server.reconfigure(http);
-            report
-                .applied
-                .push("servers.http edge_token and limits".to_string());
+            report.applied.push(format!(
+                "servers.http {}",
+                live_keys("http").unwrap_or_default().join(", ")
+            ));
+        }
+        if let (Some(server), Some(http3)) = (&self.http3, &cfg.servers.http3) {
+            server.reconfigure(http3);
+            report.applied.push(format!(
+                "servers.http3 {}",
+                live_keys("http3").unwrap_or_default().join(", ")
+            ));
         }
         match (&self.prefetcher, cfg.prefetch) {
             (Some(prefetcher), Some(settings)) => {
@@ -147,7 +167,23 @@ impl Reloader {
     }
 }
 
-/// What changed between two versions of the file that only a restart can apply.
+/// The keys of `servers.<door>` that a reload applies to the running door; `None` for a door
+/// that takes none (its every key needs a restart).
+fn live_keys(door: &str) -> Option<&'static [&'static str]> {
+    match door {
+        "http" => Some(&[
+            "edge_token",
+            "max_concurrent_requests",
+            "max_queued_requests",
+            "queue_timeout",
+            "shutdown_timeout",
+        ]),
+        "http3" => Some(&["edge_token", "max_concurrent_requests"]),
+        _ => None,
+    }
+}
+
+/// What changed between two versions of the file that only a restart can apply, by key.
 fn restart_needed(old: &Value, new: &Value) -> Vec<String> {
     let mut changed = Vec::new();
     if old.get("store") != new.get("store") {
@@ -159,20 +195,67 @@ fn restart_needed(old: &Value, new: &Value) -> Vec<String> {
     if old.get("stream") != new.get("stream") {
         changed.push("stream (playback settings)".to_string());
     }
-    for server in ["http", "http3", "peer"] {
-        let old_server = old.get("servers").and_then(|s| s.get(server));
-        let new_server = new.get("servers").and_then(|s| s.get(server));
+    for door in ["http", "http3", "peer", "reflector"] {
+        let old_server = old.get("servers").and_then(|s| s.get(door));
+        let new_server = new.get("servers").and_then(|s| s.get(door));
         match (old_server, new_server) {
             (Some(o), Some(n)) => {
-                for key in ["port", "address"] {
-                    if o.get(key) != n.get(key) {
-                        changed.push(format!("servers.{server}.{key}"));
+                let live = live_keys(door).unwrap_or_default();
+                for key in changed_keys(o, n) {
+                    if !live.contains(&key.as_str()) {
+                        changed.push(format!("servers.{door}.{key}"));
                     }
                 }
             }
             (None, None) => {}
-            _ => changed.push(format!("servers.{server} (added or removed)")),
+            _ => changed.push(format!("servers.{door} (added or removed)")),
         }
     }
     changed
+}
+
+/// The keys (of two YAML maps) whose values differ, sorted, each once.
+fn changed_keys(old: &Value, new: &Value) -> Vec<String> {
+    let keys = |v: &Value| -> Vec<String> {
+        v.as_mapping()
+            .map(|m| {
+                m.keys()
+                    .filter_map(|k| k.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut all = keys(old);
+    all.extend(keys(new));
+    all.sort();
+    all.dedup();
+    all.retain(|k| old.get(k.as_str()) != new.get(k.as_str()));
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(text: &str) -> Value {
+        serde_yaml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn only_keys_that_cannot_change_live_need_a_restart() {
+        let old = yaml(
+            "servers: {http: {port: 1, edge_token: a}, http3: {port: 2, edge_token: a, cert_file: x}, peer: {port: 3}}\nstore: {noop: {}}",
+        );
+        let new = yaml(
+            "servers: {http: {port: 1, edge_token: b, max_connections: 5}, http3: {port: 2, edge_token: b, cert_file: y, max_concurrent_requests: 9}, peer: {port: 3, idle_timeout: 5s}}\nstore: {noop: {}}",
+        );
+        assert_eq!(
+            restart_needed(&old, &new),
+            [
+                "servers.http.max_connections",
+                "servers.http3.cert_file",
+                "servers.peer.idle_timeout"
+            ]
+        );
+    }
 }

@@ -133,9 +133,10 @@ pub struct BlocklistConfig {
     /// A local file: one hash per line (`#` comments) or a JSON array of hashes.
     #[serde(default)]
     pub file: Option<PathBuf>,
-    /// A URL serving the same formats, fetched at start and every `refresh_interval`.
+    /// A URL serving the same formats, fetched at start and every `refresh_interval`. Its
+    /// userinfo password and query are never printed.
     #[serde(default)]
-    pub url: Option<String>,
+    pub url: Option<crate::secret::SensitiveUrl>,
     #[serde(default = "defaults::blocklist_refresh", deserialize_with = "duration")]
     pub refresh_interval: Duration,
 }
@@ -203,7 +204,11 @@ store:
         .unwrap();
         let http = cfg.servers.http.unwrap();
         assert_eq!(http.port, 7000);
-        assert_eq!(http.edge_token.as_deref(), Some("secret"));
+        use crate::secret::ExposeSecret;
+        assert_eq!(
+            http.edge_token.as_ref().map(|t| t.expose_secret()),
+            Some("secret")
+        );
         let StoreConfig::Caching(top) = &cfg.store else {
             panic!("root should be caching")
         };

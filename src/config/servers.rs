@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::units::{duration, ByteSize};
+use crate::secret::SecretString;
 
 /// `servers:`: which front doors run.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -75,9 +76,9 @@ pub struct HttpServerConfig {
     /// How long a queued request waits for a slot before it gets 503.
     #[serde(default = "defaults::queue_timeout", deserialize_with = "duration")]
     pub queue_timeout: Duration,
-    /// Token that unlocks protected blobs (`?edge_token=`).
+    /// Token that unlocks protected blobs (`?edge_token=`). A secret: printed as `***`.
     #[serde(default)]
-    pub edge_token: Option<String>,
+    pub edge_token: Option<SecretString>,
     /// Open connections at once; further ones wait in the kernel's accept backlog.
     #[serde(default = "defaults::http_max_connections")]
     pub max_connections: usize,
@@ -98,9 +99,9 @@ pub struct Http3ServerConfig {
     /// In-flight store calls at once; further requests wait for a slot.
     #[serde(default = "defaults::max_concurrent_requests")]
     pub max_concurrent_requests: usize,
-    /// Token that unlocks protected blobs (`?edge_token=`).
+    /// Token that unlocks protected blobs (`?edge_token=`). A secret: printed as `***`.
     #[serde(default)]
-    pub edge_token: Option<String>,
+    pub edge_token: Option<SecretString>,
     /// PEM certificate chain. Omitted (with `key_file`) = a self-signed certificate generated at
     /// start, as reflector.go does.
     #[serde(default)]

@@ -11,6 +11,7 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
 use super::units::{duration, opt_duration, ByteSize};
+use crate::secret::{shown, SecretString, SensitiveUrl};
 
 /// `http3` store: another cache's `servers.http3` as an origin.
 #[derive(Debug, Clone, Deserialize)]
@@ -116,11 +117,14 @@ impl StoreConfig {
                 c.strategy
             ),
             StoreConfig::S3(c) => format!(
-                "s3 name={} bucket={} region={} endpoint={} prefix={} sharding_size={} timeout={:?} retries={}",
+                "s3 name={} bucket={} region={} endpoint={} keys={} prefix={} sharding_size={} timeout={:?} retries={}",
                 c.name.as_deref().unwrap_or("s3"),
                 c.bucket,
                 c.region.as_deref().unwrap_or(defaults::S3_REGION),
-                c.endpoint.as_deref().unwrap_or("(AWS)"),
+                c.endpoint
+                    .as_ref()
+                    .map_or_else(|| "(AWS)".to_string(), ToString::to_string),
+                if c.aws_id.is_some() { shown(c.aws_secret.as_ref()) } else { "(AWS chain)" },
                 c.prefix.as_deref().unwrap_or(""),
                 c.sharding_size,
                 c.timeout,
@@ -137,7 +141,7 @@ impl StoreConfig {
                 "upstream name={} upstream={} edge_token={} timeout={:?}",
                 c.name.as_deref().unwrap_or("upstream"),
                 c.upstream,
-                if c.edge_token.is_some() { "set" } else { "none" },
+                shown(c.edge_token.as_ref()),
                 c.timeout
             ),
             StoreConfig::Multiwriter(c) => format!(
@@ -347,8 +351,10 @@ impl<'de> Deserialize<'de> for GcacheStrategy {
 pub struct HttpOriginConfig {
     #[serde(default)]
     pub name: Option<String>,
-    /// Base URL, e.g. `https://s3.example.com/blobs-bucket/` (a trailing `/` is optional).
-    pub endpoint: String,
+    /// Base URL, e.g. `https://s3.example.com/blobs-bucket/` (a trailing `/` is optional). A
+    /// query string (a signed CDN URL's signature) is kept on every request and, like a
+    /// userinfo password, never printed.
+    pub endpoint: SensitiveUrl,
     #[serde(default, deserialize_with = "sharding_size")]
     pub sharding_size: usize,
     /// Whole-request deadline (connect + headers + body).
@@ -367,10 +373,10 @@ pub struct UpstreamConfig {
     pub name: Option<String>,
     /// Base URL of the next cache, e.g. `http://regional.example.com:5569`. A bare `host:port`
     /// is taken as `http://host:port`, as reflector.go's loader only concatenates.
-    pub upstream: String,
-    /// Sent as `&edge_token=` so the upstream serves protected blobs.
+    pub upstream: SensitiveUrl,
+    /// Sent as `&edge_token=` so the upstream serves protected blobs. A secret.
     #[serde(default)]
-    pub edge_token: Option<String>,
+    pub edge_token: Option<SecretString>,
     #[serde(default = "defaults::origin_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
     #[serde(default, deserialize_with = "opt_duration")]
@@ -385,15 +391,16 @@ pub struct S3Config {
     pub name: Option<String>,
     /// Access key id; omitted = the standard AWS chain (env, profile, instance role).
     #[serde(default)]
-    pub aws_id: Option<String>,
+    pub aws_id: Option<SecretString>,
+    /// A secret, like `aws_id`: neither is ever printed.
     #[serde(default)]
-    pub aws_secret: Option<String>,
+    pub aws_secret: Option<SecretString>,
     #[serde(default)]
     pub region: Option<String>,
     pub bucket: String,
     /// Custom endpoint for non-AWS services, e.g. `https://s3.wasabisys.com`.
     #[serde(default)]
-    pub endpoint: Option<String>,
+    pub endpoint: Option<SensitiveUrl>,
     #[serde(default, deserialize_with = "sharding_size")]
     pub sharding_size: usize,
     /// Path-style addressing (`endpoint/bucket/key`). Default: on when `endpoint` is set

@@ -30,9 +30,13 @@ impl std::str::FromStr for ByteSize {
         let trimmed = text.trim();
         trimmed
             .parse::<bytesize::ByteSize>()
-            .map(|b| ByteSize(b.as_u64()))
             .map_err(|_| {
                 format!("invalid size {text:?}; write a byte count or a number with a unit such as 500MB, 2GiB, 1.5TB")
+            })
+            .and_then(|b| match b.as_u64() {
+                // bytesize saturates instead of failing: u64::MAX means the number overflowed.
+                u64::MAX => Err(format!("size {text:?} is too large (at most 16 EiB)")),
+                n => Ok(ByteSize(n)),
             })
     }
 }
@@ -66,19 +70,55 @@ pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         Secs(u64),
         Text(String),
     }
-    match Raw::deserialize(d)
+    let parsed = match Raw::deserialize(d)
         .map_err(|_| de::Error::custom("expected a duration such as 30s, 5m or 1h"))?
     {
-        Raw::Secs(s) => Ok(Duration::from_secs(s)),
+        Raw::Secs(s) => Duration::from_secs(s),
         Raw::Text(t) => humantime::parse_duration(t.trim()).map_err(|e| {
             de::Error::custom(format!(
                 "invalid duration {t:?} ({e}); write e.g. 500ms, 30s, 5m, 1h"
             ))
-        }),
+        })?,
+    };
+    // Deadlines are added to the clock (`now + timeout`); a duration near the type's limit
+    // would overflow there, at the first request instead of at load.
+    if parsed > MAX_DURATION {
+        return Err(de::Error::custom(format!(
+            "duration of {}s is too long (at most 100 years)",
+            parsed.as_secs()
+        )));
     }
+    Ok(parsed)
 }
+
+/// The longest duration a setting may have.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// An optional [`duration`].
 pub fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     duration(d).map(Some)
+}
+
+#[cfg(test)]
+mod overflow_tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct T {
+        #[serde(deserialize_with = "duration", default)]
+        #[allow(dead_code)]
+        d: Duration,
+        #[allow(dead_code)]
+        s: Option<ByteSize>,
+    }
+
+    #[test]
+    fn sizes_and_durations_that_overflow_are_refused_at_load() {
+        let e = "20000 PB".parse::<ByteSize>().unwrap_err();
+        assert!(e.contains("too large"), "{e}");
+        assert!("16000 PB".parse::<ByteSize>().is_ok());
+        let e = serde_yaml::from_str::<T>("d: 18446744073709551615").unwrap_err();
+        assert!(e.to_string().contains("too long"), "{e}");
+        assert!(serde_yaml::from_str::<T>("d: 30s").is_ok());
+    }
 }

@@ -208,12 +208,16 @@ impl LbryApi {
             .json(body)
             .send()
             .await
-            .map_err(|e| Attempt::Retry(format!("{}: {e}", self.url)))?;
+            .map_err(|e| {
+                // Without reqwest's copy of the URL: it may carry a password.
+                let shown = crate::secret::redact_url(&self.url);
+                Attempt::Retry(format!("{shown}: {}", e.without_url()))
+            })?;
         let status = response.status();
         let text = response
             .text()
             .await
-            .map_err(|e| Attempt::Retry(format!("reading the answer: {e}")))?;
+            .map_err(|e| Attempt::Retry(format!("reading the answer: {}", e.without_url())))?;
         if status.is_server_error() || status.as_u16() == 429 {
             return Err(Attempt::Retry(format!("HTTP {status}")));
         }

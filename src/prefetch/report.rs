@@ -184,7 +184,8 @@ impl StatusHandle {
     pub fn new(enabled: bool, api: &str) -> StatusHandle {
         StatusHandle(Arc::new(Mutex::new(PrefetchStatus {
             enabled,
-            api: api.to_string(),
+            // Shown on the admin port's status page: without a password or query.
+            api: crate::secret::redact_url(api),
             ..PrefetchStatus::default()
         })))
     }

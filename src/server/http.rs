@@ -25,17 +25,19 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
 use crate::blob::BlobHash;
 use crate::config::HttpServerConfig;
 use crate::metrics::DIRECTION_DOWNLOAD;
 use crate::protocol::http::BLOB_PATH;
+use crate::secret::SecretString;
 use crate::server::accept::{Accepted, Acceptor};
 use crate::server::playback::hyper_body::{self, HyperBody};
 use crate::server::playback::Door;
-use crate::server::{one_line, status_for, BlobQuery, Shared, PROTECTED_MESSAGE};
+use crate::server::slots::Slots;
+use crate::server::{BlobQuery, Shared, PROTECTED_MESSAGE};
 use crate::store::StoreError;
 
 /// A client must finish sending request headers within this time.
@@ -48,23 +50,19 @@ pub struct HttpServer {
     shared: Shared,
     /// Live settings: `edge_token` and the limits change on reload; port and address do not.
     settings: ArcSwap<HttpServerConfig>,
-    slots: Arc<Semaphore>,
-    /// How many permits `slots` is meant to have (the semaphore cannot tell us).
-    slot_limit: std::sync::Mutex<usize>,
+    slots: Slots,
     queued: AtomicUsize,
 }
 
 impl HttpServer {
     pub fn new(shared: Shared, config: HttpServerConfig) -> Arc<HttpServer> {
-        let limit = config.max_concurrent_requests.max(1);
         // The series exists from the start (zero), so rate() panels work before the first 503.
         shared
             .metrics
             .requests_rejected_total
             .with_label_values(&["http"]);
         Arc::new(HttpServer {
-            slots: Arc::new(Semaphore::new(limit)),
-            slot_limit: std::sync::Mutex::new(limit),
+            slots: Slots::new(config.max_concurrent_requests),
             queued: AtomicUsize::new(0),
             settings: ArcSwap::from_pointee(config),
             shared,
@@ -74,20 +72,7 @@ impl HttpServer {
     /// Applies reloadable settings (token, limits). Lowering the request limit takes effect as
     /// in-flight requests finish; nothing in flight is interrupted.
     pub fn reconfigure(&self, config: HttpServerConfig) {
-        let new_limit = config.max_concurrent_requests.max(1);
-        let mut limit = self.slot_limit.lock().unwrap_or_else(|p| p.into_inner());
-        if new_limit > *limit {
-            self.slots.add_permits(new_limit - *limit);
-        } else if new_limit < *limit {
-            let excess = u32::try_from(*limit - new_limit).unwrap_or(u32::MAX);
-            let slots = Arc::clone(&self.slots);
-            tokio::spawn(async move {
-                if let Ok(permits) = slots.acquire_many_owned(excess).await {
-                    permits.forget();
-                }
-            });
-        }
-        *limit = new_limit;
+        self.slots.resize(config.max_concurrent_requests);
         self.settings.store(Arc::new(config));
     }
 
@@ -179,7 +164,7 @@ impl HttpServer {
         let settings = self.settings.load();
         if self.shared.refuses_protected(
             &hash,
-            settings.edge_token.as_deref(),
+            settings.edge_token.as_ref(),
             query.edge_token.as_deref(),
         ) {
             return text(StatusCode::FORBIDDEN, PROTECTED_MESSAGE);
@@ -235,7 +220,7 @@ impl HttpServer {
 
     /// Waits for an in-flight slot, unless the wait queue is already full.
     async fn acquire_slot(&self, settings: &HttpServerConfig) -> Option<OwnedSemaphorePermit> {
-        if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
+        if let Ok(permit) = Arc::clone(self.slots.semaphore()).try_acquire_owned() {
             return Some(permit);
         }
         let queue_gauge = &self.shared.metrics.http_blob_request_queue_size;
@@ -249,7 +234,7 @@ impl HttpServer {
         queue_gauge.inc();
         let permit = tokio::time::timeout(
             settings.queue_timeout,
-            Arc::clone(&self.slots).acquire_owned(),
+            Arc::clone(self.slots.semaphore()).acquire_owned(),
         )
         .await;
         self.queued.fetch_sub(1, Ordering::AcqRel);
@@ -258,19 +243,15 @@ impl HttpServer {
     }
 
     fn store_error(&self, hash: &BlobHash, err: StoreError) -> Response<Body> {
-        let status = status_for(&err);
-        if status != StatusCode::NOT_FOUND {
-            tracing::warn!(%hash, error = %err, status = status.as_u16(), "blob request failed");
-            self.shared.metrics.error(DIRECTION_DOWNLOAD, err.kind());
-        }
-        text(status, &one_line(&err.to_string()))
+        let (status, message) = self.shared.store_failure("http", hash, &err);
+        text(status, &message)
     }
 }
 
 /// Playback shares the door's token and request slots.
 #[async_trait::async_trait]
 impl Door for HttpServer {
-    fn edge_token(&self) -> Option<String> {
+    fn edge_token(&self) -> Option<SecretString> {
         self.settings.load().edge_token.clone()
     }
 

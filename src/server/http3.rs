@@ -3,14 +3,19 @@
 //! - `GET /get/{hash}[?trace=true][&edge_token=T]` -> 200 with the bytes (the `Via` trace only
 //!   when `trace` is true, as reflector.go does), 404 when no store has it, 403 for protected
 //!   content without the right token, 502/504 when the origin failed or timed out.
-//! - `GET /has/{hash}` -> `{"lbrycrd_address":"...","is_available":bool}`, 200 or 404.
-//!   (Paths and bodies: [`crate::protocol::http3`].)
+//! - `GET /has/{hash}` -> `{"lbrycrd_address":"...","is_available":bool}`, 200 or 404; 403 for
+//!   protected content without the right token, as HTTP `HEAD` does (a protected blob's
+//!   existence is not told to whoever asks). (Paths and bodies: [`crate::protocol::http3`].)
 //! - 400 with a reason for a malformed hash, 405 for methods other than GET, 404 other paths.
 //!
 //! Bounds: `max_connections` QUIC connections (more are refused at the handshake),
 //! `max_streams_per_connection` concurrent requests per connection (QUIC stream credit), and
 //! `max_concurrent_requests` store calls in flight (further requests wait for a slot; the wait
 //! is bounded by the stream and connection limits above, so it costs fixed memory).
+//!
+//! Reload (SIGHUP) applies a new `edge_token` and `max_concurrent_requests` to the running
+//! server ([`Http3Server::reconfigure`]); the other keys are fixed at start (`crate::reload`
+//! reports a change to them as needing a restart).
 //!
 //! Shutdown: stop accepting connections, send every connection an HTTP/3 GOAWAY, let its
 //! in-flight requests finish (up to `shutdown_timeout`), then close the endpoint and wait
@@ -21,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -31,8 +37,10 @@ use crate::blob::BlobHash;
 use crate::config::Http3ServerConfig;
 use crate::metrics::DIRECTION_DOWNLOAD;
 use crate::protocol::http3::{parse_path, Availability, Route, LBRYCRD_ADDRESS};
+use crate::secret::SecretString;
 use crate::server::playback::{Door, PlaybackBody};
-use crate::server::{one_line, status_for, BlobQuery, Shared, PROTECTED_MESSAGE};
+use crate::server::slots::Slots;
+use crate::server::{BlobQuery, Shared, PROTECTED_MESSAGE};
 use crate::store::StoreError;
 
 /// A client must send its request headers within this time after opening a stream.
@@ -54,17 +62,29 @@ struct Reply {
 /// The HTTP/3 front door's state.
 pub struct Http3Server {
     shared: Shared,
+    /// The settings as started. Its `edge_token` and `max_concurrent_requests` are superseded
+    /// by the live ones below; every other key holds until a restart.
     config: Http3ServerConfig,
-    slots: Arc<Semaphore>,
+    /// The token that unlocks protected blobs: swapped on reload.
+    edge_token: ArcSwap<Option<SecretString>>,
+    slots: Slots,
 }
 
 impl Http3Server {
     pub fn new(shared: Shared, config: Http3ServerConfig) -> Arc<Http3Server> {
         Arc::new(Http3Server {
-            slots: Arc::new(Semaphore::new(config.max_concurrent_requests.max(1))),
+            slots: Slots::new(config.max_concurrent_requests),
+            edge_token: ArcSwap::from_pointee(config.edge_token.clone()),
             shared,
             config,
         })
+    }
+
+    /// Applies what can change live: `edge_token` (the old token stops working at once) and
+    /// `max_concurrent_requests` (lowering it takes effect as in-flight requests finish).
+    pub fn reconfigure(&self, config: &Http3ServerConfig) {
+        self.edge_token.store(Arc::new(config.edge_token.clone()));
+        self.slots.resize(config.max_concurrent_requests);
     }
 
     /// Loads or generates the certificate and binds the UDP socket. Separate from
@@ -294,17 +314,15 @@ impl Http3Server {
             }
         };
         let query = BlobQuery::parse(req.uri().query());
-        if is_get
-            && self.shared.refuses_protected(
-                &hash,
-                self.config.edge_token.as_deref(),
-                query.edge_token.as_deref(),
-            )
-        {
+        if self.shared.refuses_protected(
+            &hash,
+            self.edge_token.load().as_ref().as_ref(),
+            query.edge_token.as_deref(),
+        ) {
             return text(StatusCode::FORBIDDEN, PROTECTED_MESSAGE);
         }
         // The semaphore is never closed, so this only fails if it were; answer 503 then.
-        let Ok(_slot) = self.slots.acquire().await else {
+        let Ok(_slot) = self.slots.semaphore().acquire().await else {
             return text(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
         };
         if !is_get {
@@ -338,24 +356,24 @@ impl Http3Server {
     }
 
     fn store_error(&self, hash: &BlobHash, err: StoreError) -> Reply {
-        let status = status_for(&err);
-        if status != StatusCode::NOT_FOUND {
-            tracing::warn!(%hash, error = %err, status = status.as_u16(), "http3 blob request failed");
-            self.shared.metrics.error(DIRECTION_DOWNLOAD, err.kind());
-        }
-        text(status, &one_line(&err.to_string()))
+        let (status, message) = self.shared.store_failure("http3", hash, &err);
+        text(status, &message)
     }
 }
 
 /// Playback shares the door's token and request slots.
 #[async_trait::async_trait]
 impl Door for Http3Server {
-    fn edge_token(&self) -> Option<String> {
-        self.config.edge_token.clone()
+    fn edge_token(&self) -> Option<SecretString> {
+        // The live token (reload may have rotated it), not the one started with.
+        self.edge_token.load().as_ref().clone()
     }
 
     async fn request_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        Arc::clone(&self.slots).acquire_owned().await.ok()
+        Arc::clone(self.slots.semaphore())
+            .acquire_owned()
+            .await
+            .ok()
     }
 }
 

@@ -11,6 +11,7 @@ use crate::blob::BlobHash;
 use crate::metrics::{Metrics, DIRECTION_DOWNLOAD};
 use crate::policy::Policy;
 use crate::protocol::http::{parse_bool, EDGE_TOKEN_PARAM, HASH_PARAM, TRACE_PARAM};
+use crate::secret::{ExposeSecret, SecretString};
 use crate::store::{BlobStore, StoreError};
 
 pub mod accept;
@@ -21,6 +22,7 @@ pub mod peer;
 pub mod per_ip;
 pub mod playback;
 pub mod reflector;
+pub mod slots;
 
 /// What every front door needs.
 #[derive(Clone)]
@@ -43,9 +45,10 @@ impl Shared {
     pub fn refuses_protected(
         &self,
         hash: &BlobHash,
-        configured: Option<&str>,
+        configured: Option<&SecretString>,
         presented: Option<&str>,
     ) -> bool {
+        let configured = configured.map(|t| t.expose_secret());
         let refused = !self.policy.allows(hash, configured, presented);
         if refused {
             self.metrics.error(DIRECTION_DOWNLOAD, "protected_blob");
@@ -54,12 +57,33 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Answers a failed store call on `door`: logs the detail once (it names no secret, see
+    /// [`StoreError`]), counts it, and returns the status and the short text a client gets
+    /// ([`StoreError::client_message`]). A plain "not found" is neither logged nor counted.
+    pub fn store_failure(
+        &self,
+        door: &'static str,
+        hash: &BlobHash,
+        err: &StoreError,
+    ) -> (StatusCode, String) {
+        let status = status_for(err);
+        if status != StatusCode::NOT_FOUND {
+            tracing::warn!(door, %hash, error = %err, status = status.as_u16(), "blob request failed");
+            self.metrics.error(DIRECTION_DOWNLOAD, err.kind());
+        }
+        (status, one_line(&err.client_message()))
+    }
+}
+
 /// The HTTP status for a store error: what an operator and a client can act on.
 pub fn status_for(err: &StoreError) -> StatusCode {
     match err {
         StoreError::NotFound => StatusCode::NOT_FOUND,
         StoreError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-        StoreError::Corrupt { .. } | StoreError::Unavailable { .. } => StatusCode::BAD_GATEWAY,
+        StoreError::Corrupt { .. }
+        | StoreError::Unavailable { .. }
+        | StoreError::OriginStatus { .. } => StatusCode::BAD_GATEWAY,
         StoreError::Io { .. } | StoreError::Refused { .. } => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

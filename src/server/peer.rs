@@ -36,7 +36,7 @@ use crate::protocol::peer::{
     next_frame, rate_answer, BadRequest, Frame, IncomingBlob, Request, Response,
 };
 use crate::server::accept::{Accepted, Acceptor};
-use crate::server::{one_line, status_for, Shared};
+use crate::server::Shared;
 use crate::store::StoreError;
 
 /// How long shutdown waits for connections that are mid-request before returning anyway.
@@ -247,10 +247,8 @@ impl PeerServer {
             Ok(blob) => Ok((hash, blob.data)),
             Err(StoreError::NotFound) => Err(("blob not found".into(), "404")),
             Err(e) => {
-                tracing::warn!(%hash, error = %e, "peer blob request failed");
-                m.error(DIRECTION_DOWNLOAD, e.kind());
-                let status = status_for(&e);
-                Err((one_line(&e.to_string()), status_label(status.as_u16())))
+                let (status, message) = self.shared.store_failure("peer", &hash, &e);
+                Err((message, status_label(status.as_u16())))
             }
         }
     }

@@ -1,7 +1,10 @@
 //! `http`: a read-only origin over plain HTTP(S) object storage or a CDN.
 //!
 //! A blob lives at `endpoint/[hash[0:sharding_size]/]hash` (reflector.go's layout, the same as
-//! its S3 keys). 404 and 403 mean "not here" (S3-style buckets answer 403 for a missing key
+//! its S3 keys). An endpoint with a query string (a signed CDN URL,
+//! `https://cdn/bucket/?sig=...`) keeps it: the hash goes into the path, the query is sent as
+//! configured. The query and any userinfo password are secrets (see [`crate::secret`]): the
+//! request URL is never printed, and transport errors are taken without it. 404 and 403 mean "not here" (S3-style buckets answer 403 for a missing key
 //! when listing is not allowed); any other non-2xx is an origin error, so a broken origin gives
 //! 502/504, never a 404 that a negative cache would remember. Writes are refused: this store
 //! cannot upload.
@@ -10,35 +13,43 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use reqwest::StatusCode;
+use reqwest::{StatusCode, Url};
 
 use crate::blob::BlobHash;
 use crate::config::HttpOriginConfig;
-use crate::store::http_fetch::{join_url, HttpFetcher, StatusMeaning};
+use crate::store::http_fetch::{HttpFetcher, StatusMeaning};
 use crate::store::origin::{check_base_url, Origin};
 use crate::store::{Blob, BlobStore, BuildContext, StoreResult};
 
 pub struct HttpOriginStore {
     fetcher: HttpFetcher,
-    endpoint: String,
+    /// The configured endpoint, parsed once (path segments are appended per blob).
+    endpoint: Url,
     sharding_size: usize,
 }
 
 impl HttpOriginStore {
     pub fn new(config: &HttpOriginConfig, ctx: &BuildContext) -> anyhow::Result<HttpOriginStore> {
         let name = config.name.as_deref().unwrap_or("http");
-        check_base_url(name, "endpoint", &config.endpoint)?;
+        let endpoint = check_base_url(name, "endpoint", config.endpoint.expose())?;
         let origin = Origin::new(name, config.timeout, &ctx.metrics.upstream_in_bytes);
         Ok(HttpOriginStore {
             fetcher: HttpFetcher::new(origin, config.connect_timeout)?,
-            endpoint: config.endpoint.clone(),
+            endpoint,
             sharding_size: config.sharding_size,
         })
     }
 
-    /// The URL a blob is fetched from.
-    pub fn url_of(&self, hash: &BlobHash) -> String {
-        join_url(&self.endpoint, &hash.sharded_path(self.sharding_size))
+    /// The URL a blob is fetched from: the endpoint's path plus `[shard/]hash`, its query kept.
+    pub fn url_of(&self, hash: &BlobHash) -> Url {
+        let mut url = self.endpoint.clone();
+        // An http(s) URL always has path segments (checked at construction), so this applies.
+        if let Ok(mut segments) = url.path_segments_mut() {
+            segments
+                .pop_if_empty()
+                .extend(hash.sharded_path(self.sharding_size).split('/'));
+        }
+        url
     }
 }
 
@@ -60,12 +71,12 @@ impl BlobStore for HttpOriginStore {
     }
 
     async fn has(&self, hash: &BlobHash) -> StoreResult<bool> {
-        self.fetcher.head(&self.url_of(hash), meaning).await
+        self.fetcher.head(self.url_of(hash), meaning).await
     }
 
     async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
         let start = Instant::now();
-        let fetched = self.fetcher.get(&self.url_of(hash), meaning).await?;
+        let fetched = self.fetcher.get(self.url_of(hash), meaning).await?;
         self.fetcher
             .origin()
             .verified_blob(hash, fetched.data, start, None)
@@ -125,12 +136,31 @@ mod tests {
         let h = BlobHash::of(b"x");
         let hex = h.to_hex();
         assert_eq!(
-            store("https://cdn.example/bucket/", 4).url_of(&h),
+            store("https://cdn.example/bucket/", 4).url_of(&h).as_str(),
             format!("https://cdn.example/bucket/{}/{hex}", &hex[..4])
         );
         assert_eq!(
-            store("https://cdn.example/bucket", 0).url_of(&h),
+            store("https://cdn.example/bucket", 0).url_of(&h).as_str(),
             format!("https://cdn.example/bucket/{hex}")
+        );
+        assert_eq!(
+            store("https://cdn.example", 0).url_of(&h).as_str(),
+            format!("https://cdn.example/{hex}")
+        );
+    }
+
+    #[test]
+    fn a_signed_endpoint_keeps_its_query_after_the_hash() {
+        let h = BlobHash::of(b"x");
+        let hex = h.to_hex();
+        assert_eq!(
+            store("https://cdn.example/bucket/?sig=a%2Fb&exp=9", 2)
+                .url_of(&h)
+                .as_str(),
+            format!(
+                "https://cdn.example/bucket/{}/{hex}?sig=a%2Fb&exp=9",
+                &hex[..2]
+            )
         );
     }
 

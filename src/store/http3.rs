@@ -238,16 +238,6 @@ impl Http3Store {
         }
         Ok((resp, body.freeze()))
     }
-
-    /// An unexpected status as an error that says what the upstream answered.
-    fn bad_status(&self, status: StatusCode, body: &[u8]) -> StoreError {
-        let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-        self.unavailable(format!(
-            "{} answered {status}: {}",
-            self.address,
-            text.trim().replace(['\n', '\r'], " ")
-        ))
-    }
 }
 
 fn same_family(endpoint: &quinn::Endpoint, addr: SocketAddr) -> bool {
@@ -278,11 +268,11 @@ impl BlobStore for Http3Store {
     }
 
     async fn has(&self, hash: &BlobHash) -> StoreResult<bool> {
-        let (resp, body) = self.request(&has_path(hash), MAX_SMALL_BODY).await?;
+        let (resp, _) = self.request(&has_path(hash), MAX_SMALL_BODY).await?;
         match resp.status() {
             StatusCode::OK => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
-            s => Err(self.bad_status(s, &body)),
+            s => Err(self.origin.bad_status(s)),
         }
     }
 
@@ -292,7 +282,7 @@ impl BlobStore for Http3Store {
         match resp.status() {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND => return Err(StoreError::NotFound),
-            s => return Err(self.bad_status(s, &body)),
+            s => return Err(self.origin.bad_status(s)),
         }
         let upstream = resp
             .headers()

@@ -7,9 +7,12 @@
 //!
 //! - **One pooled client** per store, with keep-alive, so a busy cache's fills reuse
 //!   connections.
-//! - **Transport errors that mean something.** reqwest's own deadline is reported as the
-//!   store's timeout; any other failure is [`StoreError::Unavailable`] (502) with the whole
-//!   cause chain, and an error status carries the start of the remote's explanation.
+//! - **Transport errors that mean something, and carry no secret.** reqwest's own deadline is
+//!   reported as the store's timeout; any other failure is [`StoreError::Unavailable`] (502)
+//!   with the whole cause chain, taken from the error *without its URL* (the URL holds the
+//!   upstream's `edge_token` or a CDN's signed query). An error status is
+//!   [`StoreError::OriginStatus`], the status alone: the remote's body is neither shown to a
+//!   client nor logged, because an origin's error page is not ours to repeat.
 //! - **Bounded memory.** A body larger than a blob can be is refused from its `Content-Length`,
 //!   and the read itself stops one byte past the limit, so a lying or chunked response can never
 //!   make us buffer more than [`MAX_BLOB_SIZE`] + one chunk.
@@ -19,7 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, VIA};
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Client, Method, StatusCode, Url};
 
 use crate::blob::MAX_BLOB_SIZE;
 use crate::store::body::CappedBuffer;
@@ -80,7 +83,7 @@ impl HttpFetcher {
     /// GETs `url` and returns its body. `meaning` interprets the status.
     pub async fn get(
         &self,
-        url: &str,
+        url: Url,
         meaning: impl Fn(StatusCode) -> StatusMeaning,
     ) -> StoreResult<Fetched> {
         self.origin
@@ -90,12 +93,12 @@ impl HttpFetcher {
                     .request(Method::GET, url)
                     .send()
                     .await
-                    .map_err(|e| self.transport_error(&e))?;
+                    .map_err(|e| self.transport_error(e))?;
                 let status = response.status();
                 match meaning(status) {
                     StatusMeaning::Found => {}
                     StatusMeaning::Missing => return Err(StoreError::NotFound),
-                    StatusMeaning::Failed => return Err(self.status_error(status, response).await),
+                    StatusMeaning::Failed => return Err(self.origin.bad_status(status)),
                 }
                 let via = header_text(response.headers(), VIA);
                 if let Some(len) = response.content_length() {
@@ -111,7 +114,7 @@ impl HttpFetcher {
     /// HEADs `url`: `Ok(true)` when `meaning` says found, `Ok(false)` when missing.
     pub async fn head(
         &self,
-        url: &str,
+        url: Url,
         meaning: impl Fn(StatusCode) -> StatusMeaning,
     ) -> StoreResult<bool> {
         self.origin
@@ -121,12 +124,12 @@ impl HttpFetcher {
                     .request(Method::HEAD, url)
                     .send()
                     .await
-                    .map_err(|e| self.transport_error(&e))?;
+                    .map_err(|e| self.transport_error(e))?;
                 let status = response.status();
                 match meaning(status) {
                     StatusMeaning::Found => Ok(true),
                     StatusMeaning::Missing => Ok(false),
-                    StatusMeaning::Failed => Err(self.status_error(status, response).await),
+                    StatusMeaning::Failed => Err(self.origin.bad_status(status)),
                 }
             })
             .await
@@ -139,7 +142,7 @@ impl HttpFetcher {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|e| self.transport_error(&e))?
+            .map_err(|e| self.transport_error(e))?
         {
             buf.push(&chunk)
                 .map_err(|total| self.origin.too_large(total))?;
@@ -149,7 +152,9 @@ impl HttpFetcher {
 
     /// Maps a reqwest failure: deadline -> Timeout, everything else -> Unavailable with the
     /// whole cause chain (the innermost cause, e.g. "Connection refused", is the useful part).
-    fn transport_error(&self, err: &reqwest::Error) -> StoreError {
+    /// The URL is dropped first: reqwest prints it in its message, secrets and all.
+    fn transport_error(&self, err: reqwest::Error) -> StoreError {
+        let err = err.without_url();
         if err.is_timeout() {
             return self.origin.timed_out();
         }
@@ -165,31 +170,6 @@ impl HttpFetcher {
             message.push_str(&cause.to_string());
             source = cause.source();
         }
-        self.origin.unavailable(message)
-    }
-
-    /// An error status, with the start of the body (remotes often explain themselves there).
-    async fn status_error(&self, status: StatusCode, response: reqwest::Response) -> StoreError {
-        const SNIPPET: usize = 200;
-        let mut body = String::new();
-        let mut response = response;
-        while body.len() < SNIPPET {
-            match response.chunk().await {
-                Ok(Some(chunk)) => body.push_str(&String::from_utf8_lossy(&chunk)),
-                _ => break,
-            }
-        }
-        let body: String = body
-            .chars()
-            .take(SNIPPET)
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        let body = body.trim();
-        let message = if body.is_empty() {
-            format!("remote answered {status}")
-        } else {
-            format!("remote answered {status}: {body}")
-        };
         self.origin.unavailable(message)
     }
 }

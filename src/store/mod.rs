@@ -23,6 +23,7 @@ pub mod announce;
 pub mod blocklist;
 pub mod body;
 pub mod caching;
+pub mod check;
 pub mod db_backed;
 pub mod disk;
 pub mod flight;
@@ -94,9 +95,18 @@ pub enum StoreError {
     /// The backend did not answer in time.
     #[error("{store}: timed out after {after:?}")]
     Timeout { store: Arc<str>, after: Duration },
-    /// The backend could not be reached or answered with an error.
+    /// The backend could not be reached or its answer was unusable. `message` is the detail
+    /// for the log (cause chain, what was wrong); it never carries a secret or the origin's
+    /// own words, and it never goes to a client (see [`StoreError::client_message`]).
     #[error("{store}: {message}")]
     Unavailable { store: Arc<str>, message: String },
+    /// The origin answered with an HTTP error status the store does not read as "not found".
+    /// Typed, so that callers decide on the number, not on text that happens to contain it.
+    #[error("{store}: origin answered {status}{}", refusal_hint(*status))]
+    OriginStatus {
+        store: Arc<str>,
+        status: ::http::StatusCode,
+    },
     /// A local I/O error (disk full, permission, ...).
     #[error("{store}: {context}: {source}")]
     Io {
@@ -155,10 +165,45 @@ impl StoreError {
                 ..
             } => "zero_byte_blob",
             StoreError::Timeout { .. } => "deadline_exceeded",
-            StoreError::Unavailable { .. } => "origin_unavailable",
+            StoreError::Unavailable { .. } | StoreError::OriginStatus { .. } => {
+                "origin_unavailable"
+            }
             StoreError::Io { .. } => "io_error",
             StoreError::Refused { .. } => "refused",
         }
+    }
+
+    /// What a client is told: short, fixed per kind, naming at most the store's configured
+    /// name. The detail ([`Display`](std::fmt::Display)) is for the log only: it may name
+    /// hosts, statuses and timings an anonymous client has no business seeing.
+    pub fn client_message(&self) -> String {
+        match self {
+            StoreError::NotFound => "blob not found".into(),
+            StoreError::Corrupt { store, .. } => format!("{store}: origin sent a bad blob"),
+            StoreError::Timeout { store, .. } => format!("{store}: origin timed out"),
+            StoreError::OriginStatus { store, status } if is_refusal(*status) => {
+                format!("{store}: origin refused (check edge_token)")
+            }
+            StoreError::Unavailable { store, .. } | StoreError::OriginStatus { store, .. } => {
+                format!("{store}: origin unavailable")
+            }
+            StoreError::Io { store, .. } => format!("{store}: local storage error"),
+            // Our own policy texts ("put is not supported ...", "blob is too large").
+            StoreError::Refused { store, message } => format!("{store}: {message}"),
+        }
+    }
+}
+
+/// 401/403 from an origin: it wants a credential we did not send or it rejected ours.
+fn is_refusal(status: ::http::StatusCode) -> bool {
+    status == ::http::StatusCode::UNAUTHORIZED || status == ::http::StatusCode::FORBIDDEN
+}
+
+fn refusal_hint(status: ::http::StatusCode) -> &'static str {
+    if is_refusal(status) {
+        " (edge_token missing or rejected: check this store's edge_token)"
+    } else {
+        ""
     }
 }
 
@@ -227,10 +272,14 @@ pub struct BuildContext {
 pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn BlobStore>> {
     use anyhow::Context;
     let store: Arc<dyn BlobStore> = match config {
-        StoreConfig::Disk(c) => Arc::new(
-            disk::DiskStore::open(c, ctx)
-                .with_context(|| format!("opening disk store at {}", c.mount_point.display()))?,
-        ),
+        StoreConfig::Disk(c) => {
+            create_mount_point(&c.mount_point)?;
+            Arc::new(
+                disk::DiskStore::open(c, ctx).with_context(|| {
+                    format!("opening disk store at {}", c.mount_point.display())
+                })?,
+            )
+        }
         StoreConfig::Mem(c) => Arc::new(memory::MemoryStore::new(c, ctx)),
         StoreConfig::Noop(_) => Arc::new(noop::NoopStore),
         StoreConfig::Caching(c) => {
@@ -290,6 +339,18 @@ pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn
         ),
     };
     Ok(store)
+}
+
+/// Creates a disk store's `mount_point` when it does not exist yet, saying so: a typo in the
+/// path then shows up in the log as a new directory instead of passing unnoticed.
+fn create_mount_point(path: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if !path.exists() {
+        std::fs::create_dir_all(path)
+            .with_context(|| format!("creating disk mount_point {}", path.display()))?;
+        tracing::info!(mount_point = %path.display(), "disk mount_point did not exist; created it");
+    }
+    Ok(())
 }
 
 /// A one-line description of the tree, for `check-config` and the start-up log.

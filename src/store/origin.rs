@@ -106,6 +106,15 @@ impl Origin {
         StoreError::unavailable(&self.name, message)
     }
 
+    /// The remote answered with an error status (the status only: its body is the origin's
+    /// own words, which we neither show a client nor log).
+    pub fn bad_status(&self, status: http::StatusCode) -> StoreError {
+        StoreError::OriginStatus {
+            store: Arc::clone(&self.name),
+            status,
+        }
+    }
+
     /// A body that grew past what a blob may be while being read.
     pub fn too_large(&self, len: usize) -> StoreError {
         StoreError::too_large(&self.name, len)
@@ -152,13 +161,15 @@ impl Origin {
 }
 
 /// Checks that `url` is an absolute http(s) URL, for a config error at start-up rather than a
-/// failure on every request.
-pub fn check_base_url(store: &str, key: &str, url: &str) -> anyhow::Result<()> {
+/// failure on every request, and returns it parsed. The error shows the URL redacted (it may
+/// carry a password or a signed query).
+pub fn check_base_url(store: &str, key: &str, url: &str) -> anyhow::Result<reqwest::Url> {
+    let shown = crate::secret::redact_url(url);
     let parsed = reqwest::Url::parse(url)
-        .map_err(|e| anyhow::anyhow!("{store}: {key} {url:?} is not a valid URL: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("{store}: {key} {shown:?} is not a valid URL: {e}"))?;
     match parsed.scheme() {
-        "http" | "https" => Ok(()),
-        other => anyhow::bail!("{store}: {key} {url:?} has scheme {other:?}; use http or https"),
+        "http" | "https" => Ok(parsed),
+        other => anyhow::bail!("{store}: {key} {shown:?} has scheme {other:?}; use http or https"),
     }
 }
 
@@ -179,6 +190,8 @@ mod tests {
         assert!(check_base_url("s", "endpoint", "https://x.example/b/").is_ok());
         let e = check_base_url("s", "endpoint", "ftp://x").unwrap_err();
         assert!(e.to_string().contains("use http or https"), "{e}");
+        let e = check_base_url("s", "endpoint", "ftp://u:SECRET@x/?sig=SECRET").unwrap_err();
+        assert!(!e.to_string().contains("SECRET"), "{e}");
         assert!(check_base_url("s", "endpoint", "not a url").is_err());
     }
 

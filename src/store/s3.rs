@@ -8,9 +8,14 @@
 //!   is refused from its `Content-Length` before a byte of the body is read.
 //! - **Verified.** Every `get` checks the SHA-384, so a stray or damaged object is an origin
 //!   error (502), never served and never cached.
-//! - **Errors that mean something.** 404 / `NoSuchKey` / `NotFound` is [`StoreError::NotFound`];
-//!   deadlines are [`StoreError::Timeout`]; anything else (connection refused, 5xx, access
-//!   denied) is [`StoreError::Unavailable`] with the SDK's full explanation.
+//! - **Errors that mean something, and say nothing secret.** 404 / `NoSuchKey` / `NotFound` is
+//!   [`StoreError::NotFound`]; deadlines are [`StoreError::Timeout`]; anything else (connection
+//!   refused, 5xx, access denied) is [`StoreError::Unavailable`] whose detail is the operation,
+//!   the status, the S3 error code and, for a failure to reach S3, the connector's cause chain.
+//!   Never the SDK's debug dump nor the service's own message text: those can echo request
+//!   details (the access key id) or whatever an S3-compatible server chose to say.
+//! - **Keys stay secret.** `aws_id`/`aws_secret` are [`SecretString`](crate::secret::SecretString)s, exposed only to build the
+//!   SDK's credentials (whose `Debug` is redacted too).
 //! - **Client built lazily.** Loading the AWS default chain (env, profile, instance role) is
 //!   async and may probe the network, so it happens on the first call, not during the
 //!   synchronous tree build.
@@ -24,7 +29,7 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use bytes::Bytes;
@@ -32,6 +37,7 @@ use tokio::sync::OnceCell;
 
 use crate::blob::{BlobHash, MAX_BLOB_SIZE};
 use crate::config::S3Config;
+use crate::secret::ExposeSecret;
 use crate::store::body::CappedBuffer;
 use crate::store::origin::{check_base_url, Origin};
 use crate::store::{Blob, BlobStore, BuildContext, StoreError, StoreResult};
@@ -53,7 +59,7 @@ impl S3Store {
     pub fn new(config: &S3Config, ctx: &BuildContext) -> anyhow::Result<S3Store> {
         let name = config.name.as_deref().unwrap_or("s3");
         if let Some(endpoint) = &config.endpoint {
-            check_base_url(name, "endpoint", endpoint)?;
+            check_base_url(name, "endpoint", endpoint.expose())?;
         }
         match (&config.aws_id, &config.aws_secret) {
             (Some(_), None) | (None, Some(_)) => anyhow::bail!(
@@ -91,8 +97,8 @@ impl S3Store {
             aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region));
         if let (Some(id), Some(secret)) = (&c.aws_id, &c.aws_secret) {
             loader = loader.credentials_provider(Credentials::new(
-                id,
-                secret,
+                id.expose_secret(),
+                secret.expose_secret(),
                 None,
                 None,
                 "blobcache.yaml",
@@ -118,7 +124,7 @@ impl S3Store {
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
         if let Some(endpoint) = &c.endpoint {
-            builder = builder.endpoint_url(endpoint);
+            builder = builder.endpoint_url(endpoint.expose());
         }
         builder = builder.force_path_style(c.path_style.unwrap_or(c.endpoint.is_some()));
         Client::from_conf(builder.build())
@@ -146,26 +152,49 @@ impl S3Store {
         if timed_out {
             return self.origin.timed_out();
         }
-        let what = match (&err, status) {
-            (SdkError::DispatchFailure(_), _) => "cannot reach S3".to_string(),
-            (_, Some(s)) => format!("S3 answered {s}"),
-            _ => "S3 call failed".to_string(),
+        let detail = match (&err, status) {
+            (SdkError::DispatchFailure(_), _) => format!("cannot reach S3: {}", error_chain(&err)),
+            (_, Some(s)) => match code.as_deref().filter(|c| is_plain_code(c)) {
+                Some(code) => format!("S3 answered {s} ({code})"),
+                None => format!("S3 answered {s}"),
+            },
+            (SdkError::ConstructionFailure(_), None) => "request could not be built".into(),
+            _ => "S3 call failed without a response".into(),
         };
-        self.origin
-            .unavailable(format!("{op} {what}: {}", DisplayErrorContext(&err)))
+        self.origin.unavailable(format!("{op}: {detail}"))
     }
 
     /// Reads an object body, stopping as soon as it is larger than a blob may be.
     async fn read_capped(&self, mut body: ByteStream, expected: usize) -> StoreResult<Bytes> {
         let mut buf = CappedBuffer::new(MAX_BLOB_SIZE, Some(expected));
         while let Some(chunk) = body.next().await {
-            let chunk =
-                chunk.map_err(|e| self.origin.unavailable(format!("reading object body: {e}")))?;
+            let chunk = chunk.map_err(|e| {
+                self.origin
+                    .unavailable(format!("reading object body: {}", error_chain(&e)))
+            })?;
             buf.push(&chunk)
                 .map_err(|total| self.origin.too_large(total))?;
         }
         Ok(buf.freeze())
     }
+}
+
+/// An error and its causes, `: `-joined (connector errors name no URL).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// An S3 error code as S3 defines them (`AccessDenied`, `SlowDown`, ...): short and alphanumeric.
+/// Anything else a server put there is not repeated, even in the log.
+fn is_plain_code(code: &str) -> bool {
+    code.len() <= 64 && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
 }
 
 #[async_trait]

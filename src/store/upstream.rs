@@ -4,49 +4,72 @@
 //! The upstream's `Via` trace is read and extended with this store's hop, so the edge's `Via`
 //! header shows every tier a blob crossed. The bytes are verified here like any origin's: an
 //! upstream is another cache, and caches can be wrong. A 403 from an upstream means our
-//! `edge_token` is missing or wrong, which is a configuration error (502 with a hint), not a
-//! "not found" that a negative cache would remember.
+//! `edge_token` is missing or wrong, which is a configuration error
+//! ([`StoreError::OriginStatus`]: 502 "origin refused (check edge_token)"), not a "not found"
+//! that a negative cache would remember. The token is a secret: it is only ever in the request
+//! URL, which no error or log line carries (see [`crate::store::http_fetch`]).
 
 use std::time::Instant;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use reqwest::StatusCode;
+use reqwest::{StatusCode, Url};
+
+use crate::secret::{ExposeSecret, SecretString};
 
 use crate::blob::BlobHash;
 use crate::config::UpstreamConfig;
 use crate::protocol::http::blob_request;
-use crate::store::http_fetch::{join_url, HttpFetcher, StatusMeaning};
+use crate::store::http_fetch::{HttpFetcher, StatusMeaning};
 use crate::store::origin::{check_base_url, Origin};
-use crate::store::{Blob, BlobStore, BuildContext, StoreError, StoreResult};
+use crate::store::{Blob, BlobStore, BuildContext, StoreResult};
 
 pub struct UpstreamStore {
     fetcher: HttpFetcher,
-    /// `http(s)://host:port`, no trailing slash.
-    base: String,
-    edge_token: Option<String>,
+    /// `http(s)://host:port[/prefix]/`: always ends in `/`, so `blob?...` is joined below it.
+    base: Url,
+    edge_token: Option<SecretString>,
 }
 
 impl UpstreamStore {
     pub fn new(config: &UpstreamConfig, ctx: &BuildContext) -> anyhow::Result<UpstreamStore> {
         let name = config.name.as_deref().unwrap_or("upstream");
-        let base = if config.upstream.contains("://") {
-            config.upstream.clone()
+        let upstream = config.upstream.expose();
+        let base = if upstream.contains("://") {
+            upstream.to_string()
         } else {
-            format!("http://{}", config.upstream)
+            format!("http://{upstream}")
         };
-        check_base_url(name, "upstream", &base)?;
+        let mut base = check_base_url(name, "upstream", &base)?;
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
         let origin = Origin::new(name, config.timeout, &ctx.metrics.upstream_in_bytes);
         Ok(UpstreamStore {
             fetcher: HttpFetcher::new(origin, config.connect_timeout)?,
-            base: base.trim_end_matches('/').to_string(),
-            edge_token: config.edge_token.clone().filter(|t| !t.is_empty()),
+            base,
+            edge_token: config
+                .edge_token
+                .clone()
+                .filter(|t| !t.expose_secret().is_empty()),
         })
     }
 
-    fn url(&self, hash: &BlobHash, with_token: bool) -> String {
-        let token = self.edge_token.as_deref().filter(|_| with_token);
-        join_url(&self.base, &blob_request(hash, token))
+    /// The request URL. It carries the token: it goes to reqwest and nowhere else.
+    fn url(&self, hash: &BlobHash, with_token: bool) -> Url {
+        let token = self
+            .edge_token
+            .as_ref()
+            .filter(|_| with_token)
+            .map(|t| t.expose_secret());
+        let mut url = self.base.clone();
+        let request = blob_request(hash, token);
+        let (path, query) = request.split_once('?').unwrap_or((&request, ""));
+        let full_path = format!("{}{path}", self.base.path());
+        url.set_path(&full_path);
+        url.set_query(Some(query).filter(|q| !q.is_empty()));
+        url
     }
 }
 
@@ -68,19 +91,12 @@ impl BlobStore for UpstreamStore {
     }
 
     async fn has(&self, hash: &BlobHash) -> StoreResult<bool> {
-        self.fetcher
-            .head(&self.url(hash, true), meaning)
-            .await
-            .map_err(|e| with_token_hint(e, self.edge_token.is_some()))
+        self.fetcher.head(self.url(hash, true), meaning).await
     }
 
     async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
         let start = Instant::now();
-        let fetched = self
-            .fetcher
-            .get(&self.url(hash, true), meaning)
-            .await
-            .map_err(|e| with_token_hint(e, self.edge_token.is_some()))?;
+        let fetched = self.fetcher.get(self.url(hash, true), meaning).await?;
         self.fetcher
             .origin()
             .verified_blob(hash, fetched.data, start, fetched.via.as_deref())
@@ -105,24 +121,6 @@ impl BlobStore for UpstreamStore {
     /// A remote (or nothing): cannot list.
     fn list(&self) -> Option<Vec<BlobHash>> {
         None
-    }
-}
-
-/// Adds "check edge_token" to a 403 so the operator knows what to fix.
-fn with_token_hint(err: StoreError, token_set: bool) -> StoreError {
-    match err {
-        StoreError::Unavailable { store, message } if message.contains("403") => {
-            let hint = if token_set {
-                "the upstream rejected our edge_token"
-            } else {
-                "the blob is protected upstream; set edge_token on this upstream store"
-            };
-            StoreError::Unavailable {
-                store,
-                message: format!("{message} ({hint})"),
-            }
-        }
-        other => other,
     }
 }
 
@@ -151,11 +149,11 @@ mod tests {
         .unwrap();
         let h = BlobHash::of(b"x");
         assert_eq!(
-            s.url(&h, true),
+            s.url(&h, true).as_str(),
             format!("http://regional.example:5569/blob?hash={h}&edge_token=a+b%26c")
         );
         assert_eq!(
-            s.url(&h, false),
+            s.url(&h, false).as_str(),
             format!("http://regional.example:5569/blob?hash={h}")
         );
     }

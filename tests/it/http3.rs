@@ -29,14 +29,14 @@ async fn mem_server(port: u16, extra_http3: &str, extra_top: &str) -> anyhow::Re
 
 /// A plain h3 client: one QUIC connection offering `alpn`, certificate checks off (the server
 /// uses a self-signed certificate).
-struct H3Client {
+pub(crate) struct H3Client {
     send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
     conn: quinn::Connection,
     _endpoint: quinn::Endpoint,
 }
 
 impl H3Client {
-    async fn connect(addr: SocketAddr, alpn: &[&[u8]]) -> anyhow::Result<H3Client> {
+    pub(crate) async fn connect(addr: SocketAddr, alpn: &[&[u8]]) -> anyhow::Result<H3Client> {
         let cfg = quic::client_config(&Verify::Insecure, alpn, Duration::from_secs(30))?;
         let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
         endpoint.set_default_client_config(cfg);
@@ -57,7 +57,7 @@ impl H3Client {
     }
 
     /// GETs `path`; the whole exchange is under the test timeout.
-    async fn get(&self, path: &str) -> (http::Response<()>, Bytes) {
+    pub(crate) async fn get(&self, path: &str) -> (http::Response<()>, Bytes) {
         let mut send = self.send.clone();
         let uri = format!("https://localhost{path}");
         timeout(TEST_TIMEOUT, async move {

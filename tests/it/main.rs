@@ -19,5 +19,6 @@ mod playback_browser;
 mod prefetch;
 mod reflector_ingest;
 mod s3_store;
+mod secrets;
 mod stream_fixtures;
 mod two_tier;

@@ -370,7 +370,13 @@ async fn check_integrity_removes_corrupt_blobs() {
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&r.stdout);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    // Corruption found (and removed) is exit status 2, so cron jobs and alerts notice.
+    assert_eq!(
+        r.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
     assert!(out.contains("5 blobs checked"), "{out}");
     assert!(out.contains(&format!("removed {victim}")), "{out}");
     assert!(out.contains("1 corrupt blobs removed"), "{out}");
@@ -382,6 +388,21 @@ async fn check_integrity_removes_corrupt_blobs() {
             i != 2
         );
     }
+    // The damage is gone: a second run finds nothing and succeeds.
+    let again = Command::new(BIN)
+        .args([
+            "--conf-dir",
+            dir.path().to_str().unwrap(),
+            "check-integrity",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(String::from_utf8_lossy(&again.stdout).contains("4 blobs checked"));
 }
 
 fn promtool() -> &'static str {

@@ -32,6 +32,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::blob::BlobHash;
 use crate::metrics::{Metrics, DIRECTION_DOWNLOAD};
 use crate::policy::Policy;
+use crate::secret::{ExposeSecret, SecretString};
 use crate::store::{BlobStore, StoreError};
 
 pub mod body;
@@ -59,7 +60,7 @@ const PLAYER_PREFIXES: [&str; 2] = ["/api/v4/streams/free/", "/api/v3/streams/fr
 #[async_trait]
 pub trait Door: Send + Sync + 'static {
     /// The door's `edge_token`, which unlocks protected streams.
-    fn edge_token(&self) -> Option<String>;
+    fn edge_token(&self) -> Option<SecretString>;
     /// One of the door's request slots (its concurrency limit), waited for as the door waits;
     /// `None` when the door would answer 503.
     async fn request_slot(&self) -> Option<OwnedSemaphorePermit>;
@@ -144,8 +145,11 @@ impl Playback {
         let query = Query::parse(uri.query());
         let configured = door.edge_token();
         let allowed = |hash: &BlobHash| {
-            self.policy
-                .allows(hash, configured.as_deref(), query.edge_token.as_deref())
+            self.policy.allows(
+                hash,
+                configured.as_ref().map(|t| t.expose_secret()),
+                query.edge_token.as_deref(),
+            )
         };
         if self.policy.is_blocked(&sd_hash) {
             self.metrics.error(DIRECTION_DOWNLOAD, "blocked_blob");
