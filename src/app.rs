@@ -188,6 +188,10 @@ async fn start_with_raw(
         store: Arc::clone(&root),
         metrics: Arc::clone(&metrics),
         policy: Arc::clone(&policy),
+        budget: crate::server::budget::InflightBudget::new(
+            &config.limits,
+            metrics.inflight_bytes.clone(),
+        ),
     };
     let mut http_addr = None;
     let mut http_server = None;

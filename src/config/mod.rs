@@ -14,6 +14,7 @@
 //! representation of an enum, applied recursively to the whole file.
 
 pub mod dht;
+pub mod limits;
 pub mod prefetch;
 pub mod reflector;
 pub mod servers;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use self::dht::DhtConfig;
+pub use self::limits::LimitsConfig;
 pub use self::prefetch::PrefetchConfig;
 pub use self::reflector::ReflectorServerConfig;
 pub use self::servers::{Http3ServerConfig, HttpServerConfig, PeerServerConfig, ServersConfig};
@@ -119,6 +121,9 @@ pub struct BlobcacheConfig {
     /// Take part in the LBRY DHT and announce cached streams (README, "LBRY DHT").
     #[serde(default)]
     pub dht: Option<DhtConfig>,
+    /// Bounds shared by every front door (README, "Limits").
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 /// `blocklist:`: blob hashes the cache refuses to serve and deletes from its stores.

@@ -15,11 +15,13 @@ use crate::store::{BlobStore, StoreError};
 
 pub mod accept;
 pub mod admin;
+pub mod budget;
 pub mod http;
 pub mod http3;
 pub mod peer;
 pub mod per_ip;
 pub mod reflector;
+pub mod watched_io;
 
 /// What every front door needs.
 #[derive(Clone)]
@@ -29,6 +31,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Protected and blocked hashes, swapped atomically on reload.
     pub policy: Arc<Policy>,
+    /// Blob response bytes held for clients, shared by every door (`limits:`).
+    pub budget: Arc<budget::InflightBudget>,
 }
 
 /// The answer body for a protected blob requested without the right token.
