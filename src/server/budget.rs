@@ -4,9 +4,11 @@
 //!
 //! Without it, a client that asks for blobs and never reads pins one blob per request for as
 //! long as the connection lives; thousands of such connections took gigabytes. With it, a blob
-//! response first takes a [`Charge`] for its bytes; at the budget it waits (at most
-//! `limits.inflight_wait`) for room and is otherwise refused. The charge is dropped when the
-//! door no longer holds the bytes (written to the kernel, or the response dropped).
+//! request first takes a [`Reservation`] of one maximum-size blob, *before* the store is asked
+//! (so requests waiting for room hold no bytes); at the budget it waits (at most
+//! `limits.inflight_wait`) for room and is otherwise refused. Once the blob is in hand the
+//! reservation becomes a [`Charge`] for its actual buffer, dropped when the door no longer holds
+//! the bytes (written to the kernel, or the response dropped).
 //!
 //! **What counts.** A charge is per *buffer*, not per response: every response is the store's
 //! own `Bytes`, and clones of one `Bytes` share one allocation, so N responses of one hot
@@ -30,6 +32,7 @@ use bytes::Bytes;
 use prometheus::IntGauge;
 use tokio::sync::Notify;
 
+use crate::blob::MAX_BLOB_SIZE;
 use crate::config::LimitsConfig;
 
 /// A buffer's identity: its address and length.
@@ -56,6 +59,14 @@ struct State {
     ip_buffers: HashMap<(IpAddr, BufferKey), usize>,
 }
 
+/// Room for one blob, taken before it is fetched; dropping it unused gives it back.
+pub struct Reservation {
+    budget: Arc<InflightBudget>,
+    ip: IpAddr,
+    /// Zero once turned into a [`Charge`].
+    bytes: u64,
+}
+
 /// Bytes one response holds; dropping it gives them back.
 pub struct Charge {
     budget: Arc<InflightBudget>,
@@ -78,17 +89,18 @@ impl InflightBudget {
         })
     }
 
-    /// A charge for `data` held for `ip`, waiting at most `limits.inflight_wait` for room;
-    /// `None` when there is none.
-    pub async fn acquire(self: &Arc<Self>, ip: IpAddr, data: &Bytes) -> Option<Charge> {
+    /// Room for one blob for `ip`, taken *before* the blob is fetched (a request waiting here
+    /// holds no bytes yet), waiting at most `limits.inflight_wait`; `None` when there is none.
+    /// [`Reservation::charge`] then turns it into the charge for the actual buffer.
+    pub async fn reserve(self: &Arc<Self>, ip: IpAddr) -> Option<Reservation> {
         let deadline = tokio::time::Instant::now() + self.wait;
         loop {
             // Registered before the check, so a release between the check and the wait is seen.
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            if let Some(charge) = self.try_acquire(ip, data) {
-                return Some(charge);
+            if let Some(reservation) = self.try_reserve(ip) {
+                return Some(reservation);
             }
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
                 return None;
@@ -96,38 +108,27 @@ impl InflightBudget {
         }
     }
 
-    /// A charge for `data` if there is room right now. An address that holds nothing (or a
-    /// budget that holds nothing) always gets one, so a budget smaller than one blob still
-    /// serves one at a time.
-    pub fn try_acquire(self: &Arc<Self>, ip: IpAddr, data: &Bytes) -> Option<Charge> {
+    /// [`reserve`](Self::reserve) without waiting. An address that holds nothing (or a budget
+    /// that holds nothing) always gets one, so a budget smaller than a blob still serves one at
+    /// a time.
+    pub fn try_reserve(self: &Arc<Self>, ip: IpAddr) -> Option<Reservation> {
         let ip = ip.to_canonical();
-        let key = (data.as_ptr() as usize, data.len());
-        let len = data.len() as u64;
+        let bytes = MAX_BLOB_SIZE as u64;
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let new_for_ip = !state.ip_buffers.contains_key(&(ip, key));
-        let new_buffer = !state.buffers.contains_key(&key);
         let ip_held = state.per_ip.get(&ip).copied().unwrap_or(0);
-        if new_for_ip && ip_held > 0 && ip_held + len > self.max_per_ip {
+        if ip_held > 0 && ip_held + bytes > self.max_per_ip {
             return None;
         }
-        if new_buffer && state.total > 0 && state.total + len > self.max {
+        if state.total > 0 && state.total + bytes > self.max {
             return None;
         }
-        if new_for_ip {
-            *state.per_ip.entry(ip).or_insert(0) += len;
-        }
-        if new_buffer {
-            state.total += len;
-        }
-        *state.ip_buffers.entry((ip, key)).or_insert(0) += 1;
-        *state.buffers.entry(key).or_insert(0) += 1;
-        self.gauge
-            .set(i64::try_from(state.total).unwrap_or(i64::MAX));
-        Some(Charge {
+        *state.per_ip.entry(ip).or_insert(0) += bytes;
+        state.total += bytes;
+        self.show(&state);
+        Some(Reservation {
             budget: Arc::clone(self),
             ip,
-            key,
-            _data: data.clone(),
+            bytes,
         })
     }
 
@@ -145,24 +146,87 @@ impl InflightBudget {
             .total
     }
 
+    fn show(&self, state: &State) {
+        self.gauge
+            .set(i64::try_from(state.total).unwrap_or(i64::MAX));
+    }
+
+    /// Gives back `bytes` counted for `ip` outside any buffer (a reservation).
+    fn unreserve(state: &mut State, ip: IpAddr, bytes: u64) {
+        if let Some(held) = state.per_ip.get_mut(&ip) {
+            *held = held.saturating_sub(bytes);
+            if *held == 0 {
+                state.per_ip.remove(&ip);
+            }
+        }
+        state.total = state.total.saturating_sub(bytes);
+    }
+
     fn release(&self, ip: IpAddr, key: BufferKey) {
         let len = key.1 as u64;
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if decrement(&mut state.ip_buffers, (ip, key)) {
-            if let Some(held) = state.per_ip.get_mut(&ip) {
-                *held = held.saturating_sub(len);
-                if *held == 0 {
-                    state.per_ip.remove(&ip);
-                }
-            }
+            Self::unreserve(&mut state, ip, len);
+            // `unreserve` took the bytes off the total too; put them back unless this was the
+            // buffer's last holder.
+            state.total += len;
         }
         if decrement(&mut state.buffers, key) {
             state.total = state.total.saturating_sub(len);
         }
-        self.gauge
-            .set(i64::try_from(state.total).unwrap_or(i64::MAX));
+        self.show(&state);
         drop(state);
         self.freed.notify_waiters();
+    }
+}
+
+impl Reservation {
+    /// The charge for `data`, the blob fetched under this reservation: a buffer already held
+    /// by a response costs nothing more (for the budget, or for an address that holds it), a
+    /// new one costs its length (at most the reservation, so this never goes over the budget).
+    pub fn charge(mut self, data: &Bytes) -> Charge {
+        let budget = Arc::clone(&self.budget);
+        let ip = self.ip;
+        let key = (data.as_ptr() as usize, data.len());
+        let len = data.len() as u64;
+        let mut state = budget.state.lock().unwrap_or_else(PoisonError::into_inner);
+        InflightBudget::unreserve(&mut state, ip, std::mem::take(&mut self.bytes));
+        let for_ip = state.ip_buffers.entry((ip, key)).or_insert(0);
+        *for_ip += 1;
+        if *for_ip == 1 {
+            *state.per_ip.entry(ip).or_insert(0) += len;
+        }
+        let holders = state.buffers.entry(key).or_insert(0);
+        *holders += 1;
+        if *holders == 1 {
+            state.total += len;
+        }
+        budget.show(&state);
+        drop(state);
+        budget.freed.notify_waiters();
+        Charge {
+            budget: Arc::clone(&budget),
+            ip,
+            key,
+            _data: data.clone(),
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.bytes == 0 {
+            return; // turned into a charge
+        }
+        let mut state = self
+            .budget
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        InflightBudget::unreserve(&mut state, self.ip, self.bytes);
+        self.budget.show(&state);
+        drop(state);
+        self.budget.freed.notify_waiters();
     }
 }
 
@@ -192,6 +256,8 @@ mod tests {
     use super::*;
     use crate::config::ByteSize;
 
+    const MIB: u64 = 1 << 20;
+
     fn budget(max: u64, per_ip: u64, wait: Duration) -> Arc<InflightBudget> {
         let limits = LimitsConfig {
             max_inflight_bytes: ByteSize(max),
@@ -202,44 +268,54 @@ mod tests {
         InflightBudget::new(&limits, IntGauge::new("t", "t").unwrap())
     }
 
+    fn charge(b: &Arc<InflightBudget>, ip: IpAddr, data: &Bytes) -> Option<Charge> {
+        b.try_reserve(ip).map(|r| r.charge(data))
+    }
+
     #[tokio::test]
     async fn shared_buffers_count_once_copies_count_each() {
-        let b = budget(100, 100, Duration::from_millis(20));
+        let b = budget(7 * MIB, 7 * MIB, Duration::from_millis(20));
         let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let shared = Bytes::from(vec![1u8; 40]);
-        let c1 = b.try_acquire(a, &shared).unwrap();
-        let c2 = b.try_acquire(a, &shared.clone()).unwrap();
-        assert_eq!(b.held(), 40, "clones of one buffer count once");
-        let copy = Bytes::from(vec![1u8; 40]);
-        let c3 = b.try_acquire(a, &copy).unwrap();
-        assert_eq!(b.held(), 80);
-        assert!(b.acquire(a, &Bytes::from(vec![2u8; 40])).await.is_none());
+        let shared = Bytes::from(vec![1u8; MIB as usize]);
+        let c1 = charge(&b, a, &shared).unwrap();
+        let c2 = charge(&b, a, &shared.clone()).unwrap();
+        assert_eq!(b.held(), MIB, "clones of one buffer count once");
+        let copy = Bytes::from(vec![1u8; MIB as usize]);
+        let c3 = charge(&b, a, &copy).unwrap();
+        assert_eq!(b.held(), 2 * MIB);
+        let reserved = b.try_reserve(a).unwrap();
+        assert_eq!(b.held(), 2 * MIB + MAX_BLOB_SIZE as u64, "a reservation is one blob");
+        let _more = b.try_reserve(a).unwrap();
+        assert!(b.reserve(a).await.is_none(), "7 MiB is full");
+        drop(reserved);
         drop((c1, c3));
-        assert_eq!(b.held(), 40);
+        assert_eq!(b.held(), MIB + MAX_BLOB_SIZE as u64);
         drop(c2);
-        assert_eq!(b.held(), 0);
+        assert_eq!(b.held(), MAX_BLOB_SIZE as u64);
     }
 
     #[tokio::test]
     async fn one_address_gets_only_its_share_and_a_wait_sees_releases() {
-        let b = budget(100, 50, Duration::from_secs(30));
+        let b = budget(16 * MIB, 5 * MIB, Duration::from_secs(30));
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let other: IpAddr = "10.0.0.2".parse().unwrap();
-        let first = b.try_acquire(a, &Bytes::from(vec![0u8; 40])).unwrap();
-        assert!(b.try_acquire(a, &Bytes::from(vec![0u8; 40])).is_none());
-        let _theirs = b.try_acquire(other, &Bytes::from(vec![0u8; 40])).unwrap();
+        let first = b.try_reserve(a).unwrap();
+        let second = b.try_reserve(a).unwrap();
+        assert!(b.try_reserve(a).is_none(), "a's share is 5 MiB");
+        let _theirs = b.try_reserve(other).unwrap();
         let waiting = {
             let b = Arc::clone(&b);
-            tokio::spawn(async move { b.acquire(a, &Bytes::from(vec![0u8; 40])).await.is_some() })
+            tokio::spawn(async move { b.reserve(a).await.is_some() })
         };
         // Let the waiter start waiting (current-thread runtime), then make room.
         for _ in 0..3 {
             tokio::task::yield_now().await;
         }
-        drop(first);
+        let _charge = first.charge(&Bytes::from_static(b"small"));
         assert!(waiting.await.unwrap(), "a release wakes the waiter");
-        // An address holding nothing always gets one blob, even one larger than its share.
-        let b = budget(10, 10, Duration::from_millis(20));
-        assert!(b.try_acquire(a, &Bytes::from(vec![0u8; 40])).is_some());
+        drop(second);
+        // An address holding nothing always gets one blob, even past its share.
+        let b = budget(MIB, MIB, Duration::from_millis(20));
+        assert!(b.try_reserve(a).is_some());
     }
 }

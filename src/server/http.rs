@@ -261,11 +261,12 @@ impl HttpServer {
                 Err(e) => self.store_error(&hash, e),
             };
         }
+        let Some(reservation) = self.shared.budget.reserve(peer.ip()).await else {
+            return self.busy("server is sending too much at once; retry shortly");
+        };
         match self.shared.store.get(&hash).await {
             Ok(blob) => {
-                let Some(charge) = self.shared.budget.acquire(peer.ip(), &blob.data).await else {
-                    return self.busy("server is sending too much at once; retry shortly");
-                };
+                let charge = reservation.charge(&blob.data);
                 let m = &self.shared.metrics;
                 m.blob_download_total.inc();
                 m.http_blob_download_total.inc();

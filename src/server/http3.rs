@@ -344,10 +344,11 @@ impl Http3Server {
                 Err(e) => self.store_error(&hash, e),
             });
         }
+        // No room in the budget in time: the stream is reset.
+        let reservation = self.shared.budget.reserve(peer.ip()).await?;
         match self.shared.store.get(&hash).await {
             Ok(blob) => {
-                // No room in the budget in time: the stream is reset.
-                let charge = self.shared.budget.acquire(peer.ip(), &blob.data).await?;
+                let charge = reservation.charge(&blob.data);
                 let mut head = Response::new(());
                 let h = head.headers_mut();
                 h.insert(

@@ -229,25 +229,19 @@ impl PeerServer {
             header.blob_data_payment_rate = Some(rate_answer(offer));
         }
         if let Some(text) = &request.requested_blob {
-            let fetched = match self.fetch(text).await {
-                Ok((hash, data)) => match self.shared.budget.acquire(ip, &data).await {
-                    Some(c) => {
-                        charge = Some(c);
-                        Ok((hash, data))
-                    }
-                    None => {
-                        self.shared
-                            .metrics
-                            .requests_rejected_total
-                            .with_label_values(&["peer"])
-                            .inc();
-                        Err((
-                            "server is sending too much at once; retry shortly".into(),
-                            "503",
-                        ))
-                    }
-                },
-                Err(e) => Err(e),
+            let fetched = match self.shared.budget.reserve(ip).await {
+                Some(reservation) => self.fetch(text).await.map(|(hash, data)| {
+                    charge = Some(reservation.charge(&data));
+                    (hash, data)
+                }),
+                None => {
+                    self.shared
+                        .metrics
+                        .requests_rejected_total
+                        .with_label_values(&["peer"])
+                        .inc();
+                    Err(("server is sending too much at once; retry shortly".into(), "503"))
+                }
             };
             header.incoming_blob = Some(match fetched {
                 Ok((hash, data)) => {
