@@ -284,7 +284,11 @@ mod tests {
         let c3 = charge(&b, a, &copy).unwrap();
         assert_eq!(b.held(), 2 * MIB);
         let reserved = b.try_reserve(a).unwrap();
-        assert_eq!(b.held(), 2 * MIB + MAX_BLOB_SIZE as u64, "a reservation is one blob");
+        assert_eq!(
+            b.held(),
+            2 * MIB + MAX_BLOB_SIZE as u64,
+            "a reservation is one blob"
+        );
         let _more = b.try_reserve(a).unwrap();
         assert!(b.reserve(a).await.is_none(), "7 MiB is full");
         drop(reserved);

@@ -240,7 +240,10 @@ impl PeerServer {
                         .requests_rejected_total
                         .with_label_values(&["peer"])
                         .inc();
-                    Err(("server is sending too much at once; retry shortly".into(), "503"))
+                    Err((
+                        "server is sending too much at once; retry shortly".into(),
+                        "503",
+                    ))
                 }
             };
             header.incoming_blob = Some(match fetched {
