@@ -200,6 +200,10 @@ async fn start_with_raw(
         metrics: Arc::clone(&metrics),
         policy: Arc::clone(&policy),
         playback: Some(playback),
+        budget: crate::server::budget::InflightBudget::new(
+            &config.limits,
+            metrics.inflight_bytes.clone(),
+        ),
     };
     let mut http_addr = None;
     let mut http_server = None;

@@ -121,6 +121,8 @@ pub struct Metrics {
     pub start_time_seconds: Gauge,
     /// Open connections on the peer-protocol front door (`servers.peer`).
     pub peer_connections: IntGauge,
+    /// Blob response bytes held for clients right now, as the in-flight budget counts them.
+    pub inflight_bytes: IntGauge,
 
     // --- the upload door (servers.reflector) ---
     /// reflector.go: every blob an upload stored (sd blobs included).
@@ -232,6 +234,17 @@ impl Metrics {
         registry
             .register(Box::new(peer_connections.clone()))
             .expect("unique");
+        let inflight_bytes = IntGauge::with_opts(
+            Opts::new(
+                "inflight_bytes",
+                "Blob response bytes held for clients (limits.max_inflight_bytes)",
+            )
+            .namespace("prism"),
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(inflight_bytes.clone()))
+            .expect("unique");
         let prism_counter = |name: &str, help: &str| {
             let c = IntCounter::with_opts(Opts::new(name, help).namespace("prism")).expect("valid");
             registry.register(Box::new(c.clone())).expect("unique");
@@ -267,6 +280,7 @@ impl Metrics {
             ),
             reflector_connections,
             peer_connections,
+            inflight_bytes,
             blob_download_total: counter(
                 "blob_download_total",
                 "Total number of blobs downloaded from reflector",

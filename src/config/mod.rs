@@ -14,6 +14,7 @@
 //! representation of an enum, applied recursively to the whole file.
 
 pub mod dht;
+pub mod limits;
 pub mod prefetch;
 pub mod reflector;
 pub mod servers;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use self::dht::DhtConfig;
+pub use self::limits::LimitsConfig;
 pub use self::prefetch::PrefetchConfig;
 pub use self::reflector::ReflectorServerConfig;
 pub use self::servers::{Http3ServerConfig, HttpServerConfig, PeerServerConfig, ServersConfig};
@@ -124,6 +126,9 @@ pub struct BlobcacheConfig {
     /// Stream playback (`/stream/{sd_hash}`, player-server routes). Omitted = defaults.
     #[serde(default)]
     pub stream: Option<StreamConfig>,
+    /// Bounds shared by every front door (README, "Limits").
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 /// `blocklist:`: blob hashes the cache refuses to serve and deletes from its stores.

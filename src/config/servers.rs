@@ -52,6 +52,13 @@ pub struct PeerServerConfig {
     /// Connections served at once; further ones wait in the kernel's accept backlog.
     #[serde(default = "defaults::peer_max_connections")]
     pub max_connections: usize,
+    /// Connections one client address may have open at once; more are closed at once.
+    #[serde(default = "defaults::max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// Most hashes answered per `requested_blobs` (availability) request; the rest are not
+    /// listed as available. Each may cost an origin request.
+    #[serde(default = "defaults::peer_max_requested_blobs")]
+    pub max_requested_blobs: usize,
     /// The payment address reported for `lbrycrd_address: true` (payments are not used).
     #[serde(default)]
     pub lbrycrd_address: String,
@@ -82,6 +89,16 @@ pub struct HttpServerConfig {
     /// Open connections at once; further ones wait in the kernel's accept backlog.
     #[serde(default = "defaults::http_max_connections")]
     pub max_connections: usize,
+    /// Connections one client address may have open at once; more are closed at once.
+    #[serde(default = "defaults::max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// A client must send a request's headers within this time; this also bounds how long a
+    /// keep-alive connection may sit idle between requests.
+    #[serde(
+        default = "defaults::http_header_read_timeout",
+        deserialize_with = "duration"
+    )]
+    pub header_read_timeout: Duration,
     /// How long in-flight requests may take to finish on shutdown.
     #[serde(default = "defaults::shutdown_timeout", deserialize_with = "duration")]
     pub shutdown_timeout: Duration,
@@ -124,6 +141,9 @@ pub struct Http3ServerConfig {
     /// Most QUIC connections served at once; more are refused.
     #[serde(default = "defaults::http3_max_connections")]
     pub max_connections: usize,
+    /// QUIC connections one client address may have open at once; more are refused.
+    #[serde(default = "defaults::http3_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
     /// Most concurrent request streams one connection may open.
     #[serde(default = "defaults::http3_max_streams")]
     pub max_streams_per_connection: u32,
@@ -156,6 +176,20 @@ mod defaults {
     }
     pub fn http_max_connections() -> usize {
         8192
+    }
+    /// Enough for a large NAT (a carrier-grade NAT puts many users behind one address).
+    pub fn max_connections_per_ip() -> usize {
+        256
+    }
+    /// A QUIC connection multiplexes many requests, so fewer are needed per address.
+    pub fn http3_max_connections_per_ip() -> usize {
+        64
+    }
+    pub fn http_header_read_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+    pub fn peer_max_requested_blobs() -> usize {
+        64
     }
     pub fn max_concurrent_requests() -> usize {
         200

@@ -1,17 +1,23 @@
-//! Accepting TCP connections for the TCP front doors, with a cap on how many are open.
+//! Accepting TCP connections for the TCP front doors, with a cap on how many are open in total
+//! and per client address.
 //!
-//! Past the cap, new connections wait in the kernel's accept backlog rather than costing us
-//! memory. Transient accept errors (EMFILE, ENFILE, ECONNABORTED) back off briefly instead of
-//! spinning. Accepted sockets get `TCP_NODELAY`: responses are written whole, so Nagle's
-//! algorithm would only add latency.
+//! Past the global cap, new connections wait in the kernel's accept backlog rather than costing
+//! us memory. The per-address cap ([`PerIpLimit`]) sits below it, so one address holding all of
+//! its connections idle still leaves slots for everyone else: its extra connections are
+//! accepted and closed at once (they cost a moment, not a slot). Transient accept errors
+//! (EMFILE, ENFILE, ECONNABORTED) back off briefly instead of spinning. Accepted sockets get
+//! `TCP_NODELAY`: responses are written whole, so Nagle's algorithm would only add latency.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus::IntCounter;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+
+use crate::server::per_ip::{IpSlot, PerIpLimit};
 
 /// How long to pause after a failed `accept`.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -20,24 +26,43 @@ pub struct Acceptor {
     listener: TcpListener,
     slots: Arc<Semaphore>,
     max: usize,
+    per_ip: Arc<PerIpLimit>,
+    /// Counts connections closed at once for being over the per-address cap.
+    refused: IntCounter,
     /// The front door's name, for logs.
     door: &'static str,
 }
 
-/// An accepted connection; dropping `slot` frees its place under the cap.
+/// An accepted connection; dropping `slot` frees its place under both caps.
 pub struct Accepted {
     pub stream: TcpStream,
     pub peer: SocketAddr,
-    pub slot: OwnedSemaphorePermit,
+    pub slot: ConnectionSlot,
+}
+
+/// A connection's place under the global and the per-address cap.
+pub struct ConnectionSlot {
+    _global: OwnedSemaphorePermit,
+    _per_ip: IpSlot,
 }
 
 impl Acceptor {
-    pub fn new(listener: TcpListener, max_connections: usize, door: &'static str) -> Acceptor {
+    /// At most `max_connections` open, at most `max_per_ip` of them from one address;
+    /// `refused` counts connections closed for being over the per-address cap.
+    pub fn new(
+        listener: TcpListener,
+        max_connections: usize,
+        max_per_ip: usize,
+        refused: IntCounter,
+        door: &'static str,
+    ) -> Acceptor {
         let max = max_connections.clamp(1, Semaphore::MAX_PERMITS);
         Acceptor {
             listener,
             slots: Arc::new(Semaphore::new(max)),
             max,
+            per_ip: PerIpLimit::new(max_per_ip),
+            refused,
             door,
         }
     }
@@ -55,7 +80,16 @@ impl Acceptor {
             };
             match accepted {
                 Ok((stream, peer)) => {
+                    let Some(per_ip) = self.per_ip.try_acquire(peer.ip()) else {
+                        self.refused.inc();
+                        tracing::debug!(door = self.door, %peer, "connection closed: too many from this address");
+                        continue; // dropping the stream closes it, dropping `slot` frees it
+                    };
                     let _ = stream.set_nodelay(true);
+                    let slot = ConnectionSlot {
+                        _global: slot,
+                        _per_ip: per_ip,
+                    };
                     return Some(Accepted { stream, peer, slot });
                 }
                 Err(e) => {

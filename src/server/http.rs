@@ -8,19 +8,30 @@
 //!
 //! `max_concurrent_requests` bounds store calls in flight; up to `max_queued_requests` more wait
 //! (at most `queue_timeout`), and anything beyond gets 503 at once, so a flood costs a fixed
-//! amount of memory. (The API's wire facts: [`crate::protocol::http`].) The blob is handed to hyper as the store's own `Bytes` (no copy); hyper
-//! writes headers and body with one vectored write.
+//! amount of memory. (The API's wire facts: [`crate::protocol::http`].) The blob is handed to
+//! hyper as the store's own `Bytes` (no copy); hyper writes headers and body with one vectored
+//! write.
+//!
+//! Against hostile clients: at most `max_connections_per_ip` connections per address (below
+//! the global `max_connections`, so an address idling on all of its connections leaves room
+//! for others); a request's headers must arrive within `header_read_timeout`, which also ends
+//! idle keep-alive connections; a blob answer takes a charge on the shared in-flight budget
+//! ([`budget`](super::budget); 503 when there is no room in time) that is given back once its
+//! bytes are written ([`watched_io`](super::watched_io)), and a connection whose writes make no
+//! progress for `limits.write_stall_timeout` is closed.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -34,16 +45,57 @@ use crate::metrics::DIRECTION_DOWNLOAD;
 use crate::protocol::http::BLOB_PATH;
 use crate::secret::SecretString;
 use crate::server::accept::{Accepted, Acceptor};
+use crate::server::budget::Charge;
 use crate::server::playback::hyper_body::{self, HyperBody};
 use crate::server::playback::Door;
 use crate::server::slots::Slots;
+use crate::server::watched_io::{HandedOver, WatchedIo};
 use crate::server::{BlobQuery, Shared, PROTECTED_MESSAGE};
 use crate::store::StoreError;
 
-/// A client must finish sending request headers within this time.
-const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// A response body: the whole answer, plus the budget charge for a blob, which is handed to
+/// the connection's [`HandedOver`] when hyper drops the body (all of it queued for writing).
+pub struct Body {
+    data: Full<Bytes>,
+    charge: Option<(Charge, Arc<HandedOver>)>,
+}
 
-type Body = Full<Bytes>;
+impl Body {
+    fn new(data: Bytes) -> Body {
+        Body {
+            data: Full::new(data),
+            charge: None,
+        }
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.data).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.data.size_hint()
+    }
+}
+
+impl Drop for Body {
+    fn drop(&mut self) {
+        if let Some((charge, handed_over)) = self.charge.take() {
+            handed_over.hold(charge);
+        }
+    }
+}
 
 /// The HTTP front door's state.
 pub struct HttpServer {
@@ -80,18 +132,35 @@ impl HttpServer {
     /// up to `shutdown_timeout` to finish.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let acceptor = Acceptor::new(listener, self.settings.load().max_connections, "http");
+        let settings = self.settings.load_full();
+        let acceptor = Acceptor::new(
+            listener,
+            settings.max_connections,
+            settings.max_connections_per_ip,
+            self.shared
+                .metrics
+                .requests_rejected_total
+                .with_label_values(&["http"]),
+            "http",
+        );
         while let Some(Accepted { stream, peer, slot }) = acceptor.next(&shutdown).await {
             let server = Arc::clone(&self);
+            let handed_over = Arc::new(HandedOver::default());
+            let io = WatchedIo::new(
+                stream,
+                self.shared.budget.write_stall_timeout(),
+                Arc::clone(&handed_over),
+            );
             let service = hyper::service::service_fn(move |req| {
                 let server = Arc::clone(&server);
-                async move { Ok::<_, Infallible>(server.handle(req, peer).await) }
+                let handed_over = Arc::clone(&handed_over);
+                async move { Ok::<_, Infallible>(server.handle(req, peer, handed_over).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .header_read_timeout(self.settings.load().header_read_timeout)
                 .writev(true)
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(io), service);
             let conn = graceful.watch(conn);
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
@@ -113,7 +182,8 @@ impl HttpServer {
     async fn handle(
         self: &Arc<Self>,
         req: Request<Incoming>,
-        _peer: SocketAddr,
+        peer: SocketAddr,
+        handed_over: Arc<HandedOver>,
     ) -> Response<HyperBody> {
         let start = Instant::now();
         let response = match &self.shared.playback {
@@ -124,7 +194,10 @@ impl HttpServer {
                     .await
                     .map(hyper_body::playback)
             }
-            _ => self.route(&req).await.map(hyper_body::full),
+            _ => self
+                .route(&req, peer, handed_over)
+                .await
+                .map(hyper_body::infallible),
         };
         self.shared
             .metrics
@@ -134,7 +207,12 @@ impl HttpServer {
         response
     }
 
-    async fn route(&self, req: &Request<Incoming>) -> Response<Body> {
+    async fn route(
+        &self,
+        req: &Request<Incoming>,
+        peer: SocketAddr,
+        handed_over: Arc<HandedOver>,
+    ) -> Response<Body> {
         if req.uri().path() != BLOB_PATH {
             return text(StatusCode::NOT_FOUND, "no such route; use /blob?hash=HASH");
         }
@@ -172,18 +250,7 @@ impl HttpServer {
         let _slot = match self.acquire_slot(&settings).await {
             Some(slot) => slot,
             None => {
-                self.shared
-                    .metrics
-                    .requests_rejected_total
-                    .with_label_values(&["http"])
-                    .inc();
-                let mut r = text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "server is at its request limit; retry shortly",
-                );
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return r;
+                return self.busy("server is at its request limit; retry shortly");
             }
         };
         if is_head {
@@ -193,14 +260,21 @@ impl HttpServer {
                 Err(e) => self.store_error(&hash, e),
             };
         }
+        let Some(reservation) = self.shared.budget.reserve(peer.ip()).await else {
+            return self.busy("server is sending too much at once; retry shortly");
+        };
         match self.shared.store.get(&hash).await {
             Ok(blob) => {
+                let charge = reservation.charge(&blob.data);
                 let m = &self.shared.metrics;
                 m.blob_download_total.inc();
                 m.http_blob_download_total.inc();
                 m.http_out_bytes.inc_by(blob.data.len() as u64);
                 let via = blob.trace.to_header();
-                let mut r = Response::new(Full::new(blob.data));
+                let mut r = Response::new(Body {
+                    data: Full::new(blob.data),
+                    charge: Some((charge, handed_over)),
+                });
                 let h = r.headers_mut();
                 h.insert(
                     header::CONTENT_TYPE,
@@ -242,6 +316,19 @@ impl HttpServer {
         permit.ok().and_then(Result::ok)
     }
 
+    /// 503 with `Retry-After`, counted as a rejected request.
+    fn busy(&self, message: &str) -> Response<Body> {
+        self.shared
+            .metrics
+            .requests_rejected_total
+            .with_label_values(&["http"])
+            .inc();
+        let mut r = text(StatusCode::SERVICE_UNAVAILABLE, message);
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        r
+    }
+
     fn store_error(&self, hash: &BlobHash, err: StoreError) -> Response<Body> {
         let (status, message) = self.shared.store_failure("http", hash, &err);
         text(status, &message)
@@ -269,7 +356,7 @@ impl Door for HttpServer {
 }
 
 fn text(status: StatusCode, message: &str) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(format!("{message}\n"))));
+    let mut r = Response::new(Body::new(Bytes::from(format!("{message}\n"))));
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -279,7 +366,7 @@ fn text(status: StatusCode, message: &str) -> Response<Body> {
 }
 
 fn empty(status: StatusCode) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::new()));
+    let mut r = Response::new(Body::new(Bytes::new()));
     *r.status_mut() = status;
     r
 }

@@ -8,10 +8,18 @@
 //!   existence is not told to whoever asks). (Paths and bodies: [`crate::protocol::http3`].)
 //! - 400 with a reason for a malformed hash, 405 for methods other than GET, 404 other paths.
 //!
-//! Bounds: `max_connections` QUIC connections (more are refused at the handshake),
-//! `max_streams_per_connection` concurrent requests per connection (QUIC stream credit), and
-//! `max_concurrent_requests` store calls in flight (further requests wait for a slot; the wait
-//! is bounded by the stream and connection limits above, so it costs fixed memory).
+//! Bounds: `max_connections` QUIC connections (more are refused at the handshake), at most
+//! `max_connections_per_ip` of them from one address, `max_streams_per_connection` concurrent
+//! requests per connection (QUIC stream credit), and `max_concurrent_requests` store calls in
+//! flight (further requests wait for a slot; the wait is bounded by the stream and connection
+//! limits above, so it costs fixed memory).
+//!
+//! A blob answer takes a charge on the shared in-flight budget ([`budget`](super::budget)) until
+//! QUIC has taken all of its bytes; with no room in time the stream is reset with
+//! `H3_REQUEST_REJECTED` (the client may retry). A stream that takes no bytes for
+//! `limits.write_stall_timeout` is reset. What QUIC itself buffers per connection (copies of
+//! the bytes, until acknowledged) is capped by the server's send window
+//! ([`crate::quic::SERVER_SEND_WINDOW`]).
 //!
 //! Reload (SIGHUP) applies a new `edge_token` and `max_concurrent_requests` to the running
 //! server ([`Http3Server::reconfigure`]); the other keys are fixed at start (`crate::reload`
@@ -38,6 +46,8 @@ use crate::config::Http3ServerConfig;
 use crate::metrics::DIRECTION_DOWNLOAD;
 use crate::protocol::http3::{parse_path, Availability, Route, LBRYCRD_ADDRESS};
 use crate::secret::SecretString;
+use crate::server::budget::Charge;
+use crate::server::per_ip::PerIpLimit;
 use crate::server::playback::{Door, PlaybackBody};
 use crate::server::slots::Slots;
 use crate::server::{BlobQuery, Shared, PROTECTED_MESSAGE};
@@ -47,6 +57,9 @@ use crate::store::StoreError;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest request header block accepted (requests are one short path).
 const MAX_FIELD_SECTION_SIZE: u64 = 16 * 1024;
+/// A body is handed to QUIC in pieces of this size (slices, no copy), so a stalled stream is
+/// noticed by lack of progress rather than after the whole blob.
+const SEND_CHUNK: usize = 256 * 1024;
 
 type H3Conn = h3::server::Connection<h3_quinn::Connection, Bytes>;
 type H3Stream = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
@@ -57,6 +70,8 @@ struct Reply {
     head: Response<()>,
     body: Bytes,
     is_blob: bool,
+    /// The blob's in-flight budget charge, held until QUIC has taken the body.
+    charge: Option<Charge>,
 }
 
 /// The HTTP/3 front door's state.
@@ -115,6 +130,7 @@ impl Http3Server {
     /// Accepts connections until `shutdown`, then drains (see the module docs).
     pub async fn serve(self: Arc<Self>, endpoint: quinn::Endpoint, shutdown: CancellationToken) {
         let connections = Arc::new(Semaphore::new(self.config.max_connections.max(1)));
+        let per_ip = PerIpLimit::new(self.config.max_connections_per_ip);
         // Every connection task holds a clone of `alive`; `drained` yields None once all ended.
         let (alive, mut drained) = mpsc::channel::<()>(1);
         loop {
@@ -132,11 +148,22 @@ impl Http3Server {
                 incoming.refuse();
                 continue;
             };
+            let Some(ip_slot) = per_ip.try_acquire(incoming.remote_address().ip()) else {
+                self.shared
+                    .metrics
+                    .requests_rejected_total
+                    .with_label_values(&["http3"])
+                    .inc();
+                tracing::debug!(peer = %incoming.remote_address(), "http3 connection refused: at max_connections_per_ip");
+                incoming.refuse();
+                continue;
+            };
             let server = Arc::clone(&self);
             let shutdown = shutdown.clone();
             let alive = alive.clone();
             tokio::spawn(async move {
                 server.connection(incoming, shutdown).await;
+                drop(ip_slot);
                 drop(permit);
                 drop(alive);
             });
@@ -212,7 +239,7 @@ impl Http3Server {
                     let server = Arc::clone(&self);
                     let in_flight = in_flight.clone();
                     tokio::spawn(async move {
-                        server.request(resolver).await;
+                        server.request(resolver, peer).await;
                         drop(in_flight);
                     });
                 }
@@ -234,6 +261,7 @@ impl Http3Server {
     async fn request(
         self: &Arc<Self>,
         resolver: h3::server::RequestResolver<h3_quinn::Connection, Bytes>,
+        peer: SocketAddr,
     ) {
         let (req, mut stream) =
             match tokio::time::timeout(HEADER_READ_TIMEOUT, resolver.resolve_request()).await {
@@ -269,10 +297,22 @@ impl Http3Server {
                 .observe(start.elapsed().as_secs_f64());
             return;
         }
-        let reply = self.route(&req).await;
+        let reply = match self.route(&req, peer).await {
+            Some(reply) => reply,
+            None => {
+                self.shared
+                    .metrics
+                    .requests_rejected_total
+                    .with_label_values(&["http3"])
+                    .inc();
+                stream.stop_stream(h3::error::Code::H3_REQUEST_REJECTED);
+                return;
+            }
+        };
         let status = reply.head.status();
         let (len, is_blob) = (reply.body.len(), reply.is_blob);
-        match send(&mut stream, reply).await {
+        let stall = self.shared.budget.write_stall_timeout();
+        match send(&mut stream, reply, stall).await {
             Ok(()) if is_blob => {
                 let m = &self.shared.metrics;
                 m.blob_download_total.inc();
@@ -280,7 +320,12 @@ impl Http3Server {
                 m.udp_out_bytes.inc_by(len as u64);
             }
             Ok(()) => {}
-            Err(e) => tracing::debug!(error = %e, "http3 response not delivered"),
+            Err(Unsent::Stalled) => {
+                tracing::debug!(%peer, "http3 response stalled; stream reset");
+                // A reset (unlike a drop, which finishes the stream) discards what QUIC buffered.
+                stream.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
+            }
+            Err(Unsent::Stream(e)) => tracing::debug!(error = %e, "http3 response not delivered"),
         }
         self.shared
             .metrics
@@ -289,12 +334,14 @@ impl Http3Server {
             .observe(start.elapsed().as_secs_f64());
     }
 
-    async fn route(&self, req: &Request<()>) -> Reply {
+    /// The answer to a request, or `None` when the in-flight budget has no room for the blob
+    /// (the stream is then reset).
+    async fn route(&self, req: &Request<()>, peer: SocketAddr) -> Option<Reply> {
         let Some((route, hash_text)) = parse_path(req.uri().path()) else {
-            return text(
+            return Some(text(
                 StatusCode::NOT_FOUND,
                 "no such route; use /get/HASH or /has/HASH",
-            );
+            ));
         };
         let is_get = route == Route::Get;
         if req.method() != Method::GET {
@@ -302,7 +349,7 @@ impl Http3Server {
             r.head
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET"));
-            return r;
+            return Some(r);
         }
         let hash = match BlobHash::parse(hash_text) {
             Ok(h) => h,
@@ -310,7 +357,10 @@ impl Http3Server {
                 self.shared
                     .metrics
                     .error(DIRECTION_DOWNLOAD, "invalid_blob_hash");
-                return text(StatusCode::BAD_REQUEST, &format!("bad hash in path: {e}"));
+                return Some(text(
+                    StatusCode::BAD_REQUEST,
+                    &format!("bad hash in path: {e}"),
+                ));
             }
         };
         let query = BlobQuery::parse(req.uri().query());
@@ -319,20 +369,26 @@ impl Http3Server {
             self.edge_token.load().as_ref().as_ref(),
             query.edge_token.as_deref(),
         ) {
-            return text(StatusCode::FORBIDDEN, PROTECTED_MESSAGE);
+            return Some(text(StatusCode::FORBIDDEN, PROTECTED_MESSAGE));
         }
         // The semaphore is never closed, so this only fails if it were; answer 503 then.
         let Ok(_slot) = self.slots.semaphore().acquire().await else {
-            return text(StatusCode::SERVICE_UNAVAILABLE, "server is shutting down");
+            return Some(text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server is shutting down",
+            ));
         };
         if !is_get {
-            return match self.shared.store.has(&hash).await {
+            return Some(match self.shared.store.has(&hash).await {
                 Ok(available) => availability(available),
                 Err(e) => self.store_error(&hash, e),
-            };
+            });
         }
+        // No room in the budget in time: the stream is reset.
+        let reservation = self.shared.budget.reserve(peer.ip()).await?;
         match self.shared.store.get(&hash).await {
             Ok(blob) => {
+                let charge = reservation.charge(&blob.data);
                 let mut head = Response::new(());
                 let h = head.headers_mut();
                 h.insert(
@@ -345,13 +401,14 @@ impl Http3Server {
                         h.insert(header::VIA, v);
                     }
                 }
-                Reply {
+                Some(Reply {
                     head,
                     body: blob.data,
                     is_blob: true,
-                }
+                    charge: Some(charge),
+                })
             }
-            Err(e) => self.store_error(&hash, e),
+            Err(e) => Some(self.store_error(&hash, e)),
         }
     }
 
@@ -405,14 +462,36 @@ async fn send_playback(
     Ok(())
 }
 
-/// Writes the head, the body (one DATA frame; `Bytes` is handed over without a copy), and ends
-/// the stream.
-async fn send(stream: &mut H3Stream, reply: Reply) -> Result<(), h3::error::StreamError> {
-    stream.send_response(reply.head).await?;
-    if !reply.body.is_empty() {
-        stream.send_data(reply.body).await?;
+/// Why a response was not delivered.
+enum Unsent {
+    /// No progress for the stall timeout.
+    Stalled,
+    Stream(h3::error::StreamError),
+}
+
+/// Writes the head, the body (DATA frames of [`SEND_CHUNK`]; slices of the `Bytes`, no copy),
+/// and ends the stream; each step must make progress within `stall`. The budget charge is
+/// dropped once QUIC holds every byte.
+async fn send(stream: &mut H3Stream, reply: Reply, stall: Duration) -> Result<(), Unsent> {
+    within(stall, stream.send_response(reply.head)).await?;
+    let mut body = reply.body;
+    while !body.is_empty() {
+        let piece = body.split_to(body.len().min(SEND_CHUNK));
+        within(stall, stream.send_data(piece)).await?;
     }
-    stream.finish().await
+    drop(reply.charge);
+    within(stall, stream.finish()).await
+}
+
+/// One send step, which must complete within `stall`.
+async fn within(
+    stall: Duration,
+    step: impl std::future::Future<Output = Result<(), h3::error::StreamError>>,
+) -> Result<(), Unsent> {
+    match tokio::time::timeout(stall, step).await {
+        Ok(result) => result.map_err(Unsent::Stream),
+        Err(_) => Err(Unsent::Stalled),
+    }
 }
 
 /// The `/has/` answer, in reflector.go's shape.
@@ -435,6 +514,7 @@ fn availability(available: bool) -> Reply {
         head,
         body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
         is_blob: false,
+        charge: None,
     }
 }
 
@@ -449,5 +529,6 @@ fn text(status: StatusCode, message: &str) -> Reply {
         head,
         body: Bytes::from(format!("{message}\n")),
         is_blob: false,
+        charge: None,
     }
 }

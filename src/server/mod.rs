@@ -16,6 +16,7 @@ use crate::store::{BlobStore, StoreError};
 
 pub mod accept;
 pub mod admin;
+pub mod budget;
 pub mod http;
 pub mod http3;
 pub mod peer;
@@ -23,6 +24,7 @@ pub mod per_ip;
 pub mod playback;
 pub mod reflector;
 pub mod slots;
+pub mod watched_io;
 
 /// What every front door needs.
 #[derive(Clone)]
@@ -34,6 +36,8 @@ pub struct Shared {
     pub policy: Arc<Policy>,
     /// Stream playback routes (`/stream/...`), when enabled.
     pub playback: Option<Arc<crate::server::playback::Playback>>,
+    /// Blob response bytes held for clients, shared by every door (`limits:`).
+    pub budget: Arc<budget::InflightBudget>,
 }
 
 /// The answer body for a protected blob requested without the right token.

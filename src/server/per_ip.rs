@@ -1,10 +1,9 @@
 //! A cap on open connections per client address, so one address cannot take every slot of a
 //! door's global cap.
 //!
-//! Standalone on purpose (a door holds one [`PerIpLimit`] next to its
-//! [`Acceptor`](super::accept::Acceptor)), so any TCP door can use it. The map holds only
-//! addresses with at least one open connection, so its size is bounded by the door's global
-//! connection cap.
+//! Every TCP door gets one through its [`Acceptor`](super::accept::Acceptor); the HTTP/3 door
+//! holds one for its QUIC connections. The map holds only addresses with at least one open
+//! connection, so its size is bounded by the door's global connection cap.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

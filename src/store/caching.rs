@@ -13,6 +13,10 @@
 //! - **Short negative cache.** An origin "not found" is remembered for a while (reflector.go:
 //!   5 minutes / 2000 entries) so a storm of requests for a missing blob does not hammer the
 //!   origin. A `put` of that blob clears it.
+//! - **`has` like `get`.** An availability check (HTTP HEAD, HTTP/3 `/has`, the peer door's
+//!   `requested_blobs`) that misses the cache asks the origin through its own single-flight
+//!   table and shares the negative cache with `get`: a HEAD storm for one unknown hash costs
+//!   one origin request, and repeating it costs none while the answer is remembered.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +41,8 @@ struct Inner {
     cache: Arc<dyn BlobStore>,
     origin: Arc<dyn BlobStore>,
     flights: Arc<Flights<BlobHash, StoreResult<Blob>>>,
+    /// Origin availability checks in flight (separate from fills: the answer is a bool).
+    has_flights: Arc<Flights<BlobHash, StoreResult<bool>>>,
     not_found: Option<Cache<BlobHash, ()>>,
     metrics: Arc<Metrics>,
     counters: Counters,
@@ -93,6 +99,7 @@ impl CachingStore {
                 cache,
                 origin,
                 flights: Flights::new(wait_limit_for(&config.origin)),
+                has_flights: Flights::new(wait_limit_for(&config.origin)),
                 not_found,
                 metrics: Arc::clone(&ctx.metrics),
                 counters,
@@ -151,6 +158,46 @@ impl Inner {
                 after: self.flights.wait_limit(),
             }),
         }
+    }
+
+    /// Whether the origin has `hash`: remembered "no"s first, then one shared origin check per
+    /// hash at a time (detached, like a fill); a "no" is remembered like a fill's not-found.
+    async fn origin_has(self: &Arc<Self>, hash: &BlobHash) -> StoreResult<bool> {
+        if self.is_known_missing(hash) {
+            return Ok(false);
+        }
+        let outcome = self
+            .has_flights
+            .run(hash, &self.counters.waiting, |leader| {
+                let inner = Arc::clone(self);
+                let hash = *hash;
+                tokio::spawn(async move {
+                    let result = inner.origin.has(&hash).await;
+                    if let (Ok(false), Some(nf)) = (&result, &inner.not_found) {
+                        nf.insert(hash, ());
+                    }
+                    leader.publish(result);
+                });
+            })
+            .await;
+        match outcome {
+            Outcome::Done(answer) => answer,
+            Outcome::Abandoned => Err(StoreError::unavailable(
+                &self.name,
+                "origin availability check was abandoned repeatedly",
+            )),
+            Outcome::TimedOut => Err(StoreError::Timeout {
+                store: Arc::clone(&self.name),
+                after: self.has_flights.wait_limit(),
+            }),
+        }
+    }
+
+    /// The origin recently answered "not found" for `hash`.
+    fn is_known_missing(&self, hash: &BlobHash) -> bool {
+        self.not_found
+            .as_ref()
+            .is_some_and(|nf| nf.contains_key(hash))
     }
 
     /// One origin get, verified. Runs detached from any client.
@@ -235,7 +282,7 @@ impl BlobStore for CachingStore {
     async fn has(&self, hash: &BlobHash) -> StoreResult<bool> {
         match self.inner.cache.has(hash).await {
             Ok(true) => Ok(true),
-            _ => self.inner.origin.has(hash).await,
+            _ => self.inner.origin_has(hash).await,
         }
     }
 
@@ -265,10 +312,8 @@ impl BlobStore for CachingStore {
             return Ok(blob.via(start.elapsed(), &inner.name));
         }
         inner.counters.misses.inc();
-        if let Some(nf) = &inner.not_found {
-            if nf.contains_key(hash) {
-                return Err(StoreError::NotFound);
-            }
+        if inner.is_known_missing(hash) {
+            return Err(StoreError::NotFound);
         }
         let blob = inner.fill(hash).await?;
         Ok(blob.via(start.elapsed(), &inner.name))

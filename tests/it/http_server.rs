@@ -199,6 +199,10 @@ async fn gated_server(
         store: origin.clone() as Arc<dyn BlobStore>,
         metrics: Arc::clone(&metrics),
         policy: Arc::new(Policy::default()),
+        budget: prism_lite::server::budget::InflightBudget::new(
+            &http.limits,
+            metrics.inflight_bytes.clone(),
+        ),
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

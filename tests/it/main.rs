@@ -9,6 +9,7 @@ mod cli;
 mod config_files;
 mod dht;
 mod disk_store;
+mod hostile;
 mod http3;
 mod http_origin;
 mod http_server;

@@ -1,6 +1,8 @@
 //! Playback bodies as hyper bodies (the HTTP/1.1 door), and the door's own full bodies in the
 //! same type so one connection serves both.
 
+use std::convert::Infallible;
+
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -15,8 +17,11 @@ pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 /// The HTTP door's response body.
 pub type HyperBody = UnsyncBoxBody<Bytes, BodyError>;
 
-/// A complete body.
-pub fn full(body: Full<Bytes>) -> HyperBody {
+/// A body that cannot fail (the door's own answers, a whole blob), boxed.
+pub fn infallible<B>(body: B) -> HyperBody
+where
+    B: hyper::body::Body<Data = Bytes, Error = Infallible> + Send + 'static,
+{
     body.map_err(|never| match never {}).boxed_unsync()
 }
 
@@ -24,7 +29,7 @@ pub fn full(body: Full<Bytes>) -> HyperBody {
 /// short of `Content-Length`).
 pub fn playback(body: PlaybackBody) -> HyperBody {
     match body {
-        PlaybackBody::Full(bytes) => full(Full::new(bytes)),
+        PlaybackBody::Full(bytes) => infallible(Full::new(bytes)),
         PlaybackBody::Stream(chunks) => StreamBody::new(
             chunks
                 .map_ok(Frame::data)

@@ -5,7 +5,7 @@
 //! and no door ever sees part of a blob.
 //!
 //! Admission happens before a byte is read: the `allow` list, the global connection cap
-//! ([`Acceptor`]) and the per-address cap ([`PerIpLimit`]). The protocol itself runs in
+//! and the per-address cap (both in [`Acceptor`]). The protocol itself runs in
 //! [`session`].
 //!
 //! When a stream's last blob is stored, the [`OnStreamStored`] hook is called (app.rs hands the
@@ -21,7 +21,6 @@ use crate::blob::BlobHash;
 use crate::metrics::GaugeGuard;
 use crate::metrics::DIRECTION_UPLOAD;
 use crate::server::accept::{Accepted, Acceptor};
-use crate::server::per_ip::PerIpLimit;
 use crate::server::Shared;
 
 mod session;
@@ -47,14 +46,12 @@ pub type OnStreamStored = Arc<dyn Fn(&StoredStream) + Send + Sync>;
 pub struct ReflectorServer {
     shared: Shared,
     config: ReflectorServerConfig,
-    per_ip: Arc<PerIpLimit>,
     on_stored: Option<OnStreamStored>,
 }
 
 impl ReflectorServer {
     pub fn new(shared: Shared, config: ReflectorServerConfig) -> ReflectorServer {
         ReflectorServer {
-            per_ip: PerIpLimit::new(config.max_connections_per_ip),
             shared,
             config,
             on_stored: None,
@@ -70,19 +67,21 @@ impl ReflectorServer {
     /// Accepts uploads until `shutdown`, then stops accepting and waits (at most
     /// [`SHUTDOWN_DRAIN`]) for connections to end. A connection cut mid-blob stores nothing.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
-        let acceptor = Acceptor::new(listener, self.config.max_connections, "reflector");
         let m = &self.shared.metrics;
+        let acceptor = Acceptor::new(
+            listener,
+            self.config.max_connections,
+            self.config.max_connections_per_ip,
+            m.error_total
+                .with_label_values(&[DIRECTION_UPLOAD, "too_many_connections"]),
+            "reflector",
+        );
         while let Some(Accepted { stream, peer, slot }) = acceptor.next(&shutdown).await {
             if !self.config.allows(peer.ip()) {
                 tracing::debug!(%peer, "reflector upload refused: address not in allow");
                 m.error(DIRECTION_UPLOAD, "not_allowed");
                 continue; // dropping the stream closes it
             }
-            let Some(ip_slot) = self.per_ip.try_acquire(peer.ip()) else {
-                tracing::debug!(%peer, "reflector upload refused: too many connections");
-                m.error(DIRECTION_UPLOAD, "too_many_connections");
-                continue;
-            };
             let server = Arc::clone(&self);
             let shutdown = shutdown.child_token();
             tokio::spawn(async move {
@@ -91,7 +90,6 @@ impl ReflectorServer {
                     tracing::debug!(%peer, error_type = kind, "reflector connection closed");
                     server.shared.metrics.error(DIRECTION_UPLOAD, kind);
                 }
-                drop(ip_slot);
                 drop(slot);
             });
         }

@@ -1,0 +1,394 @@
+//! Hostile clients (issue #13): stalled readers on every door, an idle-connection flood from one
+//! address, availability-check storms. Attackers bind 127.0.0.2, the bystander 127.0.0.3, so
+//! the per-address bounds see two different clients.
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use prism_lite::blob::BlobHash;
+use prism_lite::quic::{self, Verify};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::common::{blob_bytes, metric, TEST_TIMEOUT};
+use crate::common::{scrape, start_cache, within, HttpOrigin};
+
+const BIN: &str = env!("CARGO_BIN_EXE_prism-lite");
+const ATTACKER: &str = "127.0.0.2";
+const BYSTANDER: &str = "127.0.0.3";
+const MIB: u64 = 1 << 20;
+
+/// A TCP connection from `from` with a tiny receive buffer (so a client that never reads stops
+/// the server's writes soon, instead of the kernel swallowing the blob).
+async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    within("connect", socket.connect(to)).await.unwrap()
+}
+
+/// A client bound to `from`.
+fn client_from(from: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .local_address(from.parse::<IpAddr>().unwrap())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+fn free_tcp_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap().port()
+}
+
+/// Resident memory of process `pid` in bytes.
+fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+struct Server {
+    child: Child,
+    http: SocketAddr,
+    peer: SocketAddr,
+    http3: SocketAddr,
+    metrics: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real prism-lite process serving `blobs` from a disk store (every read is a fresh buffer:
+/// the costly case for stalled readers) with the given `limits:` section.
+async fn server_process(blobs: &[Bytes], limits: &str) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for b in blobs {
+        std::fs::write(data.join(BlobHash::of(b).to_string()), b).unwrap();
+    }
+    let (http, peer, http3, metrics) = (
+        free_tcp_port(),
+        free_tcp_port(),
+        free_udp_port(),
+        free_tcp_port(),
+    );
+    std::fs::write(
+        dir.path().join("blobcache.yaml"),
+        format!(
+            "servers:\n  http: {{port: {http}, address: 127.0.0.1}}\n  peer: {{port: {peer}, address: 127.0.0.1}}\n  \
+             http3: {{port: {http3}, address: 127.0.0.1}}\nstore: {{disk: {{mount_point: {}, max_size: 1GiB}}}}\nlimits: {limits}\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(BIN)
+        .args(["--conf-dir", dir.path().to_str().unwrap(), "blobcache"])
+        .args(["--metrics-port", &metrics.to_string()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server {
+        child,
+        http: format!("127.0.0.1:{http}").parse().unwrap(),
+        peer: format!("127.0.0.1:{peer}").parse().unwrap(),
+        http3: format!("127.0.0.1:{http3}").parse().unwrap(),
+        metrics: format!("127.0.0.1:{metrics}").parse().unwrap(),
+        _dir: dir,
+    };
+    let ready = format!("http://{}/readyz", server.metrics);
+    let c = client_from(BYSTANDER);
+    let deadline = Instant::now() + TEST_TIMEOUT;
+    loop {
+        if let Ok(r) = c.get(&ready).send().await {
+            if r.status() == 200 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "server never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server
+}
+
+/// An HTTP/3 client whose windows are tiny and which never reads: the server's sends stall.
+async fn stalled_h3_streams(
+    addr: SocketAddr,
+    hash: &BlobHash,
+    streams: usize,
+) -> Vec<Box<dyn Send>> {
+    let mut cfg =
+        quic::client_config(&Verify::Insecure, &[quic::ALPN_H3], Duration::from_secs(30)).unwrap();
+    let mut t = quinn::TransportConfig::default();
+    t.stream_receive_window(quinn::VarInt::from_u32(16 * 1024))
+        .receive_window(quinn::VarInt::from_u32(64 * 1024));
+    cfg.transport_config(Arc::new(t));
+    let mut endpoint = quinn::Endpoint::client(format!("{ATTACKER}:0").parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(cfg);
+    let conn = within("quic connect", endpoint.connect(addr, "localhost").unwrap())
+        .await
+        .unwrap();
+    let (mut driver, send) = within(
+        "h3 setup",
+        h3::client::new(h3_quinn::Connection::new(conn.clone())),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(async move {
+        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
+    });
+    let mut held: Vec<Box<dyn Send>> = vec![Box::new(endpoint), Box::new(conn)];
+    for _ in 0..streams {
+        let mut send = send.clone();
+        let req = http::Request::get(format!("https://localhost/get/{hash}"))
+            .body(())
+            .unwrap();
+        let mut stream = within("h3 request", send.send_request(req)).await.unwrap();
+        let _ = within("h3 finish", stream.finish()).await;
+        held.push(Box::new(stream));
+    }
+    held.push(Box::new(send));
+    held
+}
+
+/// Stalled readers on all three doors at once, from one address: the server's memory stays
+/// near the in-flight budget (without it, these requests pin ~600 MiB), another address is
+/// served meanwhile, and once the stall timeout passes nothing is held any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_readers_stay_within_the_budget_while_another_address_is_served() {
+    let blob = blob_bytes(13, 2 * MIB as usize);
+    let hash = BlobHash::of(&blob);
+    let server = server_process(
+        std::slice::from_ref(&blob),
+        "{max_inflight_bytes: 24MiB, max_inflight_bytes_per_ip: 12MiB, inflight_wait: 200ms, write_stall_timeout: 3s}",
+    )
+    .await;
+    let pid = server.child.id();
+    let bystander = client_from(BYSTANDER);
+    let url = format!("http://{}/blob?hash={hash}", server.http);
+    let warm = within("warm-up", bystander.get(&url).send()).await.unwrap();
+    assert_eq!(warm.bytes().await.unwrap(), blob);
+    let baseline = rss_of(pid);
+
+    let peak = Arc::new(AtomicU64::new(baseline));
+    let sampling = tokio::spawn({
+        let peak = Arc::clone(&peak);
+        async move {
+            loop {
+                peak.fetch_max(rss_of(pid), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    });
+
+    let (mut held_tcp, held_h3) = attack(&server, &hash, 150, 100, 2, 32).await;
+    // The budget turned some of them away...
+    let deadline = Instant::now() + TEST_TIMEOUT;
+    loop {
+        let m = scrape(server.metrics).await;
+        let inflight = metric(&m, "prism_inflight_bytes", &[]);
+        assert!(inflight <= (24 * MIB) as f64, "budget exceeded: {inflight}");
+        if metric(&m, "prism_requests_rejected_total", &[("server", "http")]) > 0.0
+            && metric(&m, "prism_requests_rejected_total", &[("server", "peer")]) > 0.0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no request was refused:\n{m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...while another address is served.
+    let started = Instant::now();
+    let resp = within("bystander during the flood", bystander.get(&url).send())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().await.unwrap(), blob);
+    let bystander_took = started.elapsed();
+
+    held_tcp.clear();
+    drop(held_h3);
+    wait_for_inflight(&server, |b| b == 0.0, "the flood's responses to end").await;
+    sampling.abort();
+    let grown = peak.load(Ordering::Relaxed).saturating_sub(baseline);
+    eprintln!(
+        "stalled readers: rss baseline {} MiB, peak growth {} MiB, bystander {bystander_took:?}",
+        baseline / MIB,
+        grown / MIB
+    );
+    // Budget (24 MiB) + QUIC send buffers (2 connections x 4 MiB) + allocator slack. Without
+    // the budget the same flood pins hundreds of MiB.
+    assert!(grown < 160 * MIB, "rss grew {} MiB", grown / MIB);
+
+    // A few stalled readers, all admitted: their responses are dropped after
+    // write_stall_timeout although the clients keep their connections open.
+    let held = attack(&server, &hash, 2, 2, 1, 2).await;
+    wait_for_inflight(&server, |b| b > 0.0, "stalled responses").await;
+    wait_for_inflight(&server, |b| b == 0.0, "stalled responses to be dropped").await;
+    drop(held);
+}
+
+/// From the attacker address: `http` and `peer` connections that each send three requests for
+/// the blob and never read (the kernel swallows about two blobs; the third stalls in the
+/// server), and `h3_conns` QUIC connections with `h3_streams` unread requests each.
+async fn attack(
+    server: &Server,
+    hash: &BlobHash,
+    http: usize,
+    peer: usize,
+    h3_conns: usize,
+    h3_streams: usize,
+) -> (Vec<TcpStream>, Vec<Vec<Box<dyn Send>>>) {
+    let mut held_tcp = Vec::new();
+    let get = format!("GET /blob?hash={hash} HTTP/1.1\r\nHost: x\r\n\r\n").repeat(3);
+    for _ in 0..http {
+        let mut s = connect_from(ATTACKER, server.http).await;
+        s.write_all(get.as_bytes()).await.unwrap();
+        held_tcp.push(s);
+    }
+    let ask = format!(r#"{{"requested_blob":"{hash}"}}"#).repeat(3);
+    for _ in 0..peer {
+        let mut s = connect_from(ATTACKER, server.peer).await;
+        s.write_all(ask.as_bytes()).await.unwrap();
+        held_tcp.push(s);
+    }
+    let mut held_h3 = Vec::new();
+    for _ in 0..h3_conns {
+        held_h3.push(stalled_h3_streams(server.http3, hash, h3_streams).await);
+    }
+    (held_tcp, held_h3)
+}
+
+/// Polls the server's `prism_inflight_bytes` until `done` holds (bounded).
+async fn wait_for_inflight(server: &Server, done: impl Fn(f64) -> bool, what: &str) {
+    let deadline = Instant::now() + TEST_TIMEOUT;
+    loop {
+        let m = scrape(server.metrics).await;
+        if done(metric(&m, "prism_inflight_bytes", &[])) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One address holding every connection it may open, idle, on the HTTP and peer doors: another
+/// address is still answered at once (its cap is below the global one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_flood_from_one_address_does_not_lock_out_another() {
+    let running = start_cache(
+        "servers:\n  http: {port: 0, address: 127.0.0.1, max_connections: 64, max_connections_per_ip: 16}\n  \
+         peer: {port: 0, address: 127.0.0.1, max_connections: 64, max_connections_per_ip: 16}\nstore: {mem: {}}\n",
+    )
+    .await;
+    let data = blob_bytes(14, 5000);
+    let hash = BlobHash::of(&data);
+    running.store.put(&hash, data.clone()).await.unwrap();
+    let http = SocketAddr::from(([127, 0, 0, 1], running.http_addr.unwrap().port()));
+    let peer = SocketAddr::from(([127, 0, 0, 1], running.peer_addr.unwrap().port()));
+
+    // Twice the global cap from one address, sending nothing.
+    let mut idle = Vec::new();
+    for _ in 0..128 {
+        idle.push(connect_from(ATTACKER, http).await);
+        idle.push(connect_from(ATTACKER, peer).await);
+    }
+    let started = Instant::now();
+    let resp = client_from(BYSTANDER)
+        .get(format!("http://{http}/blob?hash={hash}"))
+        .send()
+        .await
+        .expect("bystander answered");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.bytes().await.unwrap(), data);
+    let mut s = connect_from(BYSTANDER, peer).await;
+    s.write_all(format!(r#"{{"requested_blobs":["{hash}"]}}"#).as_bytes())
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 256];
+    let n = within("peer answer", s.read(&mut answer)).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&answer[..n]).contains(&hash.to_string()),
+        "peer answer lists the blob"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "bystander took {:?}",
+        started.elapsed()
+    );
+    let m = scrape(running.metrics_addr).await;
+    assert!(metric(&m, "prism_requests_rejected_total", &[("server", "http")]) >= 1.0);
+    drop(idle);
+    running.stop().await;
+}
+
+/// HEAD goes through single-flight and the negative cache like GET: a storm for one unknown
+/// hash makes at most 2 origin requests, a repeat none; the peer door answers a flood of
+/// availability requests with at most `max_requested_blobs` origin checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn availability_checks_do_not_amplify_onto_the_origin() {
+    let origin = HttpOrigin::start().await;
+    let running = start_cache(&format!(
+        "servers:\n  http: {{port: 0, address: 127.0.0.1}}\n  peer: {{port: 0, address: 127.0.0.1, max_requested_blobs: 64, max_request_size: 16KiB}}\n\
+         store: {{caching: {{cache: {{mem: {{}}}}, origin: {{http: {{endpoint: \"{}\"}}}}}}}}\n",
+        origin.endpoint()
+    ))
+    .await;
+    let unknown = BlobHash::of(b"nobody has this");
+    let url = format!("http://{}/blob?hash={unknown}", running.http_addr.unwrap());
+    let client = client_from(BYSTANDER);
+    let storm: Vec<_> = (0..150).map(|_| client.head(&url).send()).collect();
+    for r in futures_util::future::join_all(storm).await {
+        assert_eq!(r.unwrap().status(), 404);
+    }
+    let after_storm = origin.requests.lock().unwrap().len();
+    assert!(
+        (1..=2).contains(&after_storm),
+        "{after_storm} origin requests"
+    );
+    for _ in 0..20 {
+        assert_eq!(client.head(&url).send().await.unwrap().status(), 404);
+    }
+    assert_eq!(
+        origin.requests.lock().unwrap().len(),
+        after_storm,
+        "repeats are negatively cached"
+    );
+
+    // 100 distinct unknown hashes, asked 20 times on one connection.
+    let hashes: Vec<String> = (0..100u32)
+        .map(|i| BlobHash::of(&i.to_be_bytes()).to_string())
+        .collect();
+    let ask = format!(r#"{{"requested_blobs":["{}"]}}"#, hashes.join("\",\""));
+    let mut s = connect_from(BYSTANDER, running.peer_addr.unwrap()).await;
+    for _ in 0..20 {
+        s.write_all(ask.as_bytes()).await.unwrap();
+        let mut answer = vec![0u8; 1024];
+        let n = within("peer answer", s.read(&mut answer)).await.unwrap();
+        assert!(String::from_utf8_lossy(&answer[..n]).contains(r#""available_blobs":[]"#));
+    }
+    let checks = origin.requests.lock().unwrap().len() - after_storm;
+    assert_eq!(
+        checks, 64,
+        "first 64 hashes checked once each, then remembered"
+    );
+    running.stop().await;
+}
