@@ -14,6 +14,7 @@
 //! representation of an enum, applied recursively to the whole file.
 
 pub mod dht;
+pub mod pool;
 pub mod prefetch;
 pub mod reflector;
 pub mod servers;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use self::dht::DhtConfig;
+pub use self::pool::{Endpoint, PoolHealthConfig};
 pub use self::prefetch::PrefetchConfig;
 pub use self::reflector::ReflectorServerConfig;
 pub use self::servers::{Http3ServerConfig, HttpServerConfig, PeerServerConfig, ServersConfig};
