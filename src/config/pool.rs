@@ -329,4 +329,62 @@ mod tests {
         assert!(serde_yaml::from_str::<PoolHealthConfig>("{failures: 0}").is_err());
         assert!(serde_yaml::from_str::<PoolHealthConfig>("{fails: 2}").is_err());
     }
+
+    fn load(yaml: &str) -> Result<crate::config::BlobcacheConfig, String> {
+        crate::config::parse(yaml, "blobcache.yaml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn pool_forms_load_in_every_store_and_errors_name_the_store() {
+        use crate::config::StoreConfig;
+        let cfg = load(
+            "store:\n  upstream:\n    upstreams: [\"http://u:p@R1:5569/?edge_token=x\", {url: \"r2:5569\", weight: 2}]\n    health: {failures: 5, cooldown: 250ms}\n",
+        )
+        .unwrap();
+        let StoreConfig::Upstream(up) = &cfg.store else {
+            panic!("upstream")
+        };
+        assert_eq!(up.endpoints.len(), 2);
+        assert_eq!(up.health.failures, 5);
+        assert_eq!(up.health.cooldown, Duration::from_millis(250));
+        assert_eq!(up.health.max_cooldown, Duration::from_secs(60));
+        let summary = cfg.store.summary();
+        assert!(
+            summary.contains("upstreams=[http://r1:5569, http://r2:5569*2]"),
+            "no secrets in check-config: {summary}"
+        );
+        let cfg = load("store: {upstream: {upstream: \"r1:5569\"}}").unwrap();
+        assert!(cfg.store.summary().contains("upstream=http://r1:5569 "));
+
+        let cfg = load("store: {peer: {addresses: [\"a:1\", \"b:1\"]}}").unwrap();
+        assert!(cfg.store.summary().contains("addresses=[a:1, b:1]"));
+        let cfg =
+            load("store: {http3: {addresses: [{address: \"a:1\", weight: 3}], insecure_skip_verify: true}}")
+                .unwrap();
+        assert!(cfg.store.summary().contains("addresses=[a:1*3]"));
+
+        for (yaml, expected) in [
+            (
+                "store: {upstream: {upstream: a, upstreams: [b]}}",
+                "store.upstream",
+            ),
+            ("store: {upstream: {upstreams: []}}", "at least one"),
+            (
+                "store: {upstream: {upstreams: [a], healthy: {}}}",
+                "unknown field `healthy`",
+            ),
+            (
+                "store: {peer: {addresses: [a:1], health: {failures: 0}}}",
+                "store.peer.health.failures",
+            ),
+            (
+                "store: {http3: {addresses: [a:1, {address: b:1, weight: -1}]}}",
+                "positive",
+            ),
+            ("store: {peer: {timeout: 5s}}", "missing field `address`"),
+        ] {
+            let e = load(yaml).unwrap_err();
+            assert!(e.contains(expected), "{yaml}: {e}");
+        }
+    }
 }
