@@ -211,8 +211,14 @@ async fn three_regionals_split_the_keyspace_survive_a_death_and_take_a_fourth() 
 
     // 1. One edge: every blob comes from its home, the homes split the keyspace, and each
     //    blob is fetched from the origin exactly once.
+    //    Every blob is asked for twice, concurrently: still one upstream request per miss.
     let edge_a = c.start_edge(&[0, 1, 2]).await;
-    let served = fetch_all(edge_a.http, &blobs).await;
+    let twice: Vec<_> = blobs.iter().chain(&blobs).cloned().collect();
+    let served_twice = fetch_all(edge_a.http, &twice).await;
+    let served = served_twice[..BLOBS].to_vec();
+    for (i, again) in served_twice[BLOBS..].iter().enumerate() {
+        assert!(*again == served[i] || again.is_none(), "{i}: {again:?}");
+    }
     let mut share = [0usize; 3];
     for ((hash, _), by) in blobs.iter().zip(&served) {
         assert_eq!(
@@ -242,6 +248,13 @@ async fn three_regionals_split_the_keyspace_survive_a_death_and_take_a_fourth() 
         assert_eq!(get_blob(edge_a.http, &missing.to_hex()).await.0, 404);
         assert_eq!(c.origin_gets().get(&missing.to_hex()), Some(&1));
     }
+
+    let upstream_requests = metric(
+        &scrape(edge_a.metrics).await,
+        "prism_upstream_endpoint_requests_total",
+        &[("store", "regionals")],
+    );
+    assert_eq!(upstream_requests, BLOBS as f64 + 5.0, "one upstream request per miss");
 
     // 2. A second edge, its list in another order: same homes, no new origin fetch.
     let edge_b = c.start_edge(&[2, 0, 1]).await;
