@@ -254,7 +254,11 @@ async fn three_regionals_split_the_keyspace_survive_a_death_and_take_a_fourth() 
         "prism_upstream_endpoint_requests_total",
         &[("store", "regionals")],
     );
-    assert_eq!(upstream_requests, BLOBS as f64 + 5.0, "one upstream request per miss");
+    assert_eq!(
+        upstream_requests,
+        BLOBS as f64 + 5.0,
+        "one upstream request per miss"
+    );
 
     // 2. A second edge, its list in another order: same homes, no new origin fetch.
     let edge_b = c.start_edge(&[2, 0, 1]).await;
