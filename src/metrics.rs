@@ -135,6 +135,61 @@ pub struct Metrics {
     pub reflector_streams_total: IntCounter,
     /// Open upload connections (`prism_reflector_connections`).
     pub reflector_connections: IntGauge,
+
+    // --- upstream pools (store::pool) ---
+    pub upstream_endpoints: EndpointMetrics,
+}
+
+/// Per-endpoint series of the remote stores that talk to a pool of caches (`upstream`,
+/// `http3`, `peer`), labelled `{store, endpoint}`. `endpoint` is the endpoint's printable name
+/// (no user info, query or token: see `config::pool::url_name`).
+pub struct EndpointMetrics {
+    /// Requests sent to the endpoint (each failover attempt counts at the endpoint it went to).
+    pub requests_total: IntCounterVec,
+    /// Requests that failed in a way that counts against the endpoint (connection error,
+    /// timeout, 5xx, bad blob).
+    pub errors_total: IntCounterVec,
+    /// Times the endpoint was ejected (taken out of rotation for a cool-down).
+    pub ejections_total: IntCounterVec,
+    /// 0 healthy, 1 ejected, 2 probing (one request is testing whether it is back).
+    pub state: IntGaugeVec,
+}
+
+impl EndpointMetrics {
+    fn register(registry: &Registry) -> EndpointMetrics {
+        let labels = &["store", "endpoint"];
+        let counter = |name: &str, help: &str| {
+            let c = IntCounterVec::new(Opts::new(name, help).namespace("prism"), labels)
+                .expect("valid");
+            registry.register(Box::new(c.clone())).expect("unique");
+            c
+        };
+        let state = IntGaugeVec::new(
+            Opts::new(
+                "upstream_endpoint_state",
+                "State of a pool endpoint: 0 healthy, 1 ejected, 2 probing",
+            )
+            .namespace("prism"),
+            labels,
+        )
+        .expect("valid");
+        registry.register(Box::new(state.clone())).expect("unique");
+        EndpointMetrics {
+            requests_total: counter(
+                "upstream_endpoint_requests_total",
+                "Requests a remote store sent to one endpoint of its pool",
+            ),
+            errors_total: counter(
+                "upstream_endpoint_errors_total",
+                "Requests to one pool endpoint that failed (connection error, timeout, 5xx, bad blob)",
+            ),
+            ejections_total: counter(
+                "upstream_endpoint_ejections_total",
+                "Times a pool endpoint was taken out of rotation after consecutive failures",
+            ),
+            state,
+        }
+    }
 }
 
 impl Metrics {
@@ -386,6 +441,7 @@ impl Metrics {
                 &["server"],
             ),
             start_time_seconds: start,
+            upstream_endpoints: EndpointMetrics::register(&registry),
             registry,
         };
         for error_type in DOWNLOAD_ERROR_TYPES {

@@ -15,6 +15,7 @@
 
 pub mod dht;
 pub mod limits;
+pub mod pool;
 pub mod prefetch;
 pub mod reflector;
 pub mod servers;
@@ -29,6 +30,7 @@ use serde::Deserialize;
 
 pub use self::dht::DhtConfig;
 pub use self::limits::LimitsConfig;
+pub use self::pool::{Endpoint, PoolHealthConfig};
 pub use self::prefetch::PrefetchConfig;
 pub use self::reflector::ReflectorServerConfig;
 pub use self::servers::{Http3ServerConfig, HttpServerConfig, PeerServerConfig, ServersConfig};

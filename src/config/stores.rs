@@ -10,30 +10,63 @@ use std::time::Duration;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
+use super::pool::{self, Endpoint, EndpointEntry, PoolHealthConfig};
 use super::units::{duration, opt_duration, ByteSize};
 use crate::secret::{shown, SecretString, SensitiveUrl};
 
-/// `http3` store: another cache's `servers.http3` as an origin.
+/// `http3` store: another cache's `servers.http3` as an origin (or a pool of them).
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "Http3StoreFile")]
 pub struct Http3StoreConfig {
-    #[serde(default)]
     pub name: Option<String>,
-    /// `host:port` of the upstream's HTTP/3 (UDP) port.
-    pub address: String,
-    /// Bound on one whole request (connect, headers, body).
+    /// `host:port` of the upstream's HTTP/3 (UDP) port, or of each cache of a pool.
+    pub addresses: Vec<Endpoint>,
+    /// Bound on one whole request (connect, headers, body), per endpoint tried.
+    pub timeout: Duration,
+    /// PEM CA certificate(s) to verify the upstream against (instead of the web PKI roots).
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate, as reflector.go's client does with its self-signed peers.
+    /// Off unless set explicitly.
+    pub insecure_skip_verify: bool,
+    /// Passive health of a pool's endpoints.
+    pub health: PoolHealthConfig,
+}
+
+/// [`Http3StoreConfig`] as written: `address:` or `addresses:`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Http3StoreFile {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    address: Option<String>,
+    #[serde(default)]
+    addresses: Option<Vec<EndpointEntry>>,
     #[serde(
         default = "defaults::http3_store_timeout",
         deserialize_with = "duration"
     )]
-    pub timeout: Duration,
-    /// PEM CA certificate(s) to verify the upstream against (instead of the web PKI roots).
+    timeout: Duration,
     #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// Accept any certificate, as reflector.go's client does with its self-signed peers.
-    /// Off unless set explicitly.
+    ca_file: Option<PathBuf>,
     #[serde(default)]
-    pub insecure_skip_verify: bool,
+    insecure_skip_verify: bool,
+    #[serde(default)]
+    health: PoolHealthConfig,
+}
+
+impl TryFrom<Http3StoreFile> for Http3StoreConfig {
+    type Error = String;
+    fn try_from(f: Http3StoreFile) -> Result<Self, String> {
+        Ok(Http3StoreConfig {
+            addresses: pool::endpoints("address", f.address, "addresses", f.addresses)?,
+            name: f.name,
+            timeout: f.timeout,
+            ca_file: f.ca_file,
+            insecure_skip_verify: f.insecure_skip_verify,
+            health: f.health,
+        })
+    }
 }
 
 impl Http3StoreConfig {
@@ -138,9 +171,9 @@ impl StoreConfig {
                 c.timeout
             ),
             StoreConfig::Upstream(c) => format!(
-                "upstream name={} upstream={} edge_token={} timeout={:?}",
+                "upstream name={} {} edge_token={} timeout={:?}",
                 c.name.as_deref().unwrap_or("upstream"),
-                c.upstream,
+                pool::summary("upstream", "upstreams", &c.endpoints, pool::url_name),
                 shown(c.edge_token.as_ref()),
                 c.timeout
             ),
@@ -162,15 +195,15 @@ impl StoreConfig {
                 }
             ),
             StoreConfig::Peer(c) => format!(
-                "peer name={} address={} timeout={:?}",
+                "peer name={} {} timeout={:?}",
                 c.name.as_deref().unwrap_or("peer"),
-                c.address,
+                pool::summary("address", "addresses", &c.addresses, pool::address_name),
                 c.timeout
             ),
             StoreConfig::Http3(c) => format!(
-                "http3 name={} address={} timeout={:?} tls={}",
+                "http3 name={} {} timeout={:?} tls={}",
                 c.name.as_deref().unwrap_or("http3"),
-                c.address,
+                pool::summary("address", "addresses", &c.addresses, pool::address_name),
                 c.timeout,
                 c.verify_summary()
             ),
@@ -267,21 +300,50 @@ pub struct CachingConfig {
     pub negative_cache_size: u64,
 }
 
-/// `peer`: another LBRY peer (an SDK node or a reflector.go/prism-lite peer server) as a
-/// read-only origin.
+/// `peer`: another LBRY peer (an SDK node or a reflector.go/prism-lite peer server), or a pool
+/// of them, as a read-only origin.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "PeerStoreFile")]
 pub struct PeerStoreConfig {
-    #[serde(default)]
     pub name: Option<String>,
-    /// `host:port` of the peer server.
-    pub address: String,
-    /// Deadline for one whole exchange (connect, request, response and blob bytes).
+    /// `host:port` of the peer server, or of each peer of a pool.
+    pub addresses: Vec<Endpoint>,
+    /// Deadline for one whole exchange (connect, request, response and blob bytes), per
+    /// endpoint tried.
+    pub timeout: Duration,
+    /// Passive health of a pool's endpoints.
+    pub health: PoolHealthConfig,
+}
+
+/// [`PeerStoreConfig`] as written: `address:` or `addresses:`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PeerStoreFile {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    address: Option<String>,
+    #[serde(default)]
+    addresses: Option<Vec<EndpointEntry>>,
     #[serde(
         default = "defaults::peer_store_timeout",
         deserialize_with = "duration"
     )]
-    pub timeout: Duration,
+    timeout: Duration,
+    #[serde(default)]
+    health: PoolHealthConfig,
+}
+
+impl TryFrom<PeerStoreFile> for PeerStoreConfig {
+    type Error = String;
+    fn try_from(f: PeerStoreFile) -> Result<Self, String> {
+        Ok(PeerStoreConfig {
+            addresses: pool::endpoints("address", f.address, "addresses", f.addresses)?,
+            name: f.name,
+            timeout: f.timeout,
+            health: f.health,
+        })
+    }
 }
 
 /// `ittt`: try `this`, fall back to `that`.
@@ -365,22 +427,57 @@ pub struct HttpOriginConfig {
     pub connect_timeout: Option<Duration>,
 }
 
-/// `upstream`: another blob cache's HTTP API (`GET /blob?hash=H`), reflector.go or prism-lite.
+/// `upstream`: another blob cache's HTTP API (`GET /blob?hash=H`), reflector.go or prism-lite,
+/// or a pool of them (`upstreams:`) that split the keyspace by rendezvous hashing.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "UpstreamFile")]
 pub struct UpstreamConfig {
-    #[serde(default)]
     pub name: Option<String>,
-    /// Base URL of the next cache, e.g. `http://regional.example.com:5569`. A bare `host:port`
-    /// is taken as `http://host:port`, as reflector.go's loader only concatenates.
-    pub upstream: SensitiveUrl,
+    /// Base URL of the next cache, e.g. `http://regional.example.com:5569`, or of each cache
+    /// of a pool. A bare `host:port` is taken as `http://host:port`, as reflector.go's loader
+    /// only concatenates.
+    pub endpoints: Vec<Endpoint>,
     /// Sent as `&edge_token=` so the upstream serves protected blobs. A secret.
-    #[serde(default)]
     pub edge_token: Option<SecretString>,
-    #[serde(default = "defaults::origin_timeout", deserialize_with = "duration")]
+    /// Whole-request deadline, per endpoint tried.
     pub timeout: Duration,
-    #[serde(default, deserialize_with = "opt_duration")]
     pub connect_timeout: Option<Duration>,
+    /// Passive health of a pool's endpoints.
+    pub health: PoolHealthConfig,
+}
+
+/// [`UpstreamConfig`] as written: `upstream:` or `upstreams:`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpstreamFile {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    upstream: Option<String>,
+    #[serde(default)]
+    upstreams: Option<Vec<EndpointEntry>>,
+    #[serde(default)]
+    edge_token: Option<SecretString>,
+    #[serde(default = "defaults::origin_timeout", deserialize_with = "duration")]
+    timeout: Duration,
+    #[serde(default, deserialize_with = "opt_duration")]
+    connect_timeout: Option<Duration>,
+    #[serde(default)]
+    health: PoolHealthConfig,
+}
+
+impl TryFrom<UpstreamFile> for UpstreamConfig {
+    type Error = String;
+    fn try_from(f: UpstreamFile) -> Result<Self, String> {
+        Ok(UpstreamConfig {
+            endpoints: pool::endpoints("upstream", f.upstream, "upstreams", f.upstreams)?,
+            name: f.name,
+            edge_token: f.edge_token,
+            timeout: f.timeout,
+            connect_timeout: f.connect_timeout,
+            health: f.health,
+        })
+    }
 }
 
 /// `s3`: an S3-protocol bucket (AWS, Wasabi, MinIO, ...).

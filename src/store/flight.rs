@@ -245,10 +245,11 @@ pub fn worst_case_get(config: &StoreConfig) -> Duration {
     match config {
         S::Disk(_) | S::Mem(_) | S::Noop(_) => Duration::ZERO,
         S::Http(c) => c.timeout,
-        S::Upstream(c) => c.timeout,
+        // A pool may try every endpoint in turn (see `store::pool`), each under its own timeout.
+        S::Upstream(c) => c.timeout * pool_size(c.endpoints.len()),
         S::S3(c) => c.timeout,
-        S::Peer(c) => c.timeout,
-        S::Http3(c) => c.timeout,
+        S::Peer(c) => c.timeout * pool_size(c.addresses.len()),
+        S::Http3(c) => c.timeout * pool_size(c.addresses.len()),
         S::Caching(c) => worst_case_get(&c.cache) + worst_case_get(&c.origin),
         S::Ittt(c) => worst_case_get(&c.this) + worst_case_get(&c.that),
         S::Singleflight(c) => worst_case_get(&c.store),
@@ -257,6 +258,10 @@ pub fn worst_case_get(config: &StoreConfig) -> Duration {
         S::Multiwriter(c) => c.stores.first().map_or(Duration::ZERO, worst_case_get),
         S::ProxiedS3(c) => worst_case_get(c.reader.as_ref().unwrap_or(&c.writer)),
     }
+}
+
+fn pool_size(endpoints: usize) -> u32 {
+    u32::try_from(endpoints).unwrap_or(u32::MAX)
 }
 
 /// The `wait_limit` for a table whose leaders fetch from the tree `config` (see the module docs).

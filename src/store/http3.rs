@@ -19,7 +19,7 @@ use bytes::{Buf, Bytes};
 use http::{header, Request, StatusCode};
 
 use crate::blob::{BlobHash, MAX_BLOB_SIZE};
-use crate::config::Http3StoreConfig;
+use crate::config::{Endpoint, Http3StoreConfig};
 use crate::protocol::http3::{get_path, has_path};
 use crate::quic::{self, Verify};
 use crate::store::body::CappedBuffer;
@@ -59,8 +59,14 @@ struct State {
 }
 
 impl Http3Store {
-    pub fn new(config: &Http3StoreConfig, ctx: &BuildContext) -> anyhow::Result<Http3Store> {
-        let server_name = host_of(&config.address)?;
+    /// The store for one `endpoint` of `config` (a pool has one per endpoint: see
+    /// [`crate::store::pool`]).
+    pub fn new(
+        config: &Http3StoreConfig,
+        endpoint: &Endpoint,
+        ctx: &BuildContext,
+    ) -> anyhow::Result<Http3Store> {
+        let server_name = host_of(&endpoint.address)?;
         let verify = Verify::for_store(config)?;
         let client_config = quic::client_config(
             &verify,
@@ -73,7 +79,7 @@ impl Http3Store {
                 config.timeout,
                 &ctx.metrics.upstream_in_bytes,
             ),
-            address: config.address.clone(),
+            address: endpoint.address.clone(),
             server_name,
             client_config,
             state: tokio::sync::Mutex::new(State::default()),

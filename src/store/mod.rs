@@ -37,6 +37,7 @@ pub mod multiwriter;
 pub mod noop;
 pub mod origin;
 pub mod peer;
+pub mod pool;
 pub mod proxied_s3;
 pub mod s3;
 pub mod singleflight;
@@ -301,7 +302,17 @@ pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn
             Arc::new(gcache::GcacheStore::new(c, inner, ctx))
         }
         StoreConfig::Http(c) => Arc::new(http::HttpOriginStore::new(c, ctx)?),
-        StoreConfig::Upstream(c) => Arc::new(upstream::UpstreamStore::new(c, ctx)?),
+        StoreConfig::Upstream(c) => {
+            let spec = pool::PoolSpec {
+                store: c.name.as_deref().unwrap_or("upstream"),
+                endpoints: &c.endpoints,
+                health: &c.health,
+                name_of: crate::config::pool::url_name,
+            };
+            Arc::new(pool::build(spec, ctx, |e| {
+                Ok(Arc::new(upstream::UpstreamStore::new(c, e, ctx)?))
+            })?)
+        }
         StoreConfig::S3(c) => Arc::new(s3::S3Store::new(c, ctx)?),
         StoreConfig::Multiwriter(c) => {
             if c.stores.is_empty() {
@@ -332,11 +343,30 @@ pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn
             db_backed::warn(&resolved);
             return build(&resolved.store, ctx).context("in db_backed.store");
         }
-        StoreConfig::Peer(c) => Arc::new(peer::PeerStore::new(c, ctx)),
-        StoreConfig::Http3(c) => Arc::new(
-            http3::Http3Store::new(c, ctx)
-                .with_context(|| format!("setting up http3 store for {}", c.address))?,
-        ),
+        StoreConfig::Peer(c) => {
+            let spec = pool::PoolSpec {
+                store: c.name.as_deref().unwrap_or("peer"),
+                endpoints: &c.addresses,
+                health: &c.health,
+                name_of: crate::config::pool::address_name,
+            };
+            Arc::new(pool::build(spec, ctx, |e| {
+                Ok(Arc::new(peer::PeerStore::new(c, e, ctx)))
+            })?)
+        }
+        StoreConfig::Http3(c) => {
+            let spec = pool::PoolSpec {
+                store: c.name.as_deref().unwrap_or("http3"),
+                endpoints: &c.addresses,
+                health: &c.health,
+                name_of: crate::config::pool::address_name,
+            };
+            Arc::new(pool::build(spec, ctx, |e| {
+                Ok(Arc::new(http3::Http3Store::new(c, e, ctx).with_context(
+                    || format!("setting up http3 store for {}", e.address),
+                )?))
+            })?)
+        }
     };
     Ok(store)
 }

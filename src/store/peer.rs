@@ -28,7 +28,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
 use crate::blob::{BlobHash, MAX_BLOB_SIZE};
-use crate::config::PeerStoreConfig;
+use crate::config::{Endpoint, PeerStoreConfig};
 use crate::protocol::peer::{next_frame, Answer, Frame, Incoming, Request};
 use crate::store::origin::{Failure, Origin};
 use crate::store::{Blob, BlobStore, BuildContext, StoreError, StoreResult};
@@ -56,14 +56,16 @@ enum Source {
 }
 
 impl PeerStore {
-    pub fn new(config: &PeerStoreConfig, ctx: &BuildContext) -> PeerStore {
+    /// The store for one `endpoint` of `config` (a pool has one per endpoint: see
+    /// [`crate::store::pool`]).
+    pub fn new(config: &PeerStoreConfig, endpoint: &Endpoint, ctx: &BuildContext) -> PeerStore {
         PeerStore {
             origin: Origin::new(
                 config.name.as_deref().unwrap_or("peer"),
                 config.timeout,
                 &ctx.metrics.upstream_in_bytes,
             ),
-            address: config.address.clone(),
+            address: endpoint.address.clone(),
             idle: Mutex::new(Vec::new()),
             in_flight: Semaphore::new(MAX_IN_FLIGHT),
         }

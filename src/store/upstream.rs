@@ -18,7 +18,7 @@ use reqwest::{StatusCode, Url};
 use crate::secret::{ExposeSecret, SecretString};
 
 use crate::blob::BlobHash;
-use crate::config::UpstreamConfig;
+use crate::config::{Endpoint, UpstreamConfig};
 use crate::protocol::http::blob_request;
 use crate::store::http_fetch::{HttpFetcher, StatusMeaning};
 use crate::store::origin::{check_base_url, Origin};
@@ -32,13 +32,19 @@ pub struct UpstreamStore {
 }
 
 impl UpstreamStore {
-    pub fn new(config: &UpstreamConfig, ctx: &BuildContext) -> anyhow::Result<UpstreamStore> {
+    /// The store for one `endpoint` of `config` (a pool has one per endpoint: see
+    /// [`crate::store::pool`]).
+    pub fn new(
+        config: &UpstreamConfig,
+        endpoint: &Endpoint,
+        ctx: &BuildContext,
+    ) -> anyhow::Result<UpstreamStore> {
         let name = config.name.as_deref().unwrap_or("upstream");
-        let upstream = config.upstream.expose();
-        let base = if upstream.contains("://") {
-            upstream.to_string()
+        let address = endpoint.address.as_str();
+        let base = if address.contains("://") {
+            address.to_string()
         } else {
-            format!("http://{upstream}")
+            format!("http://{address}")
         };
         let mut base = check_base_url(name, "upstream", &base)?;
         if !base.path().ends_with('/') {
@@ -136,14 +142,17 @@ mod tests {
         let ctx = BuildContext {
             metrics: Arc::new(Metrics::new()),
         };
+        let endpoint = Endpoint::new("regional.example:5569/");
         let s = UpstreamStore::new(
             &UpstreamConfig {
                 name: None,
-                upstream: "regional.example:5569/".into(),
+                endpoints: vec![endpoint.clone()],
                 edge_token: Some("a b&c".into()),
                 timeout: Duration::from_secs(1),
                 connect_timeout: None,
+                health: Default::default(),
             },
+            &endpoint,
             &ctx,
         )
         .unwrap();

@@ -41,6 +41,8 @@ fn every_shipped_config_file_loads() {
         "two-tier-edge",
         "two-tier-regional",
         "reflector-go-db-backed",
+        "cluster-edge",
+        "cluster-regional",
     ] {
         assert!(
             files
@@ -159,4 +161,102 @@ fn walk(dir: &Path) -> usize {
             }
         })
         .sum()
+}
+
+/// deploy/cluster/docker-compose.yml (MinIO, three regionals, an edge) cannot be run here (no
+/// container engine in the test environment); this checks that it parses and that its parts
+/// agree with each other and with the example configs it mounts.
+#[test]
+fn cluster_compose_file_wires_minio_three_regionals_and_an_edge() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/cluster");
+    let text = std::fs::read_to_string(deploy.join("docker-compose.yml")).unwrap();
+    let mut compose: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    compose.apply_merge().unwrap();
+    let services = &compose["services"];
+    let minio = &services["minio"];
+    let user = minio["environment"]["MINIO_ROOT_USER"].as_str().unwrap();
+    let mounted = |service: &str, target: &str| -> PathBuf {
+        let volumes = services[service]["volumes"].as_sequence().unwrap();
+        let spec = volumes
+            .iter()
+            .filter_map(|v| v.as_str())
+            .find(|v| v.contains(&format!(":{target}")))
+            .unwrap_or_else(|| panic!("{service} does not mount {target}"));
+        let source = spec.split(':').next().unwrap();
+        if source.starts_with('.') {
+            let path = deploy.join(source);
+            assert!(path.is_file(), "{service}: {} is missing", path.display());
+            path
+        } else {
+            assert!(
+                compose["volumes"]
+                    .as_mapping()
+                    .is_some_and(|m| m.contains_key(source)),
+                "{service}: volume {source} is not declared"
+            );
+            PathBuf::from(source)
+        }
+    };
+
+    let regionals = ["regional-1", "regional-2", "regional-3"];
+    let mut regional_config = None;
+    for r in regionals {
+        let s = &services[r];
+        assert_eq!(
+            s["build"]["dockerfile"].as_str(),
+            Some("deploy/Dockerfile"),
+            "{r}"
+        );
+        assert_eq!(
+            s["environment"]["AWS_ACCESS_KEY_ID"].as_str(),
+            Some(user),
+            "{r}"
+        );
+        let config = mounted(r, "/etc/prism-lite/blobcache.yaml");
+        mounted(r, "/var/cache/prism-lite");
+        regional_config.get_or_insert(config);
+    }
+    let regional_config = regional_config.unwrap();
+    let regional: BlobcacheConfig =
+        config::load_file(regional_config.parent().unwrap(), "blobcache").unwrap();
+    let StoreConfig::Caching(caching) = &regional.store else {
+        panic!("regional root should be caching")
+    };
+    let StoreConfig::S3(s3) = &caching.origin else {
+        panic!("regional origin should be s3")
+    };
+    assert_eq!(
+        s3.endpoint.as_ref().map(|e| e.expose()),
+        Some("http://minio:9000")
+    );
+    assert!(
+        s3.aws_id.is_none(),
+        "the keys come from the compose environment"
+    );
+    let bucket_setup = services["minio-bucket"]["entrypoint"][2].as_str().unwrap();
+    assert!(
+        bucket_setup.contains(&format!("local/{}", s3.bucket)),
+        "{bucket_setup}"
+    );
+
+    let edge_config = mounted("edge", "/etc/prism-lite/blobcache.yaml");
+    let edge: BlobcacheConfig =
+        config::load_file(edge_config.parent().unwrap(), "blobcache").unwrap();
+    let StoreConfig::Caching(caching) = &edge.store else {
+        panic!("edge root should be caching")
+    };
+    let StoreConfig::Upstream(pool) = &caching.origin else {
+        panic!("edge origin should be an upstream pool")
+    };
+    let listed: Vec<&str> = pool.endpoints.iter().map(|e| e.address.as_str()).collect();
+    let expected: Vec<String> = regionals
+        .iter()
+        .map(|r| format!("http://{r}:5569"))
+        .collect();
+    assert_eq!(listed, expected);
+    assert_eq!(
+        regional.servers.http.as_ref().map(|h| h.port),
+        Some(5569),
+        "the edge's URLs name the regionals' HTTP port"
+    );
 }

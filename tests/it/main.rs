@@ -6,6 +6,7 @@ mod common;
 
 mod caching_store;
 mod cli;
+mod cluster;
 mod config_files;
 mod dht;
 mod disk_store;

@@ -417,7 +417,8 @@ fn promtool() -> &'static str {
 async fn metrics_pass_promtool_and_dashboard_queries_use_exported_metrics() {
     let dir = tempfile::tempdir().unwrap();
     // The shipped config's shape: memory over disk over an origin, plus a prefetcher (its API
-    // is a closed port: the run fails, which is fine, its metrics are what we need).
+    // is a closed port: the run fails, which is fine, its metrics are what we need) and an
+    // upstream pool behind the origin (never asked; its per-endpoint series exist from start).
     let closed_port = free_port();
     std::fs::write(
         dir.path().join("blobcache.yaml"),
@@ -433,7 +434,10 @@ store:
       caching:
         name: local
         cache: {{disk: {{name: disk, mount_point: {}}}}}
-        origin: {{noop: {{}}}}
+        origin:
+          ittt:
+            this: {{noop: {{}}}}
+            that: {{upstream: {{name: regionals, upstreams: ["http://127.0.0.1:{closed_port}", "http://127.0.0.2:{closed_port}"]}}}}
 "#,
             dir.path().join("cache").display()
         ),

@@ -580,7 +580,7 @@ fn check_config_redacts_and_shows_every_server() {
         "servers.peer:",
         "edge_token ***",
         "edge_token=***",
-        "http://u:***@up.example:5569",
+        "upstream=http://up.example:5569",
         "https://cdn.example/b/?***",
         "keys=***",
         "does not exist; it will be created at start",

@@ -12,7 +12,9 @@ use prism_lite::store::{Blob, BlobStore, StoreError, StoreResult};
 use tokio::sync::{Notify, Semaphore};
 
 mod net;
+mod process;
 pub use net::*;
+pub use process::*;
 
 /// Upper bound for any single wait in a test.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(20);

@@ -1,0 +1,90 @@
+//! `prism-lite blobcache` as a real child process on 127.0.0.1: started from a YAML file in its
+//! own config directory, ready when its `/readyz` answers 200 (a bounded poll, never a fixed
+//! sleep), killed when dropped.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+use super::net::http_client;
+
+/// A port on 127.0.0.1 that was free a moment ago (the OS picks it; the child binds it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `prism-lite blobcache` process.
+pub struct Blobcache {
+    child: Child,
+    conf_dir: PathBuf,
+    pub http: SocketAddr,
+    pub metrics: SocketAddr,
+}
+
+impl Blobcache {
+    /// Writes `yaml` (whose `servers.http` must be 127.0.0.1:`http_port`) to `conf_dir` and
+    /// starts the process with its metrics on a free port; returns once it is ready.
+    pub async fn start(conf_dir: &Path, http_port: u16, yaml: &str) -> Blobcache {
+        std::fs::create_dir_all(conf_dir).unwrap();
+        std::fs::write(conf_dir.join("blobcache.yaml"), yaml).unwrap();
+        let metrics_port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_prism-lite"))
+            .arg("--conf-dir")
+            .arg(conf_dir)
+            .args(["blobcache", "--metrics-port", &metrics_port.to_string()])
+            .args(["--metrics-address", "127.0.0.1"])
+            .current_dir(conf_dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn prism-lite");
+        let mut cache = Blobcache {
+            child,
+            conf_dir: conf_dir.to_path_buf(),
+            http: SocketAddr::from(([127, 0, 0, 1], http_port)),
+            metrics: SocketAddr::from(([127, 0, 0, 1], metrics_port)),
+        };
+        cache.wait_ready().await;
+        cache
+    }
+
+    async fn wait_ready(&mut self) {
+        let client = http_client();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "prism-lite in {} exited early: {status}",
+                    self.conf_dir.display()
+                );
+            }
+            let ready = tokio::time::timeout(
+                Duration::from_secs(1),
+                client.get(format!("http://{}/readyz", self.metrics)).send(),
+            )
+            .await;
+            if matches!(ready, Ok(Ok(ref r)) if r.status() == 200) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "prism-lite in {} not ready within 20s",
+                self.conf_dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILL, as a crash would; returns once the process is gone (its ports are closed).
+    pub async fn kill(mut self) {
+        self.child.kill().await.expect("kill prism-lite");
+    }
+}
