@@ -16,7 +16,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::blocklist;
-use crate::config::BlobcacheConfig;
+use crate::config::{BlobcacheConfig, StoreConfig};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::reload::{self, ReloadReport, Reloader};
@@ -272,6 +272,19 @@ async fn start_with_raw(
         tracing::info!(addr = %node.local_addr(), node_id = %node_id, "dht node listening (udp)");
         let _ = dht_status.set(node.clone());
         announcing.attach(Arc::new(DhtSink(node.announcer())));
+        let remembered = node.open_journal(&dht_config.data_dir, dht_config.max_announced)?;
+        // A root that is itself a local tier (an origin or ingest box) holds what it `has`;
+        // otherwise "held" means in a cache tier (`has` would ask the origin).
+        let local_root = matches!(
+            config.store,
+            StoreConfig::Disk(_) | StoreConfig::Mem(_) | StoreConfig::DbBacked(_)
+        );
+        tasks.spawn(restore_announcements(
+            Arc::clone(&root),
+            local_root,
+            node.announcer(),
+            remembered,
+        ));
         tasks.spawn(node.clone().run(shutdown.clone()));
         dht = Some(node);
     }
@@ -347,6 +360,35 @@ fn announce_stored_streams(announcer: crate::dht::Announcer) -> OnStreamStored {
             }
         }
     })
+}
+
+/// Announces again, after a restart, the blobs an earlier run announced that the cache tiers
+/// still hold (evicted ones are dropped), in the background so start-up does not wait on it.
+async fn restore_announcements(
+    store: Arc<dyn BlobStore>,
+    local_root: bool,
+    announcer: crate::dht::Announcer,
+    remembered: Vec<crate::blob::BlobHash>,
+) {
+    let (mut kept, total) = (0usize, remembered.len());
+    for hash in remembered {
+        let held = if local_root {
+            store.has(&hash).await
+        } else {
+            store.has_cached(&hash).await
+        };
+        if matches!(held, Ok(true)) && announcer.announce(&hash) {
+            kept += 1;
+        }
+    }
+    announcer.restored();
+    if total > 0 {
+        tracing::info!(
+            kept,
+            dropped = total - kept,
+            "dht: announcements restored after restart"
+        );
+    }
 }
 
 /// The DHT's announce list as the store layer's sink.

@@ -11,6 +11,7 @@
 //! prefetcher holds to say "announce this blob".
 
 pub mod bencode;
+pub mod journal;
 pub mod metrics;
 pub mod node;
 mod random;
@@ -21,7 +22,7 @@ pub mod wire;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -70,12 +71,15 @@ pub fn load_or_create_node_id(data_dir: &Path) -> anyhow::Result<NodeId> {
 #[derive(Clone)]
 pub struct Dht {
     node: Arc<node::Node>,
+    /// Where announced blobs are recorded, once [`Dht::open_journal`] was called.
+    journal: Arc<OnceLock<journal::Journal>>,
 }
 
 /// Tells the DHT node to announce blobs (and keep re-announcing them).
 #[derive(Clone)]
 pub struct Announcer {
     node: Arc<node::Node>,
+    journal: Arc<OnceLock<journal::Journal>>,
 }
 
 impl Announcer {
@@ -84,11 +88,27 @@ impl Announcer {
         NodeId::from_slice(hash.as_bytes()).is_some_and(|id| self.node.is_scheduled(&id))
     }
 
-    /// Adds `hash` to the announced blobs. False when the announce list is full.
+    /// Adds `hash` to the announced blobs (and to the journal, when one is open). False when
+    /// the announce list is full.
     pub fn announce(&self, hash: &BlobHash) -> bool {
-        match NodeId::from_slice(hash.as_bytes()) {
-            Some(id) => self.node.schedule(id),
-            None => false,
+        let Some(id) = NodeId::from_slice(hash.as_bytes()) else {
+            return false;
+        };
+        let new = !self.node.is_scheduled(&id);
+        let scheduled = self.node.schedule(id);
+        if scheduled && new {
+            if let Some(journal) = self.journal.get() {
+                journal.record(hash);
+            }
+        }
+        scheduled
+    }
+
+    /// The journal's earlier entries have been announced again (or dropped): see
+    /// [`journal::Journal::restored`].
+    pub fn restored(&self) {
+        if let Some(journal) = self.journal.get() {
+            journal.restored();
         }
     }
 }
@@ -142,7 +162,19 @@ impl Dht {
         );
         Ok(Dht {
             node: Arc::new(node),
+            journal: Arc::new(OnceLock::new()),
         })
+    }
+
+    /// Records announced blobs in `data_dir/announced` from now on, and returns the blobs
+    /// earlier runs recorded (at most `limit`), for the caller to announce again those it still
+    /// holds. Only the long-running blobcache calls this: one-shot commands sharing the data
+    /// directory must not rotate its journal.
+    pub fn open_journal(&self, data_dir: &Path, limit: usize) -> anyhow::Result<Vec<BlobHash>> {
+        let (journal, remembered) = journal::Journal::open(data_dir, limit)
+            .with_context(|| format!("opening the announce journal in {}", data_dir.display()))?;
+        let _ = self.journal.set(journal);
+        Ok(remembered)
     }
 
     /// Joins (bootstrap), then serves and maintains until `shutdown`.
@@ -166,6 +198,7 @@ impl Dht {
     pub fn announcer(&self) -> Announcer {
         Announcer {
             node: Arc::clone(&self.node),
+            journal: Arc::clone(&self.journal),
         }
     }
 

@@ -597,19 +597,21 @@ async fn blobcache_runs_the_dht_and_reports_status() {
 
 /// A stream pulled in by a viewer is announced like a warmed or uploaded one: serving its sd
 /// blob through any door puts the sd blob and the first content blob on the announce list; a
-/// content blob served alone announces nothing.
+/// content blob served alone announces nothing. After a restart, what was announced and is
+/// still in the disk tier is announced again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn streams_served_through_a_door_are_announced() {
+async fn streams_served_through_a_door_are_announced_and_survive_a_restart() {
     let Some(streams) = crate::common::fixture_streams() else {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let yaml = format!(
-        "store:\n  mem: {{}}\nservers:\n  http: {{port: 0, address: 127.0.0.1}}\n  \
+        "store:\n  disk: {{mount_point: {}}}\nservers:\n  http: {{port: 0, address: 127.0.0.1}}\n  \
          peer: {{port: 0, address: 127.0.0.1}}\n\
          dht:\n  enabled: true\n  port: 0\n  address: 127.0.0.1\n  bootstrap: []\n  \
          allow_private: true\n  data_dir: {}\n",
-        dir.path().display()
+        dir.path().join("blobs").display(),
+        dir.path().join("dht").display()
     );
     let running = crate::common::start_cache(&yaml).await;
     let announcer = running.dht.clone().expect("dht handle").announcer();
@@ -644,6 +646,16 @@ async fn streams_served_through_a_door_are_announced() {
     );
     assert!(!announcer.is_announced(&lone), "a lone content blob is not");
     assert!(!announcer.is_announced(&hash(&small["sd_hash"])));
+    running.stop().await;
+
+    // Restart on the same disk tier and data directory: nothing is requested this time.
+    let running = crate::common::start_cache(&yaml).await;
+    let announcer = running.dht.clone().expect("dht handle").announcer();
+    crate::common::wait_until("announcements restored", || {
+        announcer.is_announced(&sd) && announcer.is_announced(&first)
+    })
+    .await;
+    assert!(!announcer.is_announced(&lone));
     running.stop().await;
 }
 
