@@ -121,6 +121,9 @@ pub struct Metrics {
     pub start_time_seconds: Gauge,
     /// Open connections on the peer-protocol front door (`servers.peer`).
     pub peer_connections: IntGauge,
+    /// QUIC connections whose handshake completed on `servers.http3` (a chained edge should
+    /// hold one: this shows whether it is reused).
+    pub http3_connections_total: IntCounter,
 
     // --- the upload door (servers.reflector) ---
     /// reflector.go: every blob an upload stored (sd blobs included).
@@ -267,6 +270,10 @@ impl Metrics {
             ),
             reflector_connections,
             peer_connections,
+            http3_connections_total: prism_counter(
+                "http3_connections_total",
+                "QUIC connections accepted (handshake completed) on servers.http3",
+            ),
             blob_download_total: counter(
                 "blob_download_total",
                 "Total number of blobs downloaded from reflector",
