@@ -566,7 +566,7 @@ fi
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 export DURATION HIT_BLOBS ZIPF_BLOBS ZIPF_S STORM ORIGIN_DELAY STARTUP_BLOBS STARTUP_DIR \
   SERVER_CPU CLIENT_CPU LOAD_BEFORE LOAD_AFTER ROUNDS
-STARTUP_FS=$(df -T "$STARTUP_DIR" 2>/dev/null | awk 'NR==2 {print $2}')
+STARTUP_FS=$(df -T "$STARTUP_DIR" 2>/dev/null | awk 'NR==2 {print $2}' || true)
 export STARTUP_FS
 python3 "$HERE/report.py" "$TSV" >"$OUT"
 cat "$OUT"
