@@ -35,12 +35,11 @@ pub const STREAM_RECEIVE_WINDOW: u32 = 4 * 1024 * 1024;
 /// Per-connection receive window: many blobs in flight on one connection (a chained edge
 /// multiplexes all its misses over one).
 pub const CONNECTION_RECEIVE_WINDOW: u32 = 32 * 1024 * 1024;
-/// How much unacknowledged data one connection may have in flight towards the peer. h3-quinn
-/// copies what it writes into quinn's send buffer (it has no zero-copy write), so this is also
-/// what one connection can make the sender hold beyond the blob itself: the server's send
-/// buffers are at most `max_connections` x this. 1 MiB keeps a 1 Gbit/s link full up to ~8 ms
-/// RTT per connection.
-pub const SEND_WINDOW: u64 = 1024 * 1024;
+/// How much unacknowledged data a client connection may have in flight (requests only; the
+/// server's own window is `servers.http3.send_window`, because h3-quinn copies what it writes
+/// into quinn's send buffer -- it has no zero-copy write -- so the window is what one connection
+/// can make the server hold).
+pub const CLIENT_SEND_WINDOW: u64 = 256 * 1024;
 /// Largest UDP payload an endpoint advertises and sizes its receive buffers for (the peer's
 /// MTU discovery may then probe up to its own bound). quinn-udp sets "don't fragment", so a
 /// too-large probe is simply lost, never fragmented.
@@ -73,7 +72,7 @@ pub fn transport_config(idle_timeout: Duration) -> anyhow::Result<quinn::Transpo
     acks.ack_eliciting_threshold(quinn::VarInt::from_u32(ACK_ELICITING_THRESHOLD));
     t.stream_receive_window(quinn::VarInt::from_u32(STREAM_RECEIVE_WINDOW))
         .receive_window(quinn::VarInt::from_u32(CONNECTION_RECEIVE_WINDOW))
-        .send_window(SEND_WINDOW)
+        .send_window(CLIENT_SEND_WINDOW)
         .mtu_discovery_config(Some(mtu))
         // GSO: one sendmsg carries up to 10 packets (quinn-udp turns it off where unsupported).
         .enable_segmentation_offload(true)
@@ -220,6 +219,7 @@ pub fn server_config(
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = transport_config(cfg.idle_timeout)?;
     transport
+        .send_window(cfg.send_window.0)
         .max_concurrent_bidi_streams(quinn::VarInt::from_u32(cfg.max_streams_per_connection))
         // HTTP/3 needs three unidirectional streams per side (control, QPACK encoder/decoder);
         // a few more allow for GREASE streams.
