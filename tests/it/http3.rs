@@ -305,6 +305,11 @@ async fn sixty_four_concurrent_requests_on_one_connection() {
         let (hash, got) = done.unwrap();
         assert_eq!(BlobHash::of(&got.unwrap().data), hash);
     }
+    assert_eq!(
+        running.metrics.http3_connections_total.get(),
+        2,
+        "one connection for the test client, one shared by the store's 64 gets"
+    );
     let text = scrape(&running).await;
     assert_eq!(
         metric(&text, "reflector_http3_blob_download_total", &[]),
