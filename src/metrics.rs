@@ -123,6 +123,9 @@ pub struct Metrics {
     pub peer_connections: IntGauge,
     /// Blob response bytes held for clients right now, as the in-flight budget counts them.
     pub inflight_bytes: IntGauge,
+    /// QUIC connections whose handshake completed on `servers.http3` (a chained edge should
+    /// hold one: this shows whether it is reused).
+    pub http3_connections_total: IntCounter,
 
     // --- the upload door (servers.reflector) ---
     /// reflector.go: every blob an upload stored (sd blobs included).
@@ -336,6 +339,10 @@ impl Metrics {
             reflector_connections,
             peer_connections,
             inflight_bytes,
+            http3_connections_total: prism_counter(
+                "http3_connections_total",
+                "QUIC connections accepted (handshake completed) on servers.http3",
+            ),
             blob_download_total: counter(
                 "blob_download_total",
                 "Total number of blobs downloaded from reflector",

@@ -381,6 +381,7 @@ store:
         assert_eq!(h3.idle_timeout, Duration::from_secs(5));
         assert_eq!(h3.handshake_timeout, Duration::from_secs(10));
         assert_eq!(h3.max_streams_per_connection, 128);
+        assert_eq!(h3.send_window.0, 256 * 1024);
         let StoreConfig::Http3(store) = &cfg.store else {
             panic!("root should be http3")
         };

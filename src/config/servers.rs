@@ -147,6 +147,12 @@ pub struct Http3ServerConfig {
     /// Most concurrent request streams one connection may open.
     #[serde(default = "defaults::http3_max_streams")]
     pub max_streams_per_connection: u32,
+    /// Unacknowledged response bytes one connection may have in flight (the QUIC send window).
+    /// The HTTP/3 stack copies response bytes into its send buffer, so this is what one
+    /// connection (a stalled one included) can make the server hold: memory is bounded by
+    /// `max_connections` x this. A chained edge behind a long link needs bandwidth x RTT.
+    #[serde(default = "defaults::http3_send_window")]
+    pub send_window: ByteSize,
     /// How long in-flight requests may take to finish on shutdown.
     #[serde(default = "defaults::shutdown_timeout", deserialize_with = "duration")]
     pub shutdown_timeout: Duration,
@@ -173,6 +179,9 @@ mod defaults {
     }
     pub fn http3_max_streams() -> u32 {
         128
+    }
+    pub fn http3_send_window() -> ByteSize {
+        ByteSize(256 * 1024)
     }
     pub fn http_max_connections() -> usize {
         8192

@@ -123,7 +123,7 @@ impl Http3Server {
                 .next()
                 .with_context(|| format!("servers.http3 address {host} resolves to nothing"))?,
         };
-        quinn::Endpoint::server(server_config, addr)
+        crate::quic::server_endpoint(server_config, addr)
             .with_context(|| format!("binding servers.http3 on udp {addr}"))
     }
 
@@ -207,6 +207,7 @@ impl Http3Server {
                 return;
             }
         };
+        self.shared.metrics.http3_connections_total.inc();
         let mut builder = h3::server::builder();
         builder.max_field_section_size(MAX_FIELD_SECTION_SIZE);
         let h3 = builder.build(h3_quinn::Connection::new(conn));

@@ -114,7 +114,7 @@ impl Http3Store {
                 } else {
                     (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
                 };
-                let mut e = quinn::Endpoint::client(bind).map_err(|e| {
+                let mut e = quic::client_endpoint(bind).map_err(|e| {
                     self.unavailable(format!("binding a udp socket for {}: {e}", self.address))
                 })?;
                 e.set_default_client_config(self.client_config.clone());

@@ -38,7 +38,7 @@ pub(crate) struct H3Client {
 impl H3Client {
     pub(crate) async fn connect(addr: SocketAddr, alpn: &[&[u8]]) -> anyhow::Result<H3Client> {
         let cfg = quic::client_config(&Verify::Insecure, alpn, Duration::from_secs(30))?;
-        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+        let mut endpoint = quic::client_endpoint("127.0.0.1:0".parse()?)?;
         endpoint.set_default_client_config(cfg);
         let conn = timeout(TEST_TIMEOUT, endpoint.connect(addr, "localhost")?).await??;
         let (mut driver, send) = timeout(
@@ -305,6 +305,11 @@ async fn sixty_four_concurrent_requests_on_one_connection() {
         let (hash, got) = done.unwrap();
         assert_eq!(BlobHash::of(&got.unwrap().data), hash);
     }
+    assert_eq!(
+        running.metrics.http3_connections_total.get(),
+        2,
+        "one connection for the test client, one shared by the store's 64 gets"
+    );
     let text = scrape(&running).await;
     assert_eq!(
         metric(&text, "reflector_http3_blob_download_total", &[]),
@@ -540,4 +545,263 @@ async fn stream_playback_over_http3() {
     let (r, _) = c.get("/stream/nothex").await;
     assert_eq!(r.status(), 400);
     running.stop().await;
+}
+
+/// GETs `hash` through `client` and returns the body after checking it is that blob.
+async fn get_verified(client: &H3Client, hash: &BlobHash) -> Bytes {
+    let (r, body) = client.get(&format!("/get/{hash}")).await;
+    assert_eq!(r.status(), 200, "GET {hash}");
+    assert_eq!(BlobHash::of(&body), *hash, "bytes of {hash}");
+    body
+}
+
+/// Polls `cond` until it holds, failing the test after `TEST_TIMEOUT`.
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + TEST_TIMEOUT;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The tuned store-to-door chain: an edge cache pulls from a regional cache over HTTP/3. Every
+/// miss arrives with the right bytes, all of them (sequential and concurrent) over ONE QUIC
+/// connection, the transport discovers loopback's large MTU, and after the regional restarts on
+/// the same port the edge reconnects once and goes on reusing that connection.
+#[tokio::test]
+async fn tuned_chain_reuses_one_connection_and_survives_a_regional_restart() {
+    let regional = mem_server(0, "", "").await.unwrap();
+    let regional_addr = regional.http3_addr.unwrap();
+    let mut blobs = Vec::new();
+    for seed in 0..8u64 {
+        let data = blob_bytes(200 + seed, 2 * 1024 * 1024 - seed as usize);
+        let hash = BlobHash::of(&data);
+        regional.store.put(&hash, data).await.unwrap();
+        blobs.push(hash);
+    }
+    let edge = try_start_cache(&format!(
+        r#"
+servers:
+  http3: {{port: 0, address: 127.0.0.1}}
+store:
+  caching:
+    name: edge
+    cache: {{mem: {{name: edge-ram, max_size: 64MiB}}}}
+    origin: {{http3: {{name: regional, address: "{regional_addr}", timeout: 10s, insecure_skip_verify: true}}}}
+"#
+    ))
+    .await
+    .unwrap();
+    let client = Arc::new(
+        H3Client::connect(edge.http3_addr.unwrap(), &[quic::ALPN_H3])
+            .await
+            .unwrap(),
+    );
+
+    // Four misses one after another, then four at once: one upstream connection for all.
+    for hash in &blobs[..4] {
+        get_verified(&client, hash).await;
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for &hash in &blobs[4..] {
+        let client = Arc::clone(&client);
+        tasks.spawn(async move { get_verified(&client, &hash).await.len() });
+    }
+    while let Some(done) = timeout(TEST_TIMEOUT, tasks.join_next()).await.unwrap() {
+        assert!(done.unwrap() > 0);
+    }
+    for hash in &blobs {
+        assert!(edge.store.has(hash).await.unwrap(), "edge cached {hash}");
+    }
+    assert_eq!(
+        regional.metrics.http3_connections_total.get(),
+        1,
+        "eight misses reused the edge's one connection to the regional"
+    );
+    // MTU discovery on loopback (64 KiB MTU) goes well past Ethernet's 1,452-byte payloads.
+    let conn = client.conn.clone();
+    eventually("the path MTU grows past 1452 on loopback", || {
+        conn.stats().path.current_mtu > 1452
+    })
+    .await;
+
+    // The regional restarts on the same port with a new blob.
+    timeout(TEST_TIMEOUT, regional.stop()).await.unwrap();
+    let regional = restart_on(regional_addr.port()).await;
+    let fresh = blob_bytes(300, 2 * 1024 * 1024);
+    let fresh_hash = BlobHash::of(&fresh);
+    regional
+        .store
+        .put(&fresh_hash, fresh.clone())
+        .await
+        .unwrap();
+    let mut more = Vec::new();
+    for seed in 0..3u64 {
+        let data = blob_bytes(310 + seed, 1_000_000);
+        let hash = BlobHash::of(&data);
+        regional.store.put(&hash, data).await.unwrap();
+        more.push(hash);
+    }
+
+    // The edge's old connection died with the regional: the next miss dials again.
+    let deadline = tokio::time::Instant::now() + TEST_TIMEOUT;
+    loop {
+        let (r, body) = client.get(&format!("/get/{fresh_hash}")).await;
+        if r.status() == 200 {
+            assert_eq!(body, fresh);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the edge never reconnected: last status {}",
+            r.status()
+        );
+    }
+    for hash in &more {
+        get_verified(&client, hash).await;
+    }
+    assert_eq!(
+        regional.metrics.http3_connections_total.get(),
+        1,
+        "after the restart the edge dialled once and reused that connection"
+    );
+    // What was cached before the restart is still served by the edge itself.
+    get_verified(&client, &blobs[0]).await;
+    timeout(TEST_TIMEOUT, edge.stop()).await.unwrap();
+    timeout(TEST_TIMEOUT, regional.stop()).await.unwrap();
+}
+
+/// A deliberately faulty HTTP/3 upstream on a real UDP socket, for the store's retry path
+/// (a connection that dies under a request is a race with a real server; here it is exact). It
+/// serves `/get/HASH` from `blobs`, but closes the whole QUIC connection, without answering, on
+/// every request whose number (counted from 1 across all connections) is in `kill`.
+struct FaultyUpstream {
+    addr: SocketAddr,
+    connections: Arc<std::sync::atomic::AtomicUsize>,
+    requests: Arc<std::sync::atomic::AtomicUsize>,
+    endpoint: quinn::Endpoint,
+}
+
+impl FaultyUpstream {
+    fn start(blobs: Vec<(BlobHash, Bytes)>, kill: &'static [usize]) -> FaultyUpstream {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (chain, key) = quic::self_signed(&[]).unwrap();
+        let config: prism_lite::config::Http3ServerConfig = serde_yaml::from_str("{}").unwrap();
+        let identity = quic::ServerIdentity {
+            chain,
+            key,
+            self_signed: true,
+        };
+        let server = quic::server_config(&config, identity).unwrap();
+        let endpoint = quic::server_endpoint(server, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let blobs: Arc<std::collections::HashMap<BlobHash, Bytes>> =
+            Arc::new(blobs.into_iter().collect());
+        let (ep, conns, reqs) = (endpoint.clone(), connections.clone(), requests.clone());
+        tokio::spawn(async move {
+            while let Some(incoming) = ep.accept().await {
+                let Ok(conn) = incoming.await else { continue };
+                conns.fetch_add(1, Ordering::SeqCst);
+                let (reqs, blobs) = (reqs.clone(), blobs.clone());
+                tokio::spawn(async move {
+                    let Ok(mut h3) = h3::server::builder()
+                        .build::<_, Bytes>(h3_quinn::Connection::new(conn.clone()))
+                        .await
+                    else {
+                        return;
+                    };
+                    while let Ok(Some(resolver)) = h3.accept().await {
+                        let Ok((req, mut stream)) = resolver.resolve_request().await else {
+                            return;
+                        };
+                        let n = reqs.fetch_add(1, Ordering::SeqCst) + 1;
+                        if kill.contains(&n) {
+                            conn.close(0x102u32.into(), b"killed by the test");
+                            return;
+                        }
+                        let hash = req.uri().path().trim_start_matches("/get/");
+                        let body = BlobHash::parse(hash)
+                            .ok()
+                            .and_then(|h| blobs.get(&h).cloned());
+                        let mut head = http::Response::new(());
+                        match &body {
+                            Some(b) => {
+                                head.headers_mut()
+                                    .insert(http::header::CONTENT_LENGTH, b.len().into());
+                            }
+                            None => *head.status_mut() = http::StatusCode::NOT_FOUND,
+                        }
+                        if stream.send_response(head).await.is_err() {
+                            return;
+                        }
+                        if let Some(b) = body {
+                            if stream.send_data(b).await.is_err() {
+                                return;
+                            }
+                        }
+                        let _ = stream.finish().await;
+                    }
+                });
+            }
+        });
+        FaultyUpstream {
+            addr: endpoint.local_addr().unwrap(),
+            connections,
+            requests,
+            endpoint,
+        }
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering;
+        (
+            self.connections.load(Ordering::SeqCst),
+            self.requests.load(Ordering::SeqCst),
+        )
+    }
+}
+
+/// The `http3` store retries a request exactly once, on a fresh connection, when its reused
+/// connection dies under it; a request whose fresh connection dies fails (no second retry);
+/// and the next request dials again.
+#[tokio::test]
+async fn http3_store_retries_once_when_its_reused_connection_dies() {
+    let blobs: Vec<(BlobHash, Bytes)> = (0..4u64)
+        .map(|seed| {
+            let data = blob_bytes(400 + seed, 300_000);
+            (BlobHash::of(&data), data)
+        })
+        .collect();
+    // Request 2 kills the first connection; requests 4 and 5 kill the second and third.
+    let upstream = FaultyUpstream::start(blobs.clone(), &[2, 4, 5]);
+    let metrics = Arc::new(Metrics::new());
+    let store = build_store(
+        &format!(
+            "store: {{http3: {{name: up, address: \"{}\", timeout: 10s, insecure_skip_verify: true}}}}",
+            upstream.addr
+        ),
+        &metrics,
+    )
+    .unwrap();
+    let get = |i: usize| {
+        let store = Arc::clone(&store);
+        let hash = blobs[i].0;
+        async move { timeout(TEST_TIMEOUT, store.get(&hash)).await.unwrap() }
+    };
+
+    assert_eq!(get(0).await.unwrap().data, blobs[0].1);
+    assert_eq!(upstream.counts(), (1, 1));
+    // The reused connection dies under request 2: retried once on a new connection.
+    assert_eq!(get(1).await.unwrap().data, blobs[1].1);
+    assert_eq!(upstream.counts(), (2, 3), "one retry on one new connection");
+    // Request 4 dies on the reused connection, its retry (5) dies on the fresh one: an error,
+    // and no third attempt.
+    assert!(matches!(get(2).await, Err(StoreError::Unavailable { .. })));
+    assert_eq!(upstream.counts(), (3, 5), "exactly one retry");
+    // The next request dials a working connection.
+    assert_eq!(get(2).await.unwrap().data, blobs[2].1);
+    assert_eq!(get(3).await.unwrap().data, blobs[3].1);
+    assert_eq!(upstream.counts(), (4, 7));
+    upstream.endpoint.close(0u32.into(), b"done");
 }

@@ -35,7 +35,13 @@ impl H3 {
     pub async fn connect(addr: SocketAddr) -> anyhow::Result<H3> {
         let cfg =
             quic::client_config(&Verify::Insecure, &[quic::ALPN_H3], Duration::from_secs(30))?;
-        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+        // The same tuned socket and endpoint settings as the server and the http3 store.
+        let any: std::net::IpAddr = if addr.is_ipv4() {
+            std::net::Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            std::net::Ipv6Addr::UNSPECIFIED.into()
+        };
+        let mut endpoint = quic::client_endpoint(SocketAddr::new(any, 0))?;
         endpoint.set_default_client_config(cfg);
         let conn = endpoint.connect(addr, "localhost")?.await?;
         let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn)).await?;
