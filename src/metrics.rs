@@ -95,6 +95,10 @@ pub struct Metrics {
     pub peer_connections: IntGauge,
     /// Blob bytes received from `peer` origin stores (reflector.go has no name for this).
     pub peer_in_bytes: IntCounter,
+    /// Disk stores (`{component}`): 1 once the index rebuilt at start covers every file
+    /// (capacity is enforced from then on), and the share (0 to 1) of shard directories read.
+    pub disk_index_complete: IntGaugeVec,
+    pub disk_index_progress_ratio: GaugeVec,
 }
 
 impl Metrics {
@@ -206,9 +210,27 @@ impl Metrics {
             .register(Box::new(peer_in_bytes.clone()))
             .expect("unique");
 
+        let disk_index_progress_ratio = GaugeVec::new(
+            Opts::new(
+                "disk_index_progress_ratio",
+                "Share of a disk store's shard directories its start-up index rebuild has read",
+            )
+            .namespace("prism"),
+            &["component"],
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(disk_index_progress_ratio.clone()))
+            .expect("unique");
+
         let metrics = Metrics {
             peer_connections,
             peer_in_bytes,
+            disk_index_complete: prism_gauge(
+                "disk_index_complete",
+                "1 once a disk store's index covers every file on disk (eviction runs from then on)",
+            ),
+            disk_index_progress_ratio,
             blob_download_total: counter(
                 "blob_download_total",
                 "Total number of blobs downloaded from reflector",
