@@ -11,29 +11,14 @@
 //! are never served because nothing reads `.tmp/`.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
-
-use bytes::Bytes;
 
 use crate::blob::BlobHash;
 
 /// Sub-directory for in-progress writes.
 pub(super) const TMP_DIR: &str = ".tmp";
-
-/// A hit refreshes the file's modification time (its recency after a restart) at most this often.
-const TOUCH_INTERVAL: Duration = Duration::from_secs(300);
-
-/// What reading a blob file found.
-pub(super) enum ReadOutcome {
-    Blob(Bytes),
-    /// No file (removed behind the index's back).
-    Missing,
-    /// A file of another size than the index says: not a file this store wrote.
-    Changed(u64),
-}
 
 /// The store's directory tree.
 pub(super) struct Files {
@@ -112,26 +97,6 @@ impl Files {
         fs::create_dir_all(self.root.join(hash.shard_prefix(self.sharding)))
     }
 
-    /// Reads `hash`'s file, expected to be `expected` bytes. Blocking.
-    pub(super) fn read(&self, hash: &BlobHash, expected: u32) -> io::Result<ReadOutcome> {
-        let mut file = match fs::File::open(self.path_of(hash)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ReadOutcome::Missing),
-            Err(e) => return Err(e),
-        };
-        let meta = file.metadata()?;
-        if meta.len() != u64::from(expected) {
-            return Ok(ReadOutcome::Changed(meta.len()));
-        }
-        let mut buf = Vec::with_capacity(expected as usize);
-        file.read_to_end(&mut buf)?;
-        if buf.len() != expected as usize {
-            return Ok(ReadOutcome::Changed(buf.len() as u64));
-        }
-        refresh_recency(&file, &meta);
-        Ok(ReadOutcome::Blob(Bytes::from(buf)))
-    }
-
     /// Removes `hash`'s file; an absent file is not an error.
     pub(super) fn remove(&self, hash: &BlobHash) -> io::Result<()> {
         match fs::remove_file(self.path_of(hash)) {
@@ -161,18 +126,5 @@ impl Drop for TempFile {
         if !self.installed {
             let _ = fs::remove_file(&self.path);
         }
-    }
-}
-
-/// Moves the file's modification time to now if it is older than [`TOUCH_INTERVAL`]: it is
-/// the blob's recency when the index is rebuilt at the next start. Best effort.
-fn refresh_recency(file: &fs::File, meta: &fs::Metadata) {
-    let stale = meta
-        .modified()
-        .ok()
-        .and_then(|m| m.elapsed().ok())
-        .is_some_and(|age| age > TOUCH_INTERVAL);
-    if stale {
-        let _ = file.set_modified(SystemTime::now());
     }
 }

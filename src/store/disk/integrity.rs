@@ -57,6 +57,7 @@ impl DiskStore {
                     {
                         let _guard = disk.lock_for(&hash);
                         disk.index.remove(&hash);
+                        disk.maps.forget(&hash);
                         if let Err(e) = disk.files.remove(&hash) {
                             tracing::warn!(%hash, error = %e, "cannot remove corrupt blob");
                         }

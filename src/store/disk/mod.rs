@@ -2,6 +2,8 @@
 //!
 //! Built for terabytes: 10 TB of 2 MiB blobs is 5 million files. The parts, one idea each:
 //! - [`files`]: reflector.go's layout and atomic writes (temp file, fsync, rename).
+//! - [`mapped`]: hits served from the page cache without a copy (a memory map as `Bytes`), and
+//!   why a mapped blob cannot change under a reader.
 //! - [`index`]: which blobs are held, their sizes and recency, in about 70 bytes a blob, with
 //!   sampled-LRU eviction.
 //! - [`rebuild`]: the index is rebuilt from the files at start, in the background and in
@@ -42,12 +44,14 @@ use crate::store::{Blob, BlobStore, BuildContext, StoreError, StoreResult};
 mod files;
 pub mod index;
 mod integrity;
+mod mapped;
 mod rebuild;
 mod space;
 
-use files::{Files, ReadOutcome};
+use files::Files;
 use index::BlobIndex;
 pub use integrity::IntegrityReport;
+use mapped::{MapCache, ReadOutcome};
 use rebuild::Progress;
 pub use rebuild::RebuildGate;
 use space::Space;
@@ -73,6 +77,7 @@ struct Disk {
     name: Arc<str>,
     files: Files,
     index: BlobIndex,
+    maps: MapCache,
     locks: Box<[Mutex<()>]>,
     space: Space,
     progress: Progress,
@@ -202,6 +207,7 @@ impl Disk {
             name,
             files,
             index: BlobIndex::new(),
+            maps: MapCache::new(),
             locks: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             space,
             progress,
@@ -261,7 +267,7 @@ impl Disk {
         let Some(size) = self.lookup(hash, true)? else {
             return Ok(None);
         };
-        match self.files.read(hash, size)? {
+        match self.maps.read(hash, &self.files.path_of(hash), size)? {
             ReadOutcome::Blob(bytes) => Ok(Some(bytes)),
             ReadOutcome::Missing => {
                 self.forget_vanished(hash);
@@ -293,6 +299,7 @@ impl Disk {
         {
             let _guard = self.lock_for(hash);
             self.index.remove(hash);
+            self.maps.forget(hash);
             if let Err(e) = self.files.remove(hash) {
                 tracing::warn!(store = %self.name, %hash, error = %e, "could not remove changed blob file");
             }
@@ -317,6 +324,7 @@ impl Disk {
         {
             let _guard = self.lock_for(hash);
             self.index.remove(hash);
+            self.maps.forget(hash);
             self.files.remove(hash)?;
         }
         self.update_gauges();
@@ -352,6 +360,7 @@ impl Disk {
             let candidate = self.index.sample_oldest(rng)?;
             let _guard = self.lock_for(&candidate.hash);
             if let Some(size) = self.index.remove_if_unused(&candidate) {
+                self.maps.forget(&candidate.hash);
                 if let Err(e) = self.files.remove(&candidate.hash) {
                     tracing::warn!(store = %self.name, hash = %candidate.hash, error = %e,
                         "could not delete evicted blob file");
