@@ -314,7 +314,7 @@ impl Metrics {
             store_blobs: prism_gauge("store_blobs", "Blobs held by a local store"),
             store_capacity_bytes: prism_gauge(
                 "store_capacity_bytes",
-                "Configured capacity of a bounded local store",
+                "Capacity of a bounded local store (a disk store's drops to what its filesystem holds when it fills)",
             ),
             filesystem_size_bytes: prism_gauge(
                 "filesystem_size_bytes",

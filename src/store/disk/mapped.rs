@@ -90,6 +90,12 @@ impl MapCache {
         self.maps.invalidate(hash);
     }
 
+    /// Finishes dropping forgotten maps (the cache releases them lazily), so the blocks of
+    /// files unlinked meanwhile are freed now rather than later.
+    pub(super) fn flush(&self) {
+        self.maps.run_pending_tasks();
+    }
+
     /// The blob at `path`, expected to be `expected` bytes. Blocking.
     pub(super) fn read(
         &self,

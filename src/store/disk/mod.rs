@@ -8,7 +8,7 @@
 //!   sampled-LRU eviction.
 //! - [`rebuild`]: the index is rebuilt from the files at start, in the background and in
 //!   parallel; the store serves from the first moment.
-//! - [`space`]: capacity and the filesystem under the store.
+//! - [`space`]: capacity and the filesystem under the store; a full disk lowers the capacity.
 //! - [`integrity`]: `check-integrity`, re-hashing every file.
 //!
 //! Invariants, and how they are kept:
@@ -58,6 +58,10 @@ use space::Space;
 
 /// Per-hash locks, striped.
 const LOCK_STRIPES: usize = 256;
+/// Times a write is retried after making room on a full disk. Evicted files whose bytes are
+/// still held (a response in flight, a memory tier above) free their space only when released,
+/// so one round may not be enough; the bound keeps a put from evicting the whole store.
+const FULL_DISK_ROUNDS: usize = 8;
 
 /// How to open a [`DiskStore`] beyond its config.
 #[derive(Clone, Default)]
@@ -307,17 +311,61 @@ impl Disk {
         self.update_gauges();
     }
 
+    /// Writes the blob. A full filesystem is a capacity, not an outage: make room and write
+    /// again (see [`space`]).
     fn write(&self, hash: &BlobHash, data: &[u8]) -> io::Result<()> {
-        let temp = self.files.write_temp(hash, data)?;
-        self.files.make_parent(hash)?;
-        {
-            let _guard = self.lock_for(hash);
-            temp.install(&self.files.path_of(hash))?;
-            self.index.insert(hash, data.len() as u32);
+        let mut rounds = 0;
+        loop {
+            match self.write_once(hash, data) {
+                Err(e) if space::is_full(&e) && rounds < FULL_DISK_ROUNDS => {
+                    rounds += 1;
+                    if self.make_room(data.len() as u64) == 0 {
+                        return Err(e);
+                    }
+                }
+                result => break result?,
+            }
         }
         self.enforce_capacity();
         self.update_gauges();
         Ok(())
+    }
+
+    fn write_once(&self, hash: &BlobHash, data: &[u8]) -> io::Result<()> {
+        let temp = self.files.write_temp(hash, data)?;
+        self.files.make_parent(hash)?;
+        let _guard = self.lock_for(hash);
+        temp.install(&self.files.path_of(hash))?;
+        self.index.insert(hash, data.len() as u32);
+        Ok(())
+    }
+
+    /// The filesystem could not take `need` more bytes: evicts least recently used blobs to
+    /// free them. Once the index is complete the capacity is lowered to what is stored (all the
+    /// filesystem holds); before, the total is not known, so room is made without lowering it.
+    /// Returns the bytes freed.
+    fn make_room(&self, need: u64) -> u64 {
+        let held = self.index.used_bytes();
+        let held = if self.progress.is_complete() {
+            self.space.lower_to(&self.name, held)
+        } else {
+            held
+        };
+        let target = held.saturating_sub(need);
+        let mut freed = 0;
+        {
+            let mut rng = self.evictor.lock().unwrap_or_else(|p| p.into_inner());
+            while self.index.used_bytes() > target {
+                match self.evict_one(&mut rng) {
+                    Some(size) => freed += u64::from(size),
+                    None => break,
+                }
+            }
+        }
+        // Kept maps of evicted files pin their blocks until dropped: drop them now.
+        self.maps.flush();
+        self.update_gauges();
+        freed
     }
 
     fn delete(&self, hash: &BlobHash) -> io::Result<()> {
