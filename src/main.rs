@@ -260,6 +260,7 @@ fn check_integrity(conf_dir: &std::path::Path) -> anyhow::Result<usize> {
     for disk_cfg in disks {
         let disk = DiskStore::open(disk_cfg, &ctx)
             .map_err(|e| anyhow::anyhow!("opening {}: {e}", disk_cfg.mount_point.display()))?;
+        disk.wait_indexed(None);
         let bar = indicatif::ProgressBar::new(disk.used_bytes());
         bar.set_style(
             indicatif::ProgressStyle::with_template(

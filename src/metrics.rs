@@ -138,6 +138,10 @@ pub struct Metrics {
     pub reflector_streams_total: IntCounter,
     /// Open upload connections (`prism_reflector_connections`).
     pub reflector_connections: IntGauge,
+    /// Disk stores (`{component}`): 1 once the index rebuilt at start covers every file
+    /// (capacity is enforced from then on), and the share (0 to 1) of shard directories read.
+    pub disk_index_complete: IntGaugeVec,
+    pub disk_index_progress_ratio: GaugeVec,
 
     // --- upstream pools (store::pool) ---
     pub upstream_endpoints: EndpointMetrics,
@@ -319,7 +323,25 @@ impl Metrics {
         registry
             .register(Box::new(reflector_connections.clone()))
             .expect("unique");
+        let disk_index_progress_ratio = GaugeVec::new(
+            Opts::new(
+                "disk_index_progress_ratio",
+                "Share of a disk store's shard directories its start-up index rebuild has read",
+            )
+            .namespace("prism"),
+            &["component"],
+        )
+        .expect("valid");
+        registry
+            .register(Box::new(disk_index_progress_ratio.clone()))
+            .expect("unique");
+
         let metrics = Metrics {
+            disk_index_complete: prism_gauge(
+                "disk_index_complete",
+                "1 once a disk store's index covers every file on disk (eviction runs from then on)",
+            ),
+            disk_index_progress_ratio,
             blob_upload_total: counter(
                 "blob_upload_total",
                 "Total number of blobs uploaded to reflector",
@@ -426,7 +448,7 @@ impl Metrics {
             store_blobs: prism_gauge("store_blobs", "Blobs held by a local store"),
             store_capacity_bytes: prism_gauge(
                 "store_capacity_bytes",
-                "Configured capacity of a bounded local store",
+                "Capacity of a bounded local store (a disk store's drops to what its filesystem holds when it fills)",
             ),
             filesystem_size_bytes: prism_gauge(
                 "filesystem_size_bytes",

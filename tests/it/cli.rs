@@ -192,9 +192,21 @@ async fn blobcache_process_serves_existing_files_and_stops_on_sigterm() {
         assert_eq!(r.status(), 200);
         assert_eq!(&r.bytes().await.unwrap(), data);
     }
+    // The index is rebuilt in the background; it reports when it is complete.
+    let metrics_url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let deadline = Instant::now() + TEST_TIMEOUT;
+    loop {
+        let text = client.get(&metrics_url).send().await.unwrap();
+        let text = text.text().await.unwrap();
+        if crate::common::metric(&text, "prism_disk_index_complete", &[]) == 1.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "disk index not complete");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (code, log) = proc.terminate();
     assert_eq!(code, Some(0), "{log}");
-    assert!(log.contains("disk index rebuilt"), "{log}");
+    assert!(log.contains("disk index complete"), "{log}");
     assert!(log.contains("stopped"), "{log}");
 }
 

@@ -1,17 +1,30 @@
 //! The disk LRU store against a real directory: atomic writes, crash leftovers, capacity and
-//! eviction (files and index agree), recency, restart, and files it must not trust.
+//! eviction (files and index agree), recency, restart, files it must not trust, and serving
+//! while the index is rebuilt in the background (held at known points by a `RebuildGate`).
+
+mod full;
+mod mapped;
+mod rebuild;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::common::{blob_bytes, metric};
+use crate::common::{blob_bytes, metric, TEST_TIMEOUT};
 use prism_lite::blob::BlobHash;
 use prism_lite::config::{BlobcacheConfig, StoreConfig};
 use prism_lite::metrics::Metrics;
-use prism_lite::store::disk::DiskStore;
+use prism_lite::store::disk::{DiskStore, OpenOptions, RebuildGate};
 use prism_lite::store::{BlobStore, BuildContext};
 
+/// Opens the store and waits for its start-up index rebuild.
 fn open(dir: &Path, extra: &str) -> (DiskStore, Arc<Metrics>) {
+    let (store, metrics) = open_with(dir, extra, OpenOptions::default());
+    assert!(store.wait_indexed(Some(TEST_TIMEOUT)), "index rebuilt");
+    (store, metrics)
+}
+
+/// Opens the store; its index rebuild runs in the background (held by `options`' gate).
+fn open_with(dir: &Path, extra: &str, options: OpenOptions) -> (DiskStore, Arc<Metrics>) {
     let yaml = format!(
         "store: {{disk: {{name: local, mount_point: {}{extra}}}}}",
         dir.display()
@@ -24,7 +37,41 @@ fn open(dir: &Path, extra: &str) -> (DiskStore, Arc<Metrics>) {
     let ctx = BuildContext {
         metrics: Arc::clone(&metrics),
     };
-    (DiskStore::open(&d, &ctx).unwrap(), metrics)
+    (DiskStore::open_with(&d, &ctx, options).unwrap(), metrics)
+}
+
+/// Opens the store with its rebuild held before it reads any directory.
+fn open_held(dir: &Path, extra: &str) -> (DiskStore, Arc<Metrics>, RebuildGate) {
+    let gate = RebuildGate::closed();
+    let (store, metrics) = open_with(
+        dir,
+        extra,
+        OpenOptions {
+            rebuild_gate: Some(gate.clone()),
+        },
+    );
+    assert!(gate.wait_until_held(TEST_TIMEOUT), "rebuild held");
+    (store, metrics, gate)
+}
+
+/// Writes blob files the way reflector.go (or an earlier run) left them.
+fn write_files(dir: &Path, sharding: usize, blobs: &[bytes::Bytes]) {
+    for data in blobs {
+        let path = dir.join(BlobHash::of(data).sharded_path(sharding));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, data).unwrap();
+    }
+}
+
+fn sorted_names(store: &DiskStore) -> Vec<String> {
+    let mut names: Vec<String> = store
+        .list()
+        .unwrap()
+        .iter()
+        .map(|h| h.to_string())
+        .collect();
+    names.sort();
+    names
 }
 
 /// Every regular file under `dir` except the temp dir, as (name, size).
