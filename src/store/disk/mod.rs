@@ -298,6 +298,11 @@ impl Disk {
             "blob file size changed on disk; dropping it");
         {
             let _guard = self.lock_for(hash);
+            let now = std::fs::symlink_metadata(&path).map(|m| m.len()).ok();
+            if now == Some(u64::from(expected)) {
+                // A write put the blob back meanwhile.
+                return;
+            }
             self.index.remove(hash);
             self.maps.forget(hash);
             if let Err(e) = self.files.remove(hash) {
