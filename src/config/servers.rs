@@ -20,7 +20,7 @@ pub struct ServersConfig {
     pub peer: Option<PeerServerConfig>,
     /// Stream uploads from LBRY publishers (reflector protocol, TCP 5566).
     #[serde(default)]
-    pub reflector: Option<super::ReflectorServerConfig>,
+    pub reflector: Option<super::reflector::ReflectorServerConfig>,
 }
 
 /// `servers.peer`: the LBRY peer protocol (what the LBRY SDK and reflector.go peers speak).

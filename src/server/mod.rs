@@ -10,12 +10,15 @@ use ::http::StatusCode;
 use crate::blob::BlobHash;
 use crate::metrics::{Metrics, DIRECTION_DOWNLOAD};
 use crate::policy::Policy;
-use crate::protocol::http::{parse_bool, EDGE_TOKEN_PARAM, HASH_PARAM, TRACE_PARAM};
 use crate::secret::{ExposeSecret, SecretString};
 use crate::store::{BlobStore, StoreError};
 
+pub(crate) use self::answer::{one_line, BlobQuery};
+pub use self::answer::{status_for, PROTECTED_MESSAGE};
+
 pub mod accept;
 pub mod admin;
+pub mod answer;
 pub mod budget;
 pub mod http;
 pub mod http3;
@@ -39,9 +42,6 @@ pub struct Shared {
     /// Blob response bytes held for clients, shared by every door (`limits:`).
     pub budget: Arc<budget::InflightBudget>,
 }
-
-/// The answer body for a protected blob requested without the right token.
-pub const PROTECTED_MESSAGE: &str = "requested blob is protected; a valid edge_token is required";
 
 impl Shared {
     /// Whether `hash` is protected and `presented` does not unlock it with this front door's
@@ -78,45 +78,4 @@ impl Shared {
         }
         (status, one_line(&err.client_message()))
     }
-}
-
-/// The HTTP status for a store error: what an operator and a client can act on.
-pub fn status_for(err: &StoreError) -> StatusCode {
-    match err {
-        StoreError::NotFound => StatusCode::NOT_FOUND,
-        StoreError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
-        StoreError::Corrupt { .. }
-        | StoreError::Unavailable { .. }
-        | StoreError::OriginStatus { .. } => StatusCode::BAD_GATEWAY,
-        StoreError::Io { .. } | StoreError::Refused { .. } => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-/// The query parameters of `/blob` (and of the HTTP/3 routes, which take the hash in the path).
-#[derive(Debug, Default)]
-pub(crate) struct BlobQuery {
-    pub(crate) hash: Option<String>,
-    pub(crate) edge_token: Option<String>,
-    /// `trace=true` (Go's `strconv.ParseBool` spellings): HTTP/3 only sends `Via` when asked.
-    pub(crate) trace: bool,
-}
-
-impl BlobQuery {
-    pub(crate) fn parse(query: Option<&str>) -> BlobQuery {
-        let mut q = BlobQuery::default();
-        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-            match &*k {
-                HASH_PARAM if q.hash.is_none() => q.hash = Some(v.into_owned()),
-                EDGE_TOKEN_PARAM if q.edge_token.is_none() => q.edge_token = Some(v.into_owned()),
-                TRACE_PARAM => q.trace = parse_bool(&v),
-                _ => {}
-            }
-        }
-        q
-    }
-}
-
-/// An error text as one line (answers and `incoming_blob.error` must not carry line breaks).
-pub(crate) fn one_line(s: &str) -> String {
-    s.replace(['\n', '\r'], " ")
 }

@@ -157,7 +157,10 @@ impl Playback {
         }
         if !allowed(&sd_hash) {
             self.metrics.error(DIRECTION_DOWNLOAD, "protected_blob");
-            return text(StatusCode::FORBIDDEN, crate::server::PROTECTED_MESSAGE);
+            return text(
+                StatusCode::FORBIDDEN,
+                crate::server::answer::PROTECTED_MESSAGE,
+            );
         }
         let etag = format!("\"{sd_hash}\"");
         if header_str(headers, header::IF_NONE_MATCH).is_some_and(|v| etag_matches(v, &etag)) {
@@ -181,7 +184,10 @@ impl Playback {
             }
             if !allowed(&planned.hash) {
                 self.metrics.error(DIRECTION_DOWNLOAD, "protected_blob");
-                return text(StatusCode::FORBIDDEN, crate::server::PROTECTED_MESSAGE);
+                return text(
+                    StatusCode::FORBIDDEN,
+                    crate::server::answer::PROTECTED_MESSAGE,
+                );
             }
         }
 
@@ -290,7 +296,7 @@ impl Playback {
             PlanError::Store(e) => {
                 self.metrics.error(DIRECTION_DOWNLOAD, e.kind());
                 (
-                    crate::server::status_for(e),
+                    crate::server::answer::status_for(e),
                     "the sd blob could not be fetched",
                 )
             }
@@ -305,7 +311,7 @@ impl Playback {
             PlanError::FinalBlob(e) => {
                 self.metrics.error(DIRECTION_DOWNLOAD, e.kind());
                 (
-                    crate::server::status_for(e),
+                    crate::server::answer::status_for(e),
                     "the stream's last content blob could not be fetched",
                 )
             }
