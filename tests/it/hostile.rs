@@ -175,10 +175,15 @@ async fn stalled_h3_streams(
 /// served meanwhile, and once the stall timeout passes nothing is held any more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_readers_stay_within_the_budget_while_another_address_is_served() {
-    let blob = blob_bytes(13, 2 * MIB as usize);
-    let hash = BlobHash::of(&blob);
+    // Distinct blobs: a disk hit is a shared map of the file, counted once however many
+    // responses hold it, so stalled readers of one blob would pin (and count) only 2 MiB.
+    let blobs: Vec<_> = (0..16)
+        .map(|i| blob_bytes(13 + i, 2 * MIB as usize))
+        .collect();
+    let hashes: Vec<BlobHash> = blobs.iter().map(|b| BlobHash::of(b)).collect();
+    let (blob, hash) = (blobs[0].clone(), hashes[0]);
     let server = server_process(
-        std::slice::from_ref(&blob),
+        &blobs,
         "{max_inflight_bytes: 24MiB, max_inflight_bytes_per_ip: 12MiB, inflight_wait: 200ms, write_stall_timeout: 3s}",
     )
     .await;
@@ -200,7 +205,7 @@ async fn stalled_readers_stay_within_the_budget_while_another_address_is_served(
         }
     });
 
-    let (mut held_tcp, held_h3) = attack(&server, &hash, 150, 100, 2, 32).await;
+    let (mut held_tcp, held_h3) = attack(&server, &hashes, 150, 100, 2, 32).await;
     // The budget turned some of them away...
     let deadline = Instant::now() + TEST_TIMEOUT;
     loop {
@@ -240,38 +245,41 @@ async fn stalled_readers_stay_within_the_budget_while_another_address_is_served(
 
     // A few stalled readers, all admitted: their responses are dropped after
     // write_stall_timeout although the clients keep their connections open.
-    let held = attack(&server, &hash, 2, 2, 1, 2).await;
+    let held = attack(&server, &hashes[..1], 2, 2, 1, 2).await;
     wait_for_inflight(&server, |b| b > 0.0, "stalled responses").await;
     wait_for_inflight(&server, |b| b == 0.0, "stalled responses to be dropped").await;
     drop(held);
 }
 
 /// From the attacker address: `http` and `peer` connections that each send three requests for
-/// the blob and never read (the kernel swallows about two blobs; the third stalls in the
+/// one of `hashes` (in turn) and never read (the kernel swallows about two blobs; the third stalls in the
 /// server), and `h3_conns` QUIC connections with `h3_streams` unread requests each.
 async fn attack(
     server: &Server,
-    hash: &BlobHash,
+    hashes: &[BlobHash],
     http: usize,
     peer: usize,
     h3_conns: usize,
     h3_streams: usize,
 ) -> (Vec<TcpStream>, Vec<Vec<Box<dyn Send>>>) {
     let mut held_tcp = Vec::new();
-    let get = format!("GET /blob?hash={hash} HTTP/1.1\r\nHost: x\r\n\r\n").repeat(3);
-    for _ in 0..http {
+    for i in 0..http {
+        let hash = &hashes[i % hashes.len()];
+        let get = format!("GET /blob?hash={hash} HTTP/1.1\r\nHost: x\r\n\r\n").repeat(3);
         let mut s = connect_from(ATTACKER, server.http).await;
         s.write_all(get.as_bytes()).await.unwrap();
         held_tcp.push(s);
     }
-    let ask = format!(r#"{{"requested_blob":"{hash}"}}"#).repeat(3);
-    for _ in 0..peer {
+    for i in 0..peer {
+        let hash = &hashes[i % hashes.len()];
+        let ask = format!(r#"{{"requested_blob":"{hash}"}}"#).repeat(3);
         let mut s = connect_from(ATTACKER, server.peer).await;
         s.write_all(ask.as_bytes()).await.unwrap();
         held_tcp.push(s);
     }
     let mut held_h3 = Vec::new();
-    for _ in 0..h3_conns {
+    for i in 0..h3_conns {
+        let hash = &hashes[i % hashes.len()];
         held_h3.push(stalled_h3_streams(server.http3, hash, h3_streams).await);
     }
     (held_tcp, held_h3)
