@@ -268,8 +268,10 @@ pub struct BuildContext {
     pub metrics: Arc<Metrics>,
 }
 
-/// Builds the store tree described by `config`. Runs blocking work (disk index rebuild), so
-/// call it before serving (or from `spawn_blocking`).
+/// Builds the store tree described by `config`. Does blocking file-system work (creating
+/// directories, sweeping a disk store's temp files, starting its background index rebuild), so
+/// call it from `spawn_blocking` or before serving. A `gcache` over a `disk` waits here for that
+/// disk's index, because it seeds from the full listing.
 pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn BlobStore>> {
     use anyhow::Context;
     let store: Arc<dyn BlobStore> = match config {
