@@ -400,3 +400,56 @@ async fn availability_checks_do_not_amplify_onto_the_origin() {
     );
     running.stop().await;
 }
+
+/// A QUIC connection from `from` to `to` (handshake only), or the error that ended it.
+async fn quic_connect_from(from: &str, to: SocketAddr) -> Result<quinn::Connection, String> {
+    let cfg = quic::client_config(&Verify::Insecure, &[quic::ALPN_H3], Duration::from_secs(30))
+        .map_err(|e| e.to_string())?;
+    let mut endpoint =
+        quinn::Endpoint::client(format!("{from}:0").parse().unwrap()).map_err(|e| e.to_string())?;
+    endpoint.set_default_client_config(cfg);
+    let connecting = endpoint
+        .connect(to, "localhost")
+        .map_err(|e| e.to_string())?;
+    within("quic handshake", connecting)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// One address at its QUIC connection cap is refused further connections at the handshake,
+/// while another address still connects and is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_connections_are_capped_per_address() {
+    let running = start_cache(
+        "servers:\n  http3: {port: 0, address: 127.0.0.1, max_connections_per_ip: 2}\n\
+         store: {mem: {}}\n",
+    )
+    .await;
+    let addr = SocketAddr::from(([127, 0, 0, 1], running.http3_addr.unwrap().port()));
+    let mut held = Vec::new();
+    for i in 0..2 {
+        let conn = quic_connect_from(ATTACKER, addr).await;
+        held.push(conn.unwrap_or_else(|e| panic!("connection {i} under the cap: {e}")));
+    }
+    let refused = quic_connect_from(ATTACKER, addr).await;
+    assert!(refused.is_err(), "a third connection from one address");
+    let m = scrape(running.metrics_addr).await;
+    assert!(metric(&m, "prism_requests_rejected_total", &[("server", "http3")]) >= 1.0);
+
+    let other = quic_connect_from(BYSTANDER, addr).await;
+    assert!(other.is_ok(), "another address connects: {other:?}");
+    // A connection closed frees its place under the cap.
+    held.pop().unwrap().close(0u32.into(), b"done");
+    let deadline = Instant::now() + TEST_TIMEOUT;
+    loop {
+        if quic_connect_from(ATTACKER, addr).await.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the freed place was never reused"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.stop().await;
+}
