@@ -195,6 +195,11 @@ fn restart_needed(old: &Value, new: &Value) -> Vec<String> {
     if old.get("stream") != new.get("stream") {
         changed.push("stream (playback settings)".to_string());
     }
+    // The in-flight budget is sized once at start (responses in flight hold charges against it).
+    let limits = |v: &Value| v.get("limits").cloned().unwrap_or(Value::Null);
+    for key in changed_keys(&limits(old), &limits(new)) {
+        changed.push(format!("limits.{key}"));
+    }
     for door in ["http", "http3", "peer", "reflector"] {
         let old_server = old.get("servers").and_then(|s| s.get(door));
         let new_server = new.get("servers").and_then(|s| s.get(door));
@@ -239,6 +244,19 @@ mod tests {
 
     fn yaml(text: &str) -> Value {
         serde_yaml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn a_changed_limit_is_reported_by_key() {
+        let old = yaml("store: {noop: {}}\nlimits: {max_inflight_bytes: 1GiB}");
+        let new = yaml("store: {noop: {}}\nlimits: {max_inflight_bytes: 2GiB, inflight_wait: 1s}");
+        assert_eq!(
+            restart_needed(&old, &new),
+            ["limits.inflight_wait", "limits.max_inflight_bytes"]
+        );
+        assert!(restart_needed(&new, &new).is_empty());
+        let none = yaml("store: {noop: {}}");
+        assert_eq!(restart_needed(&none, &old), ["limits.max_inflight_bytes"]);
     }
 
     #[test]
