@@ -27,6 +27,23 @@ async fn mem_server(port: u16, extra_http3: &str, extra_top: &str) -> anyhow::Re
     .await
 }
 
+/// An edge cache (HTTP/3 door, memory tier) whose origin is the `http3` store `origin` pointed
+/// at `upstream` (certificate checks off: the upstream's certificate is self-signed).
+async fn edge_over_http3(
+    ram: &str,
+    origin: &str,
+    upstream: SocketAddr,
+    timeout: &str,
+) -> app::Running {
+    try_start_cache(&format!(
+        "servers:\n  http3: {{port: 0, address: 127.0.0.1}}\nstore:\n  caching:\n    name: edge\n    \
+         cache: {{mem: {{name: {ram}, max_size: 64MiB}}}}\n    \
+         origin: {{http3: {{name: {origin}, address: \"{upstream}\", timeout: {timeout}, insecure_skip_verify: true}}}}\n"
+    ))
+    .await
+    .unwrap()
+}
+
 /// A plain h3 client: one QUIC connection offering `alpn`, certificate checks off (the server
 /// uses a self-signed certificate).
 pub(crate) struct H3Client {
@@ -369,19 +386,7 @@ async fn chain_reconnects_after_upstream_restart() {
     let first = blob_bytes(10, 1_000_000);
     let first_hash = BlobHash::of(&first);
     b.store.put(&first_hash, first.clone()).await.unwrap();
-    let a = try_start_cache(&format!(
-        r#"
-servers:
-  http3: {{port: 0, address: 127.0.0.1}}
-store:
-  caching:
-    name: edge
-    cache: {{mem: {{name: a-ram, max_size: 64MiB}}}}
-    origin: {{http3: {{name: b, address: "{b_addr}", timeout: 2s, insecure_skip_verify: true}}}}
-"#
-    ))
-    .await
-    .unwrap();
+    let a = edge_over_http3("a-ram", "b", b_addr, "2s").await;
     let client = H3Client::connect(a.http3_addr.unwrap(), &[quic::ALPN_H3])
         .await
         .unwrap();
@@ -579,19 +584,7 @@ async fn tuned_chain_reuses_one_connection_and_survives_a_regional_restart() {
         regional.store.put(&hash, data).await.unwrap();
         blobs.push(hash);
     }
-    let edge = try_start_cache(&format!(
-        r#"
-servers:
-  http3: {{port: 0, address: 127.0.0.1}}
-store:
-  caching:
-    name: edge
-    cache: {{mem: {{name: edge-ram, max_size: 64MiB}}}}
-    origin: {{http3: {{name: regional, address: "{regional_addr}", timeout: 10s, insecure_skip_verify: true}}}}
-"#
-    ))
-    .await
-    .unwrap();
+    let edge = edge_over_http3("edge-ram", "regional", regional_addr, "10s").await;
     let client = Arc::new(
         H3Client::connect(edge.http3_addr.unwrap(), &[quic::ALPN_H3])
             .await
