@@ -96,6 +96,8 @@ async fn hundred_concurrent_misses_make_one_origin_get() {
         .cache_waiting_requests_total
         .with_label_values(&["ram", "edge"]);
     wait_until("99 waiters", || waiting.get() == 99).await;
+    // The leader's fill runs detached: it may reach the origin after the followers parked.
+    wait_until("the leader at the origin", || origin.get_count() >= 1).await;
     assert_eq!(origin.get_count(), 1);
     origin.open_gate();
     for t in tasks {
