@@ -195,15 +195,14 @@ async fn start_with_raw(
         Arc::clone(&metrics),
     )
     .context("setting up stream playback")?;
+    let shared_budget =
+        crate::server::budget::InflightBudget::new(&config.limits, metrics.inflight_bytes.clone());
     let shared = Shared {
         store: Arc::clone(&root),
         metrics: Arc::clone(&metrics),
         policy: Arc::clone(&policy),
         playback: Some(playback),
-        budget: crate::server::budget::InflightBudget::new(
-            &config.limits,
-            metrics.inflight_bytes.clone(),
-        ),
+        budget: Arc::clone(&shared_budget),
     };
     let mut http_addr = None;
     let mut http_server = None;
@@ -327,6 +326,7 @@ async fn start_with_raw(
         reload::LiveDoors {
             http: http_server,
             http3: http3_server,
+            budget: Some(Arc::clone(&shared_budget)),
         },
         blocklist_settings,
         prefetcher,

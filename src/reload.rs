@@ -3,7 +3,7 @@
 //! What can change live does: the protected list (its file is re-read), the blocklist (file and
 //! URL re-read, newly blocked blobs purged), the `edge_token` and request limits of
 //! `servers.http` and `servers.http3` (so a rotated token stops working on every door at once),
-//! and the prefetcher's channels and limits. What cannot (ports, addresses, TLS files,
+//! `limits:` (the in-flight budget), and the prefetcher's channels and limits. What cannot (ports, addresses, TLS files,
 //! connection limits, the store tree, the LBRY API client's settings) is reported as needing a
 //! restart, key by key, and left as it is. Key names only: values (tokens) are never reported.
 //! A file that does not load, or a list that does not parse, rejects the whole reload: the
@@ -22,6 +22,7 @@ use crate::config::{self, BlobcacheConfig, BlocklistConfig};
 use crate::hashlist;
 use crate::policy::Policy;
 use crate::prefetch::Prefetcher;
+use crate::server::budget::InflightBudget;
 use crate::server::http::HttpServer;
 use crate::server::http3::Http3Server;
 use crate::store::BlobStore;
@@ -40,6 +41,8 @@ pub struct ReloadReport {
 pub struct LiveDoors {
     pub http: Option<Arc<HttpServer>>,
     pub http3: Option<Arc<Http3Server>>,
+    /// The in-flight budget every door shares (`limits:`).
+    pub budget: Option<Arc<InflightBudget>>,
 }
 
 pub struct Reloader {
@@ -51,6 +54,7 @@ pub struct Reloader {
     store: Arc<dyn BlobStore>,
     http: Option<Arc<HttpServer>>,
     http3: Option<Arc<Http3Server>>,
+    budget: Option<Arc<InflightBudget>>,
     /// `None` when `--disable-blocklist` is set.
     blocklist: Option<Arc<ArcSwap<Option<BlocklistConfig>>>>,
     prefetcher: Option<Arc<Prefetcher>>,
@@ -92,6 +96,7 @@ impl Reloader {
             store,
             http: doors.http,
             http3: doors.http3,
+            budget: doors.budget,
             blocklist,
             prefetcher,
             client: blocklist::list_client(),
@@ -146,6 +151,13 @@ impl Reloader {
                 live_keys("http3").unwrap_or_default().join(", ")
             ));
         }
+        if let Some(budget) = &self.budget {
+            budget.reconfigure(&cfg.limits);
+            report.applied.push(
+                "limits max_inflight_bytes, max_inflight_bytes_per_ip, inflight_wait, write_stall_timeout"
+                    .to_string(),
+            );
+        }
         match (&self.prefetcher, cfg.prefetch) {
             (Some(prefetcher), Some(settings)) => {
                 let kept = prefetcher.reconfigure(settings);
@@ -195,11 +207,6 @@ fn restart_needed(old: &Value, new: &Value) -> Vec<String> {
     if old.get("stream") != new.get("stream") {
         changed.push("stream (playback settings)".to_string());
     }
-    // The in-flight budget is sized once at start (responses in flight hold charges against it).
-    let limits = |v: &Value| v.get("limits").cloned().unwrap_or(Value::Null);
-    for key in changed_keys(&limits(old), &limits(new)) {
-        changed.push(format!("limits.{key}"));
-    }
     for door in ["http", "http3", "peer", "reflector"] {
         let old_server = old.get("servers").and_then(|s| s.get(door));
         let new_server = new.get("servers").and_then(|s| s.get(door));
@@ -247,16 +254,10 @@ mod tests {
     }
 
     #[test]
-    fn a_changed_limit_is_reported_by_key() {
+    fn a_changed_limit_needs_no_restart() {
         let old = yaml("store: {noop: {}}\nlimits: {max_inflight_bytes: 1GiB}");
         let new = yaml("store: {noop: {}}\nlimits: {max_inflight_bytes: 2GiB, inflight_wait: 1s}");
-        assert_eq!(
-            restart_needed(&old, &new),
-            ["limits.inflight_wait", "limits.max_inflight_bytes"]
-        );
-        assert!(restart_needed(&new, &new).is_empty());
-        let none = yaml("store: {noop: {}}");
-        assert_eq!(restart_needed(&none, &old), ["limits.max_inflight_bytes"]);
+        assert!(restart_needed(&old, &new).is_empty());
     }
 
     #[test]

@@ -28,6 +28,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use prometheus::IntGauge;
 use tokio::sync::Notify;
@@ -39,14 +40,30 @@ use crate::config::LimitsConfig;
 type BufferKey = (usize, usize);
 
 pub struct InflightBudget {
-    max: u64,
-    max_per_ip: u64,
-    wait: Duration,
-    write_stall_timeout: Duration,
+    /// The limits in force; a reload swaps them ([`InflightBudget::reconfigure`]).
+    limits: ArcSwap<Limits>,
     state: Mutex<State>,
     /// Woken whenever bytes are released.
     freed: Notify,
     gauge: IntGauge,
+}
+
+struct Limits {
+    max: u64,
+    max_per_ip: u64,
+    wait: Duration,
+    write_stall_timeout: Duration,
+}
+
+impl Limits {
+    fn of(config: &LimitsConfig) -> Limits {
+        Limits {
+            max: config.max_inflight_bytes.0.max(1),
+            max_per_ip: config.max_inflight_bytes_per_ip.0.max(1),
+            wait: config.inflight_wait,
+            write_stall_timeout: config.write_stall_timeout,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -79,21 +96,27 @@ pub struct Charge {
 impl InflightBudget {
     pub fn new(limits: &LimitsConfig, gauge: IntGauge) -> Arc<InflightBudget> {
         Arc::new(InflightBudget {
-            max: limits.max_inflight_bytes.0.max(1),
-            max_per_ip: limits.max_inflight_bytes_per_ip.0.max(1),
-            wait: limits.inflight_wait,
-            write_stall_timeout: limits.write_stall_timeout,
+            limits: ArcSwap::from_pointee(Limits::of(limits)),
             state: Mutex::new(State::default()),
             freed: Notify::new(),
             gauge,
         })
     }
 
+    /// Applies new `limits:` (a reload). Bytes already charged stay charged: a lowered budget
+    /// takes effect as those responses finish (new ones wait or are refused meanwhile); a
+    /// raised one wakes the requests waiting for room. The stall timeout applies to responses
+    /// started from now on.
+    pub fn reconfigure(&self, limits: &LimitsConfig) {
+        self.limits.store(Arc::new(Limits::of(limits)));
+        self.freed.notify_waiters();
+    }
+
     /// Room for one blob for `ip`, taken *before* the blob is fetched (a request waiting here
     /// holds no bytes yet), waiting at most `limits.inflight_wait`; `None` when there is none.
     /// [`Reservation::charge`] then turns it into the charge for the actual buffer.
     pub async fn reserve(self: &Arc<Self>, ip: IpAddr) -> Option<Reservation> {
-        let deadline = tokio::time::Instant::now() + self.wait;
+        let deadline = tokio::time::Instant::now() + self.limits.load().wait;
         loop {
             // Registered before the check, so a release between the check and the wait is seen.
             let freed = self.freed.notified();
@@ -114,12 +137,13 @@ impl InflightBudget {
     pub fn try_reserve(self: &Arc<Self>, ip: IpAddr) -> Option<Reservation> {
         let ip = ip.to_canonical();
         let bytes = MAX_BLOB_SIZE as u64;
+        let limits = self.limits.load();
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let ip_held = state.per_ip.get(&ip).copied().unwrap_or(0);
-        if ip_held > 0 && ip_held + bytes > self.max_per_ip {
+        if ip_held > 0 && ip_held + bytes > limits.max_per_ip {
             return None;
         }
-        if state.total > 0 && state.total + bytes > self.max {
+        if state.total > 0 && state.total + bytes > limits.max {
             return None;
         }
         *state.per_ip.entry(ip).or_insert(0) += bytes;
@@ -135,7 +159,7 @@ impl InflightBudget {
     /// How long a response may make no write progress before it is dropped
     /// (`limits.write_stall_timeout`; every door applies it).
     pub fn write_stall_timeout(&self) -> Duration {
-        self.write_stall_timeout
+        self.limits.load().write_stall_timeout
     }
 
     /// Bytes counted right now (for tests and status).
@@ -321,5 +345,38 @@ mod tests {
         // An address holding nothing always gets one blob, even past its share.
         let b = budget(MIB, MIB, Duration::from_millis(20));
         assert!(b.try_reserve(a).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_reload_changes_the_limits_and_wakes_waiters() {
+        let b = budget(5 * MIB, 5 * MIB, Duration::from_secs(30));
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let _first = b.try_reserve(a).unwrap();
+        let _second = b.try_reserve(a).unwrap();
+        assert!(b.try_reserve(a).is_none(), "5 MiB holds two blobs");
+        let waiting = {
+            let b = Arc::clone(&b);
+            tokio::spawn(async move { b.reserve(a).await.is_some() })
+        };
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        let raised = LimitsConfig {
+            max_inflight_bytes: ByteSize(16 * MIB),
+            max_inflight_bytes_per_ip: ByteSize(16 * MIB),
+            write_stall_timeout: Duration::from_secs(7),
+            ..LimitsConfig::default()
+        };
+        b.reconfigure(&raised);
+        assert!(waiting.await.unwrap(), "a raised budget admits the waiter");
+        assert_eq!(b.write_stall_timeout(), Duration::from_secs(7));
+        // Lowered below what is held: nothing is taken back, nothing new fits.
+        b.reconfigure(&LimitsConfig {
+            max_inflight_bytes: ByteSize(MIB),
+            inflight_wait: Duration::from_millis(10),
+            ..LimitsConfig::default()
+        });
+        assert_eq!(b.held(), 2 * MAX_BLOB_SIZE as u64);
+        assert!(b.reserve(a).await.is_none());
     }
 }

@@ -45,7 +45,7 @@ use crate::metrics::DIRECTION_DOWNLOAD;
 use crate::protocol::http::BLOB_PATH;
 use crate::secret::SecretString;
 use crate::server::accept::{Accepted, Acceptor};
-use crate::server::budget::Charge;
+use crate::server::budget::{Charge, InflightBudget};
 use crate::server::playback::hyper_body::{self, HyperBody};
 use crate::server::playback::Door;
 use crate::server::slots::Slots;
@@ -190,9 +190,9 @@ impl HttpServer {
             Some(playback) if playback.claims(req.uri().path()) => {
                 let door: Arc<dyn Door> = Arc::clone(self) as Arc<dyn Door>;
                 playback
-                    .serve(req.method(), req.uri(), req.headers(), door)
+                    .serve(req.method(), req.uri(), req.headers(), door, peer.ip())
                     .await
-                    .map(hyper_body::playback)
+                    .map(|body| hyper_body::playback(body, handed_over))
             }
             _ => self
                 .route(&req, peer, handed_over)
@@ -340,6 +340,10 @@ impl HttpServer {
 impl Door for HttpServer {
     fn edge_token(&self) -> Option<SecretString> {
         self.settings.load().edge_token.clone()
+    }
+
+    fn budget(&self) -> &Arc<InflightBudget> {
+        &self.shared.budget
     }
 
     async fn request_slot(&self) -> Option<OwnedSemaphorePermit> {

@@ -46,7 +46,7 @@ use crate::config::Http3ServerConfig;
 use crate::metrics::DIRECTION_DOWNLOAD;
 use crate::protocol::http3::{parse_path, Availability, Route, LBRYCRD_ADDRESS};
 use crate::secret::SecretString;
-use crate::server::budget::Charge;
+use crate::server::budget::{Charge, InflightBudget};
 use crate::server::per_ip::PerIpLimit;
 use crate::server::playback::{Door, PlaybackBody};
 use crate::server::slots::Slots;
@@ -285,11 +285,22 @@ impl Http3Server {
         {
             let door: Arc<dyn Door> = Arc::clone(self) as Arc<dyn Door>;
             let response = playback
-                .serve(req.method(), req.uri(), req.headers(), door)
+                .serve(req.method(), req.uri(), req.headers(), door, peer.ip())
                 .await;
             let status = response.status();
-            if let Err(e) = send_playback(&mut stream, response).await {
-                tracing::debug!(error = %e, "http3 stream response not delivered");
+            let stall = self.shared.budget.write_stall_timeout();
+            match send_playback(&mut stream, response, stall).await {
+                Ok(()) => {}
+                Err(Unsent::Stalled) => {
+                    stream.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
+                    tracing::debug!(%peer, "http3 stream response stalled; stream reset");
+                }
+                Err(Unsent::Cut) => {
+                    stream.stop_stream(h3::error::Code::H3_INTERNAL_ERROR);
+                }
+                Err(Unsent::Stream(e)) => {
+                    tracing::debug!(error = %e, "http3 stream response not delivered");
+                }
             }
             self.shared
                 .metrics
@@ -327,6 +338,8 @@ impl Http3Server {
                 stream.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
             }
             Err(Unsent::Stream(e)) => tracing::debug!(error = %e, "http3 response not delivered"),
+            // Only playback bodies can be cut; a whole reply cannot.
+            Err(Unsent::Cut) => {}
         }
         self.shared
             .metrics
@@ -433,40 +446,44 @@ impl Door for Http3Server {
             .await
             .ok()
     }
+
+    fn budget(&self) -> &Arc<InflightBudget> {
+        &self.shared.budget
+    }
 }
 
-/// Writes a playback response chunk by chunk. A body that fails mid-way resets the stream, so
-/// the client sees an aborted response rather than a short one that looks complete.
+/// Writes a playback response chunk by chunk, each step within `stall` as [`send`] does, and
+/// each chunk's budget charge dropped once QUIC holds its bytes. A body that fails mid-way is
+/// [`Unsent::Cut`]: the caller resets the stream, so the client sees an aborted response rather
+/// than a short one that looks complete.
 async fn send_playback(
     stream: &mut H3Stream,
     response: Response<PlaybackBody>,
-) -> anyhow::Result<()> {
+    stall: Duration,
+) -> Result<(), Unsent> {
     let (head, body) = response.into_parts();
-    stream.send_response(Response::from_parts(head, ())).await?;
+    within(stall, stream.send_response(Response::from_parts(head, ()))).await?;
     match body {
-        PlaybackBody::Full(bytes) if bytes.is_empty() => {}
-        PlaybackBody::Full(bytes) => stream.send_data(bytes).await?,
+        PlaybackBody::Full(bytes) => send_pieces(stream, bytes, stall).await?,
         PlaybackBody::Stream(mut chunks) => {
             use futures_util::StreamExt;
             while let Some(chunk) = chunks.next().await {
-                match chunk {
-                    Ok(bytes) => stream.send_data(bytes).await?,
-                    Err(cut) => {
-                        stream.stop_stream(h3::error::Code::H3_INTERNAL_ERROR);
-                        return Err(cut.into());
-                    }
-                }
+                // The body already logged and counted why it was cut.
+                let chunk = chunk.map_err(|_| Unsent::Cut)?;
+                send_pieces(stream, chunk.bytes, stall).await?;
+                drop(chunk.charge);
             }
         }
     }
-    stream.finish().await?;
-    Ok(())
+    within(stall, stream.finish()).await
 }
 
 /// Why a response was not delivered.
 enum Unsent {
     /// No progress for the stall timeout.
     Stalled,
+    /// A playback body failed mid-way.
+    Cut,
     Stream(h3::error::StreamError),
 }
 
@@ -475,13 +492,22 @@ enum Unsent {
 /// dropped once QUIC holds every byte.
 async fn send(stream: &mut H3Stream, reply: Reply, stall: Duration) -> Result<(), Unsent> {
     within(stall, stream.send_response(reply.head)).await?;
-    let mut body = reply.body;
+    send_pieces(stream, reply.body, stall).await?;
+    drop(reply.charge);
+    within(stall, stream.finish()).await
+}
+
+/// Hands `body` to QUIC as DATA frames of [`SEND_CHUNK`], each within `stall`.
+async fn send_pieces(
+    stream: &mut H3Stream,
+    mut body: Bytes,
+    stall: Duration,
+) -> Result<(), Unsent> {
     while !body.is_empty() {
         let piece = body.split_to(body.len().min(SEND_CHUNK));
         within(stall, stream.send_data(piece)).await?;
     }
-    drop(reply.charge);
-    within(stall, stream.finish()).await
+    Ok(())
 }
 
 /// One send step, which must complete within `stall`.

@@ -1,6 +1,8 @@
 //! Hostile clients (issue #13): stalled readers on every door, an idle-connection flood from one
-//! address, availability-check storms. Attackers bind 127.0.0.2, the bystander 127.0.0.3, so
-//! the per-address bounds see two different clients.
+//! address, availability-check storms, stalled stream viewers ([`stream`]). Attackers bind
+//! 127.0.0.2, the bystander 127.0.0.3, so the per-address bounds see two different clients.
+
+mod stream;
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, Command};
@@ -130,12 +132,9 @@ async fn server_process(blobs: &[Bytes], limits: &str) -> Server {
     server
 }
 
-/// An HTTP/3 client whose windows are tiny and which never reads: the server's sends stall.
-async fn stalled_h3_streams(
-    addr: SocketAddr,
-    hash: &BlobHash,
-    streams: usize,
-) -> Vec<Box<dyn Send>> {
+/// An HTTP/3 client whose windows are tiny and which never reads `path` (on `streams` streams):
+/// the server's sends stall.
+async fn stalled_h3_streams(addr: SocketAddr, path: &str, streams: usize) -> Vec<Box<dyn Send>> {
     let mut cfg =
         quic::client_config(&Verify::Insecure, &[quic::ALPN_H3], Duration::from_secs(30)).unwrap();
     let mut t = quinn::TransportConfig::default();
@@ -159,7 +158,7 @@ async fn stalled_h3_streams(
     let mut held: Vec<Box<dyn Send>> = vec![Box::new(endpoint), Box::new(conn)];
     for _ in 0..streams {
         let mut send = send.clone();
-        let req = http::Request::get(format!("https://localhost/get/{hash}"))
+        let req = http::Request::get(format!("https://localhost{path}"))
             .body(())
             .unwrap();
         let mut stream = within("h3 request", send.send_request(req)).await.unwrap();
@@ -280,7 +279,7 @@ async fn attack(
     let mut held_h3 = Vec::new();
     for i in 0..h3_conns {
         let hash = &hashes[i % hashes.len()];
-        held_h3.push(stalled_h3_streams(server.http3, hash, h3_streams).await);
+        held_h3.push(stalled_h3_streams(server.http3, &format!("/get/{hash}"), h3_streams).await);
     }
     (held_tcp, held_h3)
 }
@@ -452,4 +451,65 @@ async fn quic_connections_are_capped_per_address() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     running.stop().await;
+}
+
+/// `limits:` applies on SIGHUP: an address at its share of the budget is refused, and admitted
+/// once a reload raises the share (no restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_applies_new_limits_to_the_running_budget() {
+    let blobs: Vec<_> = (0..2)
+        .map(|i| blob_bytes(40 + i, 2 * MIB as usize))
+        .collect();
+    let hashes: Vec<BlobHash> = blobs.iter().map(|b| BlobHash::of(b)).collect();
+    let server = server_process(
+        &blobs,
+        "{max_inflight_bytes_per_ip: 3MiB, inflight_wait: 100ms, write_stall_timeout: 60s}",
+    )
+    .await;
+    // A stalled reader from the attacker's address holds one blob of its 3 MiB share...
+    let held = attack(&server, &hashes[..1], 1, 0, 0, 0).await;
+    let attacker = client_from(ATTACKER);
+    let url = format!("http://{}/blob?hash={}", server.http, hashes[1]);
+    // ...so, once its third response is stuck, another blob for that address gets 503.
+    let deadline = Instant::now() + TEST_TIMEOUT;
+    loop {
+        let status = within("a second blob", attacker.get(&url).send())
+            .await
+            .unwrap()
+            .status();
+        if status == 503 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never refused (last {status})");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let conf = server._dir.path().join("blobcache.yaml");
+    let text = std::fs::read_to_string(&conf).unwrap().replace(
+        "max_inflight_bytes_per_ip: 3MiB",
+        "max_inflight_bytes_per_ip: 64MiB",
+    );
+    std::fs::write(&conf, text).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let deadline = Instant::now() + TEST_TIMEOUT;
+    loop {
+        let resp = within("after the reload", attacker.get(&url).send())
+            .await
+            .unwrap();
+        if resp.status() == 200 {
+            assert_eq!(resp.bytes().await.unwrap(), blobs[1]);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the raised share never applied (last {})",
+            resp.status()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(held);
 }

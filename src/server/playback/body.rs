@@ -2,13 +2,17 @@
 //! out the requested slice of its plaintext, and keep the next blobs coming (readahead).
 //!
 //! Memory per response is about one blob: the current blob's ciphertext and plaintext, nothing
-//! more. Readahead does not hold blobs; it fetches them through the store tree so they land in
+//! more. That blob is charged to the in-flight budget ([`crate::server::budget`]) like a `/blob`
+//! answer: room is reserved before the blob is fetched (none in time cuts the response), and the
+//! [`Chunk`] carries the charge until the door has handed its bytes on, so stalled viewers hold
+//! no more than the budget however many responses they open. Readahead does not hold blobs; it fetches them through the store tree so they land in
 //! the cache tier (the encrypted tier *is* the cache), and the response then reads them from
 //! there. A blob that cannot be served as planned (missing, corrupt, undecryptable, another
 //! length than planned) ends the body with an error, which makes the HTTP layer abort the
 //! response: the client sees a short response, never wrong bytes.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::ops::RangeInclusive;
 use std::sync::Arc;
 
@@ -17,6 +21,7 @@ use futures_util::stream::BoxStream;
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
+use crate::server::budget::Charge;
 use crate::store::{BlobStore, StoreError};
 
 use super::layout::{BlobFault, StreamPlan};
@@ -39,6 +44,8 @@ pub enum StreamCut {
     Blob(#[from] BlobFault),
     #[error("no request slot for content blob {num} (server at its request limit)")]
     Busy { num: u32 },
+    #[error("no room in the in-flight budget for content blob {num}")]
+    OverBudget { num: u32 },
     #[error("decrypting content blob {num} failed: {message}")]
     Internal { num: u32, message: String },
 }
@@ -49,7 +56,7 @@ impl StreamCut {
             StreamCut::Missing { .. } => "blob_missing",
             StreamCut::Store { .. } => "origin_error",
             StreamCut::Blob(fault) => fault.reason(),
-            StreamCut::Busy { .. } => "busy",
+            StreamCut::Busy { .. } | StreamCut::OverBudget { .. } => "busy",
             StreamCut::Internal { .. } => "internal",
         }
     }
@@ -65,6 +72,16 @@ pub struct BodyContext {
     pub readahead_slots: Arc<Semaphore>,
     /// Blobs fetched ahead of the one being read (per response).
     pub readahead: usize,
+    /// The client's address, whose share of the in-flight budget the response's blobs take.
+    pub client: IpAddr,
+}
+
+/// A piece of a response body: one blob's slice of plaintext, and the in-flight budget charge
+/// for the buffer behind it, which the door drops once it has handed `bytes` on (written to the
+/// kernel, or taken by QUIC).
+pub struct Chunk {
+    pub bytes: Bytes,
+    pub charge: Charge,
 }
 
 /// The plaintext bytes `range` of the stream, as a stream of chunks (one per blob).
@@ -72,7 +89,7 @@ pub fn body(
     ctx: BodyContext,
     plan: Arc<StreamPlan>,
     range: ByteRange,
-) -> BoxStream<'static, Result<Bytes, StreamCut>> {
+) -> BoxStream<'static, Result<Chunk, StreamCut>> {
     let indexes = plan.blobs_for(range);
     let reader = Reader {
         next: *indexes.start(),
@@ -104,7 +121,7 @@ struct Reader {
 }
 
 impl Reader {
-    async fn next_chunk(&mut self) -> Option<Result<Bytes, StreamCut>> {
+    async fn next_chunk(&mut self) -> Option<Result<Chunk, StreamCut>> {
         if self.done || self.next > *self.indexes.end() {
             return None;
         }
@@ -112,7 +129,10 @@ impl Reader {
         self.next += 1;
         match self.read_blob(index).await {
             Ok(chunk) => {
-                self.ctx.metrics.bytes_served.inc_by(chunk.len() as u64);
+                self.ctx
+                    .metrics
+                    .bytes_served
+                    .inc_by(chunk.bytes.len() as u64);
                 Some(Ok(chunk))
             }
             Err(cut) => {
@@ -129,7 +149,7 @@ impl Reader {
     }
 
     /// The slice of blob `index`'s plaintext that falls in the range.
-    async fn read_blob(&mut self, index: usize) -> Result<Bytes, StreamCut> {
+    async fn read_blob(&mut self, index: usize) -> Result<Chunk, StreamCut> {
         self.readahead
             .schedule(&self.ctx, &self.plan, index, &self.indexes);
         if self.readahead.wait_for(index).await {
@@ -137,6 +157,14 @@ impl Reader {
         }
         let planned = &self.plan.blobs[index];
         let num = planned.num;
+        // Room first, so a response waiting for it holds no blob.
+        let reservation = self
+            .ctx
+            .door
+            .budget()
+            .reserve(self.ctx.client)
+            .await
+            .ok_or(StreamCut::OverBudget { num })?;
         let blob = {
             let _slot = self
                 .ctx
@@ -161,9 +189,14 @@ impl Reader {
             })??;
         let start = self.range.first.saturating_sub(planned.offset);
         let end = (self.range.last + 1 - planned.offset).min(planned.plain_len);
+        // The plaintext is a fresh buffer per response: it counts in full.
+        let charge = reservation.charge(&plain);
         // start <= end <= plain.len(): the range overlaps this blob, and decrypt() checked the
         // plaintext has the planned length.
-        Ok(plain.slice(start as usize..end as usize))
+        Ok(Chunk {
+            bytes: plain.slice(start as usize..end as usize),
+            charge,
+        })
     }
 }
 

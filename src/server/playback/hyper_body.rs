@@ -3,6 +3,8 @@
 
 use std::convert::Infallible;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures_util::TryStreamExt;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -10,6 +12,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Frame;
 
 use super::PlaybackBody;
+use crate::server::watched_io::HandedOver;
 
 /// Any error a response body can end with (only playback bodies can fail).
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -26,13 +29,17 @@ where
 }
 
 /// A playback body; a failing stream makes hyper abort the response (the client sees it end
-/// short of `Content-Length`).
-pub fn playback(body: PlaybackBody) -> HyperBody {
+/// short of `Content-Length`). Each chunk's budget charge goes to the connection's
+/// `handed_over` as hyper takes the chunk, and is given back once its bytes are written.
+pub fn playback(body: PlaybackBody, handed_over: Arc<HandedOver>) -> HyperBody {
     match body {
         PlaybackBody::Full(bytes) => infallible(Full::new(bytes)),
         PlaybackBody::Stream(chunks) => StreamBody::new(
             chunks
-                .map_ok(Frame::data)
+                .map_ok(move |chunk| {
+                    handed_over.hold(chunk.charge);
+                    Frame::data(chunk.bytes)
+                })
                 .map_err(|cut| -> BodyError { Box::new(cut) }),
         )
         .boxed_unsync(),

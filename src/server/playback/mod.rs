@@ -20,6 +20,7 @@
 //! claim, 422 a blob that is not a stream descriptor, 502/504 origin or LBRY API failures, 503
 //! at the door's request limit. A content blob that fails mid-way cuts the response.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -33,6 +34,7 @@ use crate::blob::BlobHash;
 use crate::metrics::{Metrics, DIRECTION_DOWNLOAD};
 use crate::policy::Policy;
 use crate::secret::{ExposeSecret, SecretString};
+use crate::server::budget::InflightBudget;
 use crate::store::{BlobStore, StoreError};
 
 pub mod body;
@@ -46,6 +48,7 @@ pub mod resolve;
 
 pub use crate::config::StreamConfig;
 
+pub use body::Chunk;
 use body::{BodyContext, StreamCut};
 use plans::{PlanError, Plans};
 use range::{ByteRange, RangeRequest};
@@ -64,12 +67,15 @@ pub trait Door: Send + Sync + 'static {
     /// One of the door's request slots (its concurrency limit), waited for as the door waits;
     /// `None` when the door would answer 503.
     async fn request_slot(&self) -> Option<OwnedSemaphorePermit>;
+    /// The in-flight byte budget the door's responses share (a stream's blobs are charged to
+    /// it as `/blob` answers are).
+    fn budget(&self) -> &Arc<InflightBudget>;
 }
 
 /// A playback response body: short answers in full, streams chunk by chunk.
 pub enum PlaybackBody {
     Full(Bytes),
-    Stream(BoxStream<'static, Result<Bytes, StreamCut>>),
+    Stream(BoxStream<'static, Result<Chunk, StreamCut>>),
 }
 
 /// The playback routes, shared by the HTTP and HTTP/3 doors.
@@ -117,13 +123,14 @@ impl Playback {
                 || PLAYER_PREFIXES.iter().any(|p| path.starts_with(p)))
     }
 
-    /// Answers one playback request.
+    /// Answers one playback request from `client`.
     pub async fn serve(
         &self,
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
         door: Arc<dyn Door>,
+        client: IpAddr,
     ) -> Response<PlaybackBody> {
         let is_head = match *method {
             Method::GET => false,
@@ -254,6 +261,7 @@ impl Playback {
             metrics: self.stream_metrics.clone(),
             readahead_slots: Arc::clone(&self.readahead_slots),
             readahead: self.config.readahead,
+            client,
         };
         *response.body_mut() = PlaybackBody::Stream(body::body(ctx, plan, range));
         response
