@@ -3,9 +3,10 @@
 //! What can change live does: the protected list (its file is re-read), the blocklist (file and
 //! URL re-read, newly blocked blobs purged), the `edge_token` and request limits of
 //! `servers.http` and `servers.http3` (so a rotated token stops working on every door at once),
-//! `limits:` (the in-flight budget), and the prefetcher's channels and limits. What cannot (ports, addresses, TLS files,
-//! connection limits, the store tree, the LBRY API client's settings) is reported as needing a
-//! restart, key by key, and left as it is. Key names only: values (tokens) are never reported.
+//! `limits:` (the in-flight budget), and the prefetcher's channels and limits. What cannot
+//! (ports, addresses, TLS files, connection limits, the store tree, the LBRY API client's
+//! settings) is reported as needing a restart, key by key, and left as it is. Key names only:
+//! values (tokens) are never reported.
 //! A file that does not load, or a list that does not parse, rejects the whole reload: the
 //! running configuration stays exactly as it was.
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Hostile-client floods against a running prism-lite (issue #13), stdlib only.
+"""Hostile-client floods against a running prism-lite (issue #13), stdlib only (the HTTP/3
+flood runs the project's `flood_h3` example, since the stdlib has no QUIC).
 
 For each flood: open the attacker's connections from 127.0.0.2, sample the server's peak RSS
 (/proc/PID/status) while they are held, time a bystander's GET from 127.0.0.3, then release.
@@ -8,6 +9,7 @@ Prints one line per flood: name, connections, peak RSS growth (MiB), bystander l
 import argparse
 import hashlib
 import socket
+import subprocess
 import threading
 import time
 import urllib.request
@@ -87,6 +89,11 @@ def main():
     p.add_argument("--blob", required=True, help="hash of a blob the server has")
     p.add_argument("--conns", type=int, default=1000)
     p.add_argument("--hold", type=float, default=3.0)
+    p.add_argument("--stream", help="sd hash of a stream the server has (adds /stream floods)")
+    p.add_argument("--http3", help="the HTTP/3 door's address (adds QUIC floods)")
+    p.add_argument("--flood-h3", help="path of the flood_h3 example binary")
+    p.add_argument("--h3-conns", type=int, default=40)
+    p.add_argument("--h3-streams", type=int, default=32)
     a = p.parse_args()
     host, port = a.http.rsplit(":", 1)
     http = (host, int(port))
@@ -116,6 +123,47 @@ def main():
     unknown = hashlib.sha384(str(time.time()).encode()).hexdigest()
     head = f"HEAD /blob?hash={unknown} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
     flood("HEAD storm (unknown hash)", a.pid, many(http, head), http, a.blob, a.hold)
+    if a.stream:
+        stream3 = f"GET /stream/{a.stream} HTTP/1.1\r\nHost: x\r\n\r\n".encode() * 3
+        flood("stalled viewers (/stream)", a.pid, many(http, stream3), http, a.blob, a.hold)
+    if a.http3 and a.flood_h3:
+        for name, path in [("stalled streams (http3)", f"/get/{a.blob}")] + (
+            [("stalled viewers (http3 /stream)", f"/stream/{a.stream}")] if a.stream else []
+        ):
+            flood(name, a.pid, quic_flood(a, path), http, a.blob, a.hold)
+
+
+class QuicFlood:
+    """The flood_h3 process holding the QUIC connections; closing it ends them."""
+
+    def __init__(self, proc, opened):
+        self.proc, self.opened = proc, opened
+
+    def close(self):
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def quic_flood(a, path):
+    def go():
+        proc = subprocess.Popen(
+            [a.flood_h3, "--addr", a.http3, "--path", path,
+             "--conns", str(a.h3_conns), "--streams", str(a.h3_streams)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = proc.stdout.readline().strip()  # "opened N connections, M streams (K refused)"
+        print(f"  flood_h3 {path[:12]}...: {line}")
+        opened = int(line.split()[1]) if line.startswith("opened") else 0
+        # One entry per QUIC connection held, so the report's count is connections.
+        return [QuicFlood(proc, opened)] + [_Nothing()] * max(opened - 1, 0)
+    return go
+
+
+class _Nothing:
+    def close(self):
+        pass
 
 
 if __name__ == "__main__":
