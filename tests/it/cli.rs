@@ -1,12 +1,11 @@
 //! The `prism-lite` binary as an operator runs it: real processes, real ports.
 
 use std::io::Read;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{fixture_blobs, TEST_TIMEOUT};
+use crate::common::{fixture_blobs, free_port, TEST_TIMEOUT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_prism-lite");
 
@@ -24,15 +23,6 @@ fn run(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stdout).into(),
         String::from_utf8_lossy(&out.stderr).into(),
     )
-}
-
-/// A port that was free a moment ago (the OS picks it).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A running blobcache process, killed if the test fails before stopping it.

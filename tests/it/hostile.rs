@@ -16,7 +16,7 @@ use prism_lite::quic::{self, Verify};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::common::{blob_bytes, metric, TEST_TIMEOUT};
+use crate::common::{blob_bytes, free_port, metric, TEST_TIMEOUT};
 use crate::common::{scrape, start_cache, within, HttpOrigin};
 
 const BIN: &str = env!("CARGO_BIN_EXE_prism-lite");
@@ -41,16 +41,6 @@ fn client_from(from: &str) -> reqwest::Client {
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap()
-}
-
-fn free_tcp_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-fn free_udp_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    s.local_addr().unwrap().port()
 }
 
 /// Resident memory of process `pid` in bytes.
@@ -88,12 +78,7 @@ async fn server_process(blobs: &[Bytes], limits: &str) -> Server {
     for b in blobs {
         std::fs::write(data.join(BlobHash::of(b).to_string()), b).unwrap();
     }
-    let (http, peer, http3, metrics) = (
-        free_tcp_port(),
-        free_tcp_port(),
-        free_udp_port(),
-        free_tcp_port(),
-    );
+    let (http, peer, http3, metrics) = (free_port(), free_port(), free_port(), free_port());
     std::fs::write(
         dir.path().join("blobcache.yaml"),
         format!(

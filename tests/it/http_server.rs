@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::common::{
-    blob_bytes, fixture_blobs, metric, start_cache, wait_until, TestOrigin, TEST_TIMEOUT,
+    blob_bytes, fixture_blobs, free_port, metric, start_cache, wait_until, TestOrigin, TEST_TIMEOUT,
 };
 use prism_lite::app;
 use prism_lite::blob::BlobHash;
@@ -370,10 +370,7 @@ async fn metrics_endpoint_is_scraped_and_counters_move() {
 /// crossed; the per-layer view is `prism_origin_fetch_total{component}`.
 #[tokio::test]
 async fn an_origin_failure_is_counted_once_per_request() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let closed = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let running = start_cache(&format!(
         r#"
 servers: {{http: {{port: 0, address: 127.0.0.1}}}}

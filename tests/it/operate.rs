@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use crate::common::{blob_bytes, metric, wait_until, TEST_TIMEOUT};
+use crate::common::{blob_bytes, free_port, metric, wait_until, TEST_TIMEOUT};
 use prism_lite::app::{self, RunOptions};
 use prism_lite::blob::BlobHash;
 
@@ -261,14 +261,6 @@ async fn sighup_reloads_a_running_process() {
     wait_for_status(&url, 403).await;
     let _ = child.kill();
     let _ = child.wait();
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Polls `url` until it answers `want` (bounded by TEST_TIMEOUT).

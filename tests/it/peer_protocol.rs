@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::start_cache;
+use crate::common::{free_port, start_cache};
 use bytes::Bytes;
 use prism_lite::app::Running;
 use prism_lite::blob::{verify, BlobHash, MAX_BLOB_SIZE};
@@ -711,10 +711,7 @@ async fn peer_store_timeouts_and_unreachable_peers() {
         other => panic!("expected Timeout, got {other:?}"),
     }
     // Nobody listening.
-    let closed = {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        l.local_addr().unwrap()
-    };
+    let closed = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let (store, _) = peer_store(closed, "5s");
     match within("refused", store.get(&hash)).await {
         Err(StoreError::Unavailable { .. }) => {}

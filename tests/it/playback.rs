@@ -519,9 +519,8 @@ async fn player_server_routes_resolve_through_the_lbry_api() {
     cache.stop().await;
 
     // The API down: 502 with a short body.
-    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let dead = closed.local_addr().unwrap();
-    drop(closed);
+    // A port nobody listens on (and no client takes: see `free_port`).
+    let dead = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let cache = start_cache(&cache_yaml(
         &origin,
         &format!("stream: {{api: \"http://{dead}/\", api_timeout: 5s}}\n"),

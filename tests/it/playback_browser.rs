@@ -149,11 +149,7 @@ async fn headless_chromium_plays_and_seeks_a_stream_from_a_cold_cache() {
     let edge_base = format!("http://{}", edge.http_addr.unwrap());
 
     // chromedriver on a free port; Chromium with a fresh profile and nothing that phones home.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut driver = Command::new("chromedriver")
         .arg(format!("--port={port}"))
         .stdout(Stdio::null())

@@ -7,7 +7,7 @@
 //! neither the secret nor the marker is in any response, any /metrics line or any log line.
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener as StdTcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::common::{blob_bytes, start_cache, within, TEST_TIMEOUT};
+use crate::common::{blob_bytes, free_port, start_cache, within, TEST_TIMEOUT};
 use crate::http3::H3Client;
 
 const BIN: &str = env!("CARGO_BIN_EXE_prism-lite");
@@ -29,22 +29,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_prism-lite");
 const MARKER: &str = "LEAKMARKER7f3a";
 /// The doors' own edge_token: a secret in every configuration below.
 const DOOR_TOKEN: &str = "DOORSECRET5f";
-
-fn free_tcp_port() -> u16 {
-    StdTcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 // ---------------------------------------------------------------------------------------------
 // A scripted origin: plain TCP speaking just enough HTTP/1.1.
@@ -187,10 +171,10 @@ struct Doors {
 impl Doors {
     fn new() -> Doors {
         Doors {
-            http: free_tcp_port(),
-            http3: free_udp_port(),
-            peer: free_tcp_port(),
-            metrics: free_tcp_port(),
+            http: free_port(),
+            http3: free_port(),
+            peer: free_port(),
+            metrics: free_port(),
         }
     }
 

@@ -169,15 +169,6 @@ async fn two_tier_chain_in_process_survives_origin_outage() {
     s3.stop().await;
 }
 
-/// A free port on 127.0.0.1 (bound, then released for the child process to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn two_tier_chain_with_regional_as_a_real_process() {
     let dir = tempfile::tempdir().unwrap();

@@ -5,19 +5,35 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 
 use super::net::http_client;
 
-/// A port on 127.0.0.1 that was free a moment ago (the OS picks it; the child binds it).
+/// A port on 127.0.0.1, free for both TCP and UDP, for a child process to bind.
+///
+/// Taken from 20000-31999, below the kernel's ephemeral range (32768-60999 by default), where
+/// the OS never picks the source port of an outgoing connection: a port the OS handed out for
+/// `:0` and then released could be taken by another test's client before the child binds it.
+/// A counter gives every call in this test process a different port; the start depends on the
+/// process id, so two test runs side by side start apart.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id() * 97 % COUNT;
+    for _ in 0..COUNT {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (start + n) % COUNT) as u16;
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port));
+        let udp = std::net::UdpSocket::bind(("127.0.0.1", port));
+        if tcp.is_ok() && udp.is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}-{}", FIRST + COUNT - 1);
 }
 
 /// A running `prism-lite blobcache` process.
