@@ -16,7 +16,7 @@ pub struct DhtMetrics {
     /// `unexpected_response`, `bad_source`).
     pub dropped: IntCounterVec,
     /// Requests refused with an error reply, by reason (`bad_token`, `bad_arguments`,
-    /// `store_full`, `bad_address`).
+    /// `store_full`, `address_full`, `bad_address`).
     pub refused: IntCounterVec,
     pub routing_contacts: IntGauge,
     pub stored_announcements: IntGauge,
@@ -90,7 +90,13 @@ impl DhtMetrics {
         ] {
             m.dropped.with_label_values(&[r]);
         }
-        for r in ["bad_token", "bad_arguments", "store_full", "bad_address"] {
+        for r in [
+            "bad_token",
+            "bad_arguments",
+            "store_full",
+            "address_full",
+            "bad_address",
+        ] {
             m.refused.with_label_values(&[r]);
         }
         Ok(m)

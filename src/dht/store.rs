@@ -15,6 +15,13 @@ use super::wire::{CompactPeer, NodeId};
 
 /// Announcements kept per blob hash; the oldest goes when a new one arrives.
 pub const MAX_PEERS_PER_KEY: usize = 64;
+/// Announcements one IP address may hold per blob hash (a few nodes behind one NAT). Beyond
+/// it, a new one replaces that address's oldest, so one address announcing from many ports
+/// cannot push everyone else out of a hash's list.
+pub const MAX_PEERS_PER_KEY_PER_IP: usize = 4;
+/// The share of the whole store one IP address may hold (1/16), so one address cannot fill it
+/// and lock out honest announcers until its entries expire.
+pub const STORE_SHARE_PER_IP: usize = 16;
 
 /// Rotating token secrets.
 pub struct Tokens {
@@ -61,9 +68,11 @@ impl Tokens {
     }
 }
 
-/// Announcements held for others, bounded by total count and per key.
+/// Announcements held for others, bounded by total count, per key, and per announcing address.
 pub struct PeerStore {
     by_key: HashMap<NodeId, Vec<(CompactPeer, Instant)>>,
+    /// Entries held per announcing IP address.
+    per_ip: HashMap<Ipv4Addr, usize>,
     total: usize,
     max_total: usize,
     ttl: Duration,
@@ -72,13 +81,17 @@ pub struct PeerStore {
 /// Why an announcement was not kept.
 #[derive(Debug, PartialEq, Eq)]
 pub enum StoreRefusal {
+    /// The store holds `max_stored_announcements`.
     Full,
+    /// The announcing address holds its share of the store.
+    AddressFull,
 }
 
 impl PeerStore {
     pub fn new(max_total: usize, ttl: Duration) -> PeerStore {
         PeerStore {
             by_key: HashMap::new(),
+            per_ip: HashMap::new(),
             total: 0,
             max_total,
             ttl,
@@ -92,6 +105,7 @@ impl PeerStore {
         peer: CompactPeer,
         now: Instant,
     ) -> Result<(), StoreRefusal> {
+        let ip = *peer.addr.ip();
         if let Some(list) = self.by_key.get_mut(&key) {
             if let Some(entry) = list
                 .iter_mut()
@@ -100,20 +114,36 @@ impl PeerStore {
                 *entry = (peer, now);
                 return Ok(());
             }
+            // The address's own oldest entry for this key makes room (list order is age).
+            let from_ip = list.iter().filter(|(p, _)| *p.addr.ip() == ip).count();
+            if from_ip >= MAX_PEERS_PER_KEY_PER_IP {
+                if let Some(oldest) = list.iter().position(|(p, _)| *p.addr.ip() == ip) {
+                    list.remove(oldest);
+                    list.push((peer, now));
+                }
+                return Ok(());
+            }
         }
-        if self.total >= self.max_total {
+        let max_per_ip = (self.max_total / STORE_SHARE_PER_IP).max(1);
+        let held = |s: &Self| s.per_ip.get(&ip).copied().unwrap_or(0);
+        if self.total >= self.max_total || held(self) >= max_per_ip {
             self.expire(now);
             if self.total >= self.max_total {
                 return Err(StoreRefusal::Full);
             }
+            if held(self) >= max_per_ip {
+                return Err(StoreRefusal::AddressFull);
+            }
         }
         let list = self.by_key.entry(key).or_default();
         if list.len() >= MAX_PEERS_PER_KEY {
-            list.remove(0);
+            let (gone, _) = list.remove(0);
             self.total -= 1;
+            release(&mut self.per_ip, *gone.addr.ip());
         }
         list.push((peer, now));
         self.total += 1;
+        *self.per_ip.entry(ip).or_insert(0) += 1;
         Ok(())
     }
 
@@ -133,9 +163,16 @@ impl PeerStore {
     /// Drops expired announcements.
     pub fn expire(&mut self, now: Instant) {
         let ttl = self.ttl;
+        let per_ip = &mut self.per_ip;
         let mut total = 0;
         self.by_key.retain(|_, list| {
-            list.retain(|(_, at)| now.duration_since(*at) < ttl);
+            list.retain(|(peer, at)| {
+                let live = now.duration_since(*at) < ttl;
+                if !live {
+                    release(per_ip, *peer.addr.ip());
+                }
+                live
+            });
             total += list.len();
             !list.is_empty()
         });
@@ -148,6 +185,16 @@ impl PeerStore {
 
     pub fn is_empty(&self) -> bool {
         self.total == 0
+    }
+}
+
+/// Counts one entry of `ip` less.
+fn release(per_ip: &mut HashMap<Ipv4Addr, usize>, ip: Ipv4Addr) {
+    if let Some(n) = per_ip.get_mut(&ip) {
+        *n -= 1;
+        if *n == 0 {
+            per_ip.remove(&ip);
+        }
     }
 }
 
@@ -192,5 +239,59 @@ mod tests {
         assert!(s.peers(&key, later).is_empty());
         s.add(NodeId([2; 48]), peer(4), later).unwrap();
         assert_eq!(s.len(), 1);
+    }
+
+    fn from(ip: [u8; 4], port: u16, id: u8) -> CompactPeer {
+        CompactPeer {
+            id: NodeId([id; 48]),
+            addr: std::net::SocketAddrV4::new(ip.into(), port),
+        }
+    }
+
+    #[test]
+    fn one_address_cannot_crowd_out_a_key_or_fill_the_store() {
+        let now = Instant::now();
+        let mut s = PeerStore::new(160, Duration::from_secs(3600));
+        let key = NodeId([9; 48]);
+        s.add(key, from([10, 0, 0, 1], 3333, 1), now).unwrap();
+        // One address announcing from 100 ports and node ids keeps 4 entries for the key...
+        for port in 0..100u16 {
+            s.add(
+                key,
+                from([10, 0, 0, 66], 4000 + port, (port % 200) as u8 + 2),
+                now,
+            )
+            .unwrap();
+        }
+        let peers = s.peers(&key, now);
+        assert_eq!(peers.len(), 1 + MAX_PEERS_PER_KEY_PER_IP);
+        assert!(peers
+            .iter()
+            .any(|p| p.addr.ip() == &Ipv4Addr::new(10, 0, 0, 1)));
+        assert!(
+            peers.iter().any(|p| p.addr.port() == 4099),
+            "the newest replace the oldest"
+        );
+        // ...and at most 1/16 of the store over all keys.
+        let mut refused = 0;
+        for k in 0..100u8 {
+            if s.add(NodeId([k; 48]), from([10, 0, 0, 66], 5000, 250), now)
+                == Err(StoreRefusal::AddressFull)
+            {
+                refused += 1;
+            }
+        }
+        assert_eq!(
+            s.per_ip[&Ipv4Addr::new(10, 0, 0, 66)],
+            160 / STORE_SHARE_PER_IP
+        );
+        assert!(refused > 0);
+        // Another address still gets in, and expiry gives the share back.
+        s.add(NodeId([200; 48]), from([10, 0, 0, 2], 3333, 7), now)
+            .unwrap();
+        let later = now + Duration::from_secs(3601);
+        s.add(NodeId([201; 48]), from([10, 0, 0, 66], 5000, 250), later)
+            .unwrap();
+        assert_eq!(s.per_ip[&Ipv4Addr::new(10, 0, 0, 66)], 1);
     }
 }

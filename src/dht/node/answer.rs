@@ -145,6 +145,13 @@ impl Node {
                             .inc();
                         error_body("store is full")
                     }
+                    Err(StoreRefusal::AddressFull) => {
+                        self.metrics
+                            .refused
+                            .with_label_values(&["address_full"])
+                            .inc();
+                        error_body("too many announcements from this address")
+                    }
                 }
             }
         }
