@@ -26,7 +26,7 @@ use crate::server::http3::Http3Server;
 use crate::server::peer::PeerServer;
 use crate::server::reflector::{OnStreamStored, ReflectorServer};
 use crate::server::Shared;
-use crate::store::announce::{AnnounceSink, AnnouncingStore};
+use crate::store::announce::AnnouncingStore;
 use crate::store::blocklist::BlocklistStore;
 use crate::store::{self, BlobStore, BuildContext};
 
@@ -270,7 +270,7 @@ async fn start_with_raw(
         .await?;
         tracing::info!(addr = %node.local_addr(), node_id = %node_id, "dht node listening (udp)");
         let _ = dht_status.set(node.clone());
-        announcing.attach(Arc::new(DhtSink(node.announcer())));
+        announcing.attach(Arc::new(node.announcer()));
         let remembered = node.open_journal(&dht_config.data_dir, dht_config.max_announced)?;
         // A root that is itself a local tier (an origin or ingest box) holds what it `has`;
         // otherwise "held" means in a cache tier (`has` would ask the origin).
@@ -309,11 +309,9 @@ async fn start_with_raw(
             status,
         )
         .context("starting the prefetcher")?;
-        // Streams it warms are announced in the DHT, so LBRY clients find this cache.
-        let running = Arc::new(match &dht {
-            Some(node) => built.with_announcer(node.announcer()),
-            None => built,
-        });
+        // Streams it warms are announced in the DHT by the root store's announcing layer,
+        // which sees their sd blobs pass, as it does for every door.
+        let running = Arc::new(built);
         tasks.spawn(Arc::clone(&running).run_forever(shutdown.clone()));
         prefetcher = Some(running);
     }
@@ -388,18 +386,5 @@ async fn restore_announcements(
             dropped = total - kept,
             "dht: announcements restored after restart"
         );
-    }
-}
-
-/// The DHT's announce list as the store layer's sink.
-struct DhtSink(crate::dht::Announcer);
-
-impl AnnounceSink for DhtSink {
-    fn is_announced(&self, hash: &crate::blob::BlobHash) -> bool {
-        self.0.is_announced(hash)
-    }
-
-    fn announce(&self, hash: &crate::blob::BlobHash) -> bool {
-        self.0.announce(hash)
     }
 }

@@ -82,6 +82,17 @@ pub struct Announcer {
     journal: Arc<OnceLock<journal::Journal>>,
 }
 
+/// The root store's announcing layer ([`crate::store::announce`]) hands it every stream it sees.
+impl crate::store::announce::AnnounceSink for Announcer {
+    fn is_announced(&self, hash: &BlobHash) -> bool {
+        Announcer::is_announced(self, hash)
+    }
+
+    fn announce(&self, hash: &BlobHash) -> bool {
+        Announcer::announce(self, hash)
+    }
+}
+
 impl Announcer {
     /// Whether `hash` is among the announced blobs.
     pub fn is_announced(&self, hash: &BlobHash) -> bool {

@@ -51,8 +51,6 @@ pub struct Prefetcher {
     status: StatusHandle,
     /// Relative `channel_list_file` paths resolve against this (the working directory).
     base_dir: PathBuf,
-    /// Announces warmed streams to the DHT, when it runs.
-    announcer: Option<crate::dht::Announcer>,
 }
 
 impl Prefetcher {
@@ -90,14 +88,7 @@ impl Prefetcher {
             metrics,
             status,
             base_dir: PathBuf::from("."),
-            announcer: None,
         })
-    }
-
-    /// Announce every warmed stream's sd blob and first content blob through `announcer`.
-    pub fn with_announcer(mut self, announcer: crate::dht::Announcer) -> Prefetcher {
-        self.announcer = Some(announcer);
-        self
     }
 
     pub fn status(&self) -> StatusHandle {
@@ -230,7 +221,6 @@ impl Prefetcher {
             self.metrics.clone(),
             cancel.clone(),
             progress.clone(),
-            self.announcer.clone(),
         );
         let outcome = warmer.run(jobs).await;
         progress.finish_and_clear();

@@ -179,8 +179,6 @@ pub struct Warmer {
     cancel: CancellationToken,
     progress: ProgressBar,
     tally: Tally,
-    /// When the DHT runs: warmed streams' sd blob and first content blob get announced.
-    announcer: Option<crate::dht::Announcer>,
 }
 
 impl Warmer {
@@ -193,7 +191,6 @@ impl Warmer {
         metrics: PrefetchMetrics,
         cancel: CancellationToken,
         progress: ProgressBar,
-        announcer: Option<crate::dht::Announcer>,
     ) -> Arc<Warmer> {
         let concurrency = concurrency.max(1);
         Arc::new(Warmer {
@@ -211,7 +208,6 @@ impl Warmer {
                 reports: Mutex::new(channels),
                 metrics,
             },
-            announcer,
         })
     }
 
@@ -339,10 +335,6 @@ impl Warmer {
                 )
             }
         };
-        if let Some(announcer) = &self.announcer {
-            announcer.announce(&sd_hash);
-        }
-        let head = descriptor.content_blobs().next().map(|(_, hash, _)| hash);
         let take = match job.stream.blobs {
             BlobSelection::All => usize::MAX,
             BlobSelection::Head(n) => n,
@@ -408,11 +400,6 @@ impl Warmer {
                     outcome = StreamOutcome::Failed;
                 }
             }
-        }
-        if let (Some(announcer), Some(head), StreamOutcome::Complete) =
-            (&self.announcer, head, outcome)
-        {
-            announcer.announce(&head);
         }
         (outcome, None)
     }

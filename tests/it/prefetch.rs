@@ -19,6 +19,7 @@ use prism_lite::config::{self, BlobcacheConfig, StoreConfig};
 use prism_lite::metrics::Metrics;
 use prism_lite::prefetch::report::{RunReport, StatusHandle};
 use prism_lite::prefetch::Prefetcher;
+use prism_lite::store::announce::AnnouncingStore;
 use prism_lite::store::caching::CachingStore;
 use prism_lite::store::memory::MemoryStore;
 use prism_lite::store::{BlobStore, BuildContext};
@@ -1272,9 +1273,16 @@ async fn warmed_streams_are_announced_to_the_dht() {
     .await
     .expect("dht binds");
     let announcer = dht.announcer();
-    let p = h
-        .prefetcher(&api.url, "  channels: ['@dht:a']\n")
-        .with_announcer(announcer.clone());
+    // As the blobcache runs it: the prefetcher fetches through the root's announcing layer.
+    let announcing = Arc::new(AnnouncingStore::new(Arc::clone(&h.root)));
+    announcing.attach(Arc::new(announcer.clone()));
+    let p = Prefetcher::new(
+        prefetch_config(&api.url, "  channels: ['@dht:a']\n"),
+        announcing,
+        &h.metrics.registry,
+        StatusHandle::new(true, &api.url),
+    )
+    .expect("prefetcher");
     let report = run(&p).await;
     assert_eq!(channel(&report, "@dht:a").streams_complete, 1);
     let hashes = s.hashes();
