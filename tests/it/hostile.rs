@@ -53,6 +53,49 @@ fn rss_of(pid: u32) -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// Process `pid`'s RSS, sampled every 10 ms from [`PeakRss::track`] until [`PeakRss::growth`].
+struct PeakRss {
+    baseline: u64,
+    peak: Arc<AtomicU64>,
+    sampling: tokio::task::JoinHandle<()>,
+}
+
+impl PeakRss {
+    fn track(pid: u32) -> PeakRss {
+        let baseline = rss_of(pid);
+        let peak = Arc::new(AtomicU64::new(baseline));
+        let sampling = tokio::spawn({
+            let peak = Arc::clone(&peak);
+            async move {
+                loop {
+                    peak.fetch_max(rss_of(pid), Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        });
+        PeakRss {
+            baseline,
+            peak,
+            sampling,
+        }
+    }
+
+    /// Stops sampling; how far the peak rose above the start, printed with `what` for the log.
+    fn growth(self, what: &str) -> u64 {
+        self.sampling.abort();
+        let grown = self
+            .peak
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.baseline);
+        eprintln!(
+            "{what}: rss baseline {} MiB, peak growth {} MiB",
+            self.baseline / MIB,
+            grown / MIB
+        );
+        grown
+    }
+}
+
 struct Server {
     child: Child,
     http: SocketAddr,
@@ -176,18 +219,7 @@ async fn stalled_readers_stay_within_the_budget_while_another_address_is_served(
     let url = format!("http://{}/blob?hash={hash}", server.http);
     let warm = within("warm-up", bystander.get(&url).send()).await.unwrap();
     assert_eq!(warm.bytes().await.unwrap(), blob);
-    let baseline = rss_of(pid);
-
-    let peak = Arc::new(AtomicU64::new(baseline));
-    let sampling = tokio::spawn({
-        let peak = Arc::clone(&peak);
-        async move {
-            loop {
-                peak.fetch_max(rss_of(pid), Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    });
+    let rss = PeakRss::track(pid);
 
     let (mut held_tcp, held_h3) = attack(&server, &hashes, 150, 100, 2, 32).await;
     // The budget turned some of them away...
@@ -216,13 +248,8 @@ async fn stalled_readers_stay_within_the_budget_while_another_address_is_served(
     held_tcp.clear();
     drop(held_h3);
     wait_for_inflight(&server, |b| b == 0.0, "the flood's responses to end").await;
-    sampling.abort();
-    let grown = peak.load(Ordering::Relaxed).saturating_sub(baseline);
-    eprintln!(
-        "stalled readers: rss baseline {} MiB, peak growth {} MiB, bystander {bystander_took:?}",
-        baseline / MIB,
-        grown / MIB
-    );
+    eprintln!("stalled readers: bystander {bystander_took:?}");
+    let grown = rss.growth("stalled readers");
     // Budget (24 MiB) + QUIC send buffers (2 connections x 4 MiB) + allocator slack. Without
     // the budget the same flood pins hundreds of MiB.
     assert!(grown < 160 * MIB, "rss grew {} MiB", grown / MIB);

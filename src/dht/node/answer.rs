@@ -136,23 +136,15 @@ impl Node {
                 let mut store = lock(&self.store);
                 let result = store.add(blob_hash, peer, now);
                 self.metrics.stored_announcements.set(store.len() as i64);
-                match result {
-                    Ok(()) => Body::Response(Value::bytes(b"OK".to_vec())),
-                    Err(StoreRefusal::Full) => {
-                        self.metrics
-                            .refused
-                            .with_label_values(&["store_full"])
-                            .inc();
-                        error_body("store is full")
-                    }
+                let (reason, message) = match result {
+                    Ok(()) => return Body::Response(Value::bytes(b"OK".to_vec())),
+                    Err(StoreRefusal::Full) => ("store_full", "store is full"),
                     Err(StoreRefusal::AddressFull) => {
-                        self.metrics
-                            .refused
-                            .with_label_values(&["address_full"])
-                            .inc();
-                        error_body("too many announcements from this address")
+                        ("address_full", "too many announcements from this address")
                     }
-                }
+                };
+                self.metrics.refused.with_label_values(&[reason]).inc();
+                error_body(message)
             }
         }
     }

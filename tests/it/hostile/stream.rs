@@ -2,14 +2,12 @@
 //! the same in-flight budget as `/blob` answers, so stalled viewers on HTTP and HTTP/3 stay
 //! within it while another address watches the whole stream.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 
 use super::{
-    client_from, connect_from, rss_of, server_process, stalled_h3_streams, wait_for_inflight,
+    client_from, connect_from, server_process, stalled_h3_streams, wait_for_inflight, PeakRss,
     ATTACKER, BYSTANDER, MIB,
 };
 use crate::common::{metric, scrape, within, TEST_TIMEOUT};
@@ -30,17 +28,7 @@ async fn stalled_stream_viewers_stay_within_the_budget_while_another_address_wat
     let bystander = client_from(BYSTANDER);
     let warm = within("warm-up", bystander.get(&url).send()).await.unwrap();
     assert_eq!(warm.bytes().await.unwrap(), fixture.source);
-    let baseline = rss_of(pid);
-    let peak = Arc::new(AtomicU64::new(baseline));
-    let sampling = tokio::spawn({
-        let peak = Arc::clone(&peak);
-        async move {
-            loop {
-                peak.fetch_max(rss_of(pid), Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    });
+    let rss = PeakRss::track(pid);
 
     // 60 HTTP connections asking for the stream three times each and never reading, and two
     // QUIC connections with 16 unread stream requests each.
@@ -81,14 +69,8 @@ async fn stalled_stream_viewers_stay_within_the_budget_while_another_address_wat
     // Once the stall timeout passes, the stalled responses are dropped although the clients
     // keep their connections open: nothing stays charged.
     wait_for_inflight(&server, |b| b == 0.0, "the stalled responses to be dropped").await;
-    sampling.abort();
+    let grown = rss.growth("stalled stream viewers");
     drop((held_tcp, held_h3));
-    let grown = peak.load(Ordering::Relaxed).saturating_sub(baseline);
-    eprintln!(
-        "stalled stream viewers: rss baseline {} MiB, peak growth {} MiB",
-        baseline / MIB,
-        grown / MIB
-    );
     // Budget (16 MiB) + QUIC send buffers (2 connections) + ciphertext being decrypted + slack.
     assert!(grown < 160 * MIB, "rss grew {} MiB", grown / MIB);
 }
