@@ -24,6 +24,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::config::{Http3ServerConfig, Http3StoreConfig};
 
+pub mod h3_transport;
 pub mod socket;
 
 /// reflector.go's ALPN protocol id.
