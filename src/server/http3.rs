@@ -15,11 +15,12 @@
 //! limits above, so it costs fixed memory).
 //!
 //! A blob answer takes a charge on the shared in-flight budget ([`budget`](super::budget)) until
-//! QUIC has taken all of its bytes; with no room in time the stream is reset with
+//! the client has acknowledged all of its bytes; with no room in time the stream is reset with
 //! `H3_REQUEST_REJECTED` (the client may retry). A stream that takes no bytes for
-//! `limits.write_stall_timeout` is reset. What QUIC itself buffers per connection (copies of
-//! the bytes, until acknowledged) is capped by the server's send window
-//! ([`crate::quic::SERVER_SEND_WINDOW`]).
+//! `limits.write_stall_timeout`, or leaves them unacknowledged that long after the last one was
+//! handed to QUIC, is reset. The body goes to QUIC without a copy
+//! ([`crate::quic::h3_transport`]): QUIC holds views of the blob itself, at most
+//! `servers.http3.send_window` unacknowledged bytes per connection.
 //!
 //! Reload (SIGHUP) applies a new `edge_token` and `max_concurrent_requests` to the running
 //! server ([`Http3Server::reconfigure`]); the other keys are fixed at start (`crate::reload`
@@ -45,6 +46,7 @@ use crate::blob::BlobHash;
 use crate::config::Http3ServerConfig;
 use crate::metrics::DIRECTION_DOWNLOAD;
 use crate::protocol::http3::{parse_path, Availability, Route, LBRYCRD_ADDRESS};
+use crate::quic::h3_transport::{self, Keep, Lent};
 use crate::secret::SecretString;
 use crate::server::budget::{Charge, InflightBudget};
 use crate::server::per_ip::PerIpLimit;
@@ -61,8 +63,8 @@ const MAX_FIELD_SECTION_SIZE: u64 = 16 * 1024;
 /// noticed by lack of progress rather than after the whole blob.
 const SEND_CHUNK: usize = 256 * 1024;
 
-type H3Conn = h3::server::Connection<h3_quinn::Connection, Bytes>;
-type H3Stream = h3::server::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>;
+type H3Conn = h3::server::Connection<h3_transport::Connection, Bytes>;
+type H3Stream = h3::server::RequestStream<h3_transport::BidiStream, Bytes>;
 
 /// What a route answers: the response head and its whole body, and whether it is a blob
 /// (which the download counters count once it has been sent).
@@ -70,7 +72,7 @@ struct Reply {
     head: Response<()>,
     body: Bytes,
     is_blob: bool,
-    /// The blob's in-flight budget charge, held until QUIC has taken the body.
+    /// The blob's in-flight budget charge, held until the client has acknowledged the body.
     charge: Option<Charge>,
 }
 
@@ -210,7 +212,10 @@ impl Http3Server {
         self.shared.metrics.http3_connections_total.inc();
         let mut builder = h3::server::builder();
         builder.max_field_section_size(MAX_FIELD_SECTION_SIZE);
-        let h3 = builder.build(h3_quinn::Connection::new(conn));
+        // Bodies lent to this connection's streams, sent without a copy.
+        let lent = Lent::default();
+        let stall = self.shared.budget.write_stall_timeout();
+        let h3 = builder.build(h3_transport::Connection::new(conn, lent.clone(), stall));
         let mut h3: H3Conn = match tokio::time::timeout(self.config.handshake_timeout, h3).await {
             Ok(Ok(h3)) => h3,
             Ok(Err(e)) => {
@@ -239,8 +244,9 @@ impl Http3Server {
                 Ok(Some(resolver)) => {
                     let server = Arc::clone(&self);
                     let in_flight = in_flight.clone();
+                    let lent = lent.clone();
                     tokio::spawn(async move {
-                        server.request(resolver, peer).await;
+                        server.request(resolver, peer, lent).await;
                         drop(in_flight);
                     });
                 }
@@ -261,8 +267,9 @@ impl Http3Server {
 
     async fn request(
         self: &Arc<Self>,
-        resolver: h3::server::RequestResolver<h3_quinn::Connection, Bytes>,
+        resolver: h3::server::RequestResolver<h3_transport::Connection, Bytes>,
         peer: SocketAddr,
+        lent: Lent,
     ) {
         let (req, mut stream) =
             match tokio::time::timeout(HEADER_READ_TIMEOUT, resolver.resolve_request()).await {
@@ -324,7 +331,7 @@ impl Http3Server {
         let status = reply.head.status();
         let (len, is_blob) = (reply.body.len(), reply.is_blob);
         let stall = self.shared.budget.write_stall_timeout();
-        match send(&mut stream, reply, stall).await {
+        match send(&mut stream, reply, stall, &lent).await {
             Ok(()) if is_blob => {
                 let m = &self.shared.metrics;
                 m.blob_download_total.inc();
@@ -488,12 +495,21 @@ enum Unsent {
 }
 
 /// Writes the head, the body (DATA frames of [`SEND_CHUNK`]; slices of the `Bytes`, no copy),
-/// and ends the stream; each step must make progress within `stall`. The budget charge is
-/// dropped once QUIC holds every byte.
-async fn send(stream: &mut H3Stream, reply: Reply, stall: Duration) -> Result<(), Unsent> {
+/// and ends the stream; each step must make progress within `stall`. A blob's body is lent to
+/// the stream with its budget charge, which the stream keeps until the client has acknowledged
+/// the bytes (see [`h3_transport`]).
+async fn send(
+    stream: &mut H3Stream,
+    reply: Reply,
+    stall: Duration,
+    lent: &Lent,
+) -> Result<(), Unsent> {
+    let _loan = reply.charge.map(|charge| {
+        let keep: Keep = Box::new(charge);
+        lent.lend(stream.send_id(), reply.body.clone(), keep)
+    });
     within(stall, stream.send_response(reply.head)).await?;
     send_pieces(stream, reply.body, stall).await?;
-    drop(reply.charge);
     within(stall, stream.finish()).await
 }
 

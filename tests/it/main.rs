@@ -12,6 +12,7 @@ mod dht;
 mod disk_store;
 mod hostile;
 mod http3;
+mod http3_zero_copy;
 mod http_origin;
 mod http_server;
 mod operate;
