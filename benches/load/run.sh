@@ -178,6 +178,9 @@ servers:
   http: {address: $HOST, port: $P_HTTP, max_concurrent_requests: 2000}
   peer: {address: $HOST, port: $P_PEER, max_connections: 2000}
   http3: {address: $HOST, port: $P_H3, max_concurrent_requests: 2000}
+# The load generator is one address standing in for 64 clients: with the default 64 MiB
+# per-address share of the in-flight budget it would queue behind 32 blobs in flight.
+limits: {max_inflight_bytes: 2GiB, max_inflight_bytes_per_ip: 2GiB}
 store:
 $3
 EOF
