@@ -3,12 +3,6 @@
 //! A moka cache of `Bytes`, weighed by length, with TinyLFU admission: a one-off scan (a
 //! prefetch run, a crawler) cannot push the hot set out. Hits hand out a reference-counted
 //! `Bytes`, never a copy.
-//!
-//! A `put` keeps its own heap copy of the blob (one 2 MiB copy per fill, never per hit). What
-//! it is handed may be a memory-mapped disk-tier file or a slice of a larger buffer: holding
-//! that would pin the disk file's space after the disk tier evicts it, make a hit page-fault on
-//! the async threads once the kernel reclaims the file's pages, and weigh less than the memory
-//! it keeps. A copy makes the tier what its `max_size` says: that many bytes of RAM.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -89,7 +83,7 @@ impl BlobStore for MemoryStore {
             store: self.name.clone(),
             message: e.to_string(),
         })?;
-        self.cache.insert(*hash, Bytes::copy_from_slice(&data));
+        self.cache.insert(*hash, data);
         self.cache.run_pending_tasks();
         self.update_gauges();
         Ok(())
@@ -113,33 +107,4 @@ impl BlobStore for MemoryStore {
 
     /// Starts no fills.
     async fn wait_for_fill(&self, _: &BlobHash) {}
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::metrics::Metrics;
-
-    #[tokio::test]
-    async fn a_put_keeps_its_own_copy_and_hits_share_it() {
-        let store = MemoryStore::new(
-            &MemConfig {
-                name: None,
-                max_size: crate::config::ByteSize(16 << 20),
-            },
-            &BuildContext {
-                metrics: Arc::new(Metrics::new()),
-            },
-        );
-        // A blob that is a slice of a larger buffer (as a mapped file or a network read can be).
-        let larger = Bytes::from(vec![7u8; 3 << 20]);
-        let blob = larger.slice(..1 << 20);
-        let hash = BlobHash::of(&blob);
-        store.put(&hash, blob.clone()).await.unwrap();
-        let first = store.get(&hash).await.unwrap().data;
-        let second = store.get(&hash).await.unwrap().data;
-        assert_eq!(first, blob);
-        assert_ne!(first.as_ptr(), blob.as_ptr(), "the tier holds its own copy");
-        assert_eq!(first.as_ptr(), second.as_ptr(), "hits share one buffer");
-    }
 }
