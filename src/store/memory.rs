@@ -3,6 +3,12 @@
 //! A moka cache of `Bytes`, weighed by length, with TinyLFU admission: a one-off scan (a
 //! prefetch run, a crawler) cannot push the hot set out. Hits hand out a reference-counted
 //! `Bytes`, never a copy.
+//!
+//! A fill keeps the `Bytes` it is handed, also when that is the disk tier's memory map of a file:
+//! the hot set then lives once, in the page cache, not again on the heap (measured on the load
+//! benchmark: a heap copy per fill took the server's peak RSS from ~160 to ~290 MiB with 64 hot
+//! blobs). The cost, bounded by `max_size`: a file the disk tier evicts keeps its disk space
+//! until this tier drops the blob too.
 
 use std::sync::Arc;
 use std::time::Instant;
