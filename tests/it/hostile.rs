@@ -16,7 +16,7 @@ use prism_lite::quic::{self, Verify};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::common::{blob_bytes, free_port, metric, TEST_TIMEOUT};
+use crate::common::{blob_bytes, free_port, metric, H3Conn, TEST_TIMEOUT};
 use crate::common::{scrape, start_cache, within, HttpOrigin};
 
 const BIN: &str = env!("CARGO_BIN_EXE_prism-lite");
@@ -163,37 +163,12 @@ async fn server_process(blobs: &[Bytes], limits: &str) -> Server {
 /// An HTTP/3 client whose windows are tiny and which never reads `path` (on `streams` streams):
 /// the server's sends stall.
 async fn stalled_h3_streams(addr: SocketAddr, path: &str, streams: usize) -> Vec<Box<dyn Send>> {
-    let mut cfg =
-        quic::client_config(&Verify::Insecure, &[quic::ALPN_H3], Duration::from_secs(30)).unwrap();
-    let mut t = quinn::TransportConfig::default();
-    t.stream_receive_window(quinn::VarInt::from_u32(16 * 1024))
-        .receive_window(quinn::VarInt::from_u32(64 * 1024));
-    cfg.transport_config(Arc::new(t));
-    let mut endpoint = quinn::Endpoint::client(format!("{ATTACKER}:0").parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(cfg);
-    let conn = within("quic connect", endpoint.connect(addr, "localhost").unwrap())
-        .await
-        .unwrap();
-    let (mut driver, send) = within(
-        "h3 setup",
-        h3::client::new(h3_quinn::Connection::new(conn.clone())),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(async move {
-        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
-    });
-    let mut held: Vec<Box<dyn Send>> = vec![Box::new(endpoint), Box::new(conn)];
+    let h3 = H3Conn::connect(ATTACKER, addr, (16 * 1024, 64 * 1024)).await;
+    let mut held: Vec<Box<dyn Send>> = Vec::new();
     for _ in 0..streams {
-        let mut send = send.clone();
-        let req = http::Request::get(format!("https://localhost{path}"))
-            .body(())
-            .unwrap();
-        let mut stream = within("h3 request", send.send_request(req)).await.unwrap();
-        let _ = within("h3 finish", stream.finish()).await;
-        held.push(Box::new(stream));
+        held.push(Box::new(h3.get(path).await));
     }
-    held.push(Box::new(send));
+    held.push(Box::new(h3));
     held
 }
 

@@ -6,15 +6,13 @@
 //! (Stalled readers are reset after `write_stall_timeout`: `hostile.rs`.)
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use prism_lite::app;
 use prism_lite::blob::BlobHash;
-use prism_lite::quic::{self, Verify};
+use prism_lite::quic;
 
-use crate::common::{blob_bytes, try_start_cache, wait_until, within};
+use crate::common::{blob_bytes, try_start_cache, wait_until, within, H3Conn};
 use crate::http3::H3Client;
 
 /// A memory-store cache with an HTTP/3 door and the given `limits:`.
@@ -78,37 +76,11 @@ async fn slow_reader(
     h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
     Vec<Box<dyn Send>>,
 ) {
-    let mut cfg =
-        quic::client_config(&Verify::Insecure, &[quic::ALPN_H3], Duration::from_secs(30)).unwrap();
-    let mut t = quinn::TransportConfig::default();
-    t.stream_receive_window(quinn::VarInt::from_u32(64 * 1024))
-        .receive_window(quinn::VarInt::from_u32(256 * 1024));
-    cfg.transport_config(Arc::new(t));
-    let mut endpoint = quic::client_endpoint("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(cfg);
-    let conn = within("connect", endpoint.connect(addr, "localhost").unwrap())
-        .await
-        .unwrap();
-    let (mut driver, mut send) = within(
-        "h3 setup",
-        h3::client::new(h3_quinn::Connection::new(conn.clone())),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(async move {
-        let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
-    });
-    let req = http::Request::get(format!("https://localhost/get/{hash}"))
-        .body(())
-        .unwrap();
-    let mut stream = within("request", send.send_request(req)).await.unwrap();
-    within("finish", stream.finish()).await.unwrap();
+    let h3 = H3Conn::connect("127.0.0.1", addr, (64 * 1024, 256 * 1024)).await;
+    let mut stream = h3.get(&format!("/get/{hash}")).await;
     let resp = within("response", stream.recv_response()).await.unwrap();
     assert_eq!(resp.status(), 200);
-    (
-        stream,
-        vec![Box::new(endpoint), Box::new(conn), Box::new(send)],
-    )
+    (stream, vec![Box::new(h3)])
 }
 
 #[tokio::test]

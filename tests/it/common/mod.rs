@@ -11,8 +11,10 @@ use prism_lite::blob::BlobHash;
 use prism_lite::store::{Blob, BlobStore, StoreError, StoreResult};
 use tokio::sync::{Notify, Semaphore};
 
+mod h3;
 mod net;
 mod process;
+pub use h3::*;
 pub use net::*;
 pub use process::*;
 
