@@ -284,7 +284,8 @@ impl Http3Server {
                 }
             };
         let start = Instant::now();
-        if let Some(playback) = self
+        let stall = self.shared.budget.write_stall_timeout();
+        let status = if let Some(playback) = self
             .shared
             .playback
             .as_ref()
@@ -295,30 +296,12 @@ impl Http3Server {
                 .serve(req.method(), req.uri(), req.headers(), door, peer.ip())
                 .await;
             let status = response.status();
-            let stall = self.shared.budget.write_stall_timeout();
-            match send_playback(&mut stream, response, stall).await {
-                Ok(()) => {}
-                Err(Unsent::Stalled) => {
-                    stream.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
-                    tracing::debug!(%peer, "http3 stream response stalled; stream reset");
-                }
-                Err(Unsent::Cut) => {
-                    stream.stop_stream(h3::error::Code::H3_INTERNAL_ERROR);
-                }
-                Err(Unsent::Stream(e)) => {
-                    tracing::debug!(error = %e, "http3 stream response not delivered");
-                }
+            if let Err(unsent) = send_playback(&mut stream, response, stall).await {
+                reset_unsent(&mut stream, unsent, peer);
             }
-            self.shared
-                .metrics
-                .request_duration_seconds
-                .with_label_values(&["http3", status.as_str()])
-                .observe(start.elapsed().as_secs_f64());
-            return;
-        }
-        let reply = match self.route(&req, peer).await {
-            Some(reply) => reply,
-            None => {
+            status
+        } else {
+            let Some(reply) = self.route(&req, peer).await else {
                 self.shared
                     .metrics
                     .requests_rejected_total
@@ -326,28 +309,21 @@ impl Http3Server {
                     .inc();
                 stream.stop_stream(h3::error::Code::H3_REQUEST_REJECTED);
                 return;
+            };
+            let status = reply.head.status();
+            let (len, is_blob) = (reply.body.len(), reply.is_blob);
+            match send(&mut stream, reply, stall, &lent).await {
+                Ok(()) if is_blob => {
+                    let m = &self.shared.metrics;
+                    m.blob_download_total.inc();
+                    m.http3_blob_download_total.inc();
+                    m.udp_out_bytes.inc_by(len as u64);
+                }
+                Ok(()) => {}
+                Err(unsent) => reset_unsent(&mut stream, unsent, peer),
             }
+            status
         };
-        let status = reply.head.status();
-        let (len, is_blob) = (reply.body.len(), reply.is_blob);
-        let stall = self.shared.budget.write_stall_timeout();
-        match send(&mut stream, reply, stall, &lent).await {
-            Ok(()) if is_blob => {
-                let m = &self.shared.metrics;
-                m.blob_download_total.inc();
-                m.http3_blob_download_total.inc();
-                m.udp_out_bytes.inc_by(len as u64);
-            }
-            Ok(()) => {}
-            Err(Unsent::Stalled) => {
-                tracing::debug!(%peer, "http3 response stalled; stream reset");
-                // A reset (unlike a drop, which finishes the stream) discards what QUIC buffered.
-                stream.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
-            }
-            Err(Unsent::Stream(e)) => tracing::debug!(error = %e, "http3 response not delivered"),
-            // Only playback bodies can be cut; a whole reply cannot.
-            Err(Unsent::Cut) => {}
-        }
         self.shared
             .metrics
             .request_duration_seconds
@@ -524,6 +500,20 @@ async fn send_pieces(
         within(stall, stream.send_data(piece)).await?;
     }
     Ok(())
+}
+
+/// Ends a response that was not delivered. A stalled or cut stream is reset: a reset (unlike a
+/// drop, which finishes the stream) discards what QUIC buffered and tells the client the
+/// response is incomplete. (A cut body already logged and counted why.)
+fn reset_unsent(stream: &mut H3Stream, unsent: Unsent, peer: SocketAddr) {
+    match unsent {
+        Unsent::Stalled => {
+            tracing::debug!(%peer, "http3 response stalled; stream reset");
+            stream.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
+        }
+        Unsent::Cut => stream.stop_stream(h3::error::Code::H3_INTERNAL_ERROR),
+        Unsent::Stream(e) => tracing::debug!(%peer, error = %e, "http3 response not delivered"),
+    }
 }
 
 /// One send step, which must complete within `stall`.

@@ -157,22 +157,23 @@ impl Reader {
         }
         let planned = &self.plan.blobs[index];
         let num = planned.num;
-        // Room first, so a response waiting for it holds no blob.
-        let reservation = self
-            .ctx
-            .door
-            .budget()
-            .reserve(self.ctx.client)
-            .await
-            .ok_or(StreamCut::OverBudget { num })?;
-        let blob = {
+        // A request slot, then room in the budget, as `/blob` takes them; both before the
+        // fetch, so a response waiting for either holds no blob.
+        let (blob, reservation) = {
             let _slot = self
                 .ctx
                 .door
                 .request_slot()
                 .await
                 .ok_or(StreamCut::Busy { num })?;
-            self.ctx.store.get(&planned.hash).await
+            let reservation = self
+                .ctx
+                .door
+                .budget()
+                .reserve(self.ctx.client)
+                .await
+                .ok_or(StreamCut::OverBudget { num })?;
+            (self.ctx.store.get(&planned.hash).await, reservation)
         };
         let blob = match blob {
             Ok(blob) => blob,
