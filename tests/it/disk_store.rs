@@ -55,6 +55,11 @@ fn open_held(dir: &Path, extra: &str) -> (DiskStore, Arc<Metrics>, RebuildGate) 
 }
 
 /// Writes blob files the way reflector.go (or an earlier run) left them.
+/// A metric of the store named `local` (every store here) from a `/metrics` rendering.
+fn local_metric(text: &str, name: &str) -> f64 {
+    metric(text, name, &[("component", "local")])
+}
+
 fn write_files(dir: &Path, sharding: usize, blobs: &[bytes::Bytes]) {
     for data in blobs {
         let path = dir.join(BlobHash::of(data).sharded_path(sharding));
@@ -196,22 +201,9 @@ async fn capacity_is_never_exceeded_and_evicted_files_are_deleted() {
         "cold blob evicted"
     );
     let text = String::from_utf8(metrics.render()).unwrap();
-    assert_eq!(
-        metric(
-            &text,
-            "reflector_cache_evict_total",
-            &[("component", "local")]
-        ),
-        7.0
-    );
-    assert_eq!(
-        metric(&text, "prism_store_size_bytes", &[("component", "local")]),
-        5000.0
-    );
-    assert_eq!(
-        metric(&text, "prism_store_blobs", &[("component", "local")]),
-        5.0
-    );
+    assert_eq!(local_metric(&text, "reflector_cache_evict_total"), 7.0);
+    assert_eq!(local_metric(&text, "prism_store_size_bytes"), 5000.0);
+    assert_eq!(local_metric(&text, "prism_store_blobs"), 5.0);
 }
 
 #[tokio::test]

@@ -60,11 +60,7 @@ async fn a_disk_tier_on_a_full_small_tmpfs_keeps_caching_new_blobs() {
     );
     let text = String::from_utf8(metrics.render()).unwrap();
     assert_eq!(
-        metric(
-            &text,
-            "prism_store_capacity_bytes",
-            &[("component", "local")]
-        ),
+        local_metric(&text, "prism_store_capacity_bytes"),
         capacity as f64
     );
     // Index and files agree, within the lowered capacity, and the newest blobs are the ones kept.

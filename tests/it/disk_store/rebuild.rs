@@ -13,14 +13,7 @@ async fn blobs_are_served_before_the_index_has_them_and_fills_are_kept() {
     assert!(!store.is_indexed());
     assert_eq!(store.used_bytes(), 0, "nothing read yet");
     let text = String::from_utf8(metrics.render()).unwrap();
-    assert_eq!(
-        metric(
-            &text,
-            "prism_disk_index_complete",
-            &[("component", "local")]
-        ),
-        0.0
-    );
+    assert_eq!(local_metric(&text, "prism_disk_index_complete"), 0.0);
 
     // Hits from the first moment: the file is looked at directly.
     for data in &on_disk[..10] {
@@ -55,22 +48,8 @@ async fn blobs_are_served_before_the_index_has_them_and_fills_are_kept() {
     }
     assert_eq!(sorted_names(&store).len(), 30, "29 found + 1 filled");
     let text = String::from_utf8(metrics.render()).unwrap();
-    assert_eq!(
-        metric(
-            &text,
-            "prism_disk_index_complete",
-            &[("component", "local")]
-        ),
-        1.0
-    );
-    assert_eq!(
-        metric(
-            &text,
-            "prism_disk_index_progress_ratio",
-            &[("component", "local")]
-        ),
-        1.0
-    );
+    assert_eq!(local_metric(&text, "prism_disk_index_complete"), 1.0);
+    assert_eq!(local_metric(&text, "prism_disk_index_progress_ratio"), 1.0);
 }
 
 #[tokio::test]
@@ -102,14 +81,7 @@ async fn eviction_waits_for_the_index_then_capacity_holds() {
         );
     }
     let text = String::from_utf8(metrics.render()).unwrap();
-    assert_eq!(
-        metric(
-            &text,
-            "reflector_cache_evict_total",
-            &[("component", "local")]
-        ),
-        7.0
-    );
+    assert_eq!(local_metric(&text, "reflector_cache_evict_total"), 7.0);
     // And from now on every write keeps it.
     let more = blob_bytes(860, 1000);
     store.put(&BlobHash::of(&more), more).await.unwrap();
