@@ -111,7 +111,13 @@ impl PeerStore {
                 .iter_mut()
                 .find(|(p, _)| p.id == peer.id || p.addr == peer.addr)
             {
+                // A node that moved to another address: its entry now counts for the new one.
+                let moved_from = *entry.0.addr.ip();
                 *entry = (peer, now);
+                if moved_from != ip {
+                    release(&mut self.per_ip, moved_from);
+                    *self.per_ip.entry(ip).or_insert(0) += 1;
+                }
                 return Ok(());
             }
             // The address's own oldest entry for this key makes room (list order is age).
@@ -293,5 +299,19 @@ mod tests {
         s.add(NodeId([201; 48]), from([10, 0, 0, 66], 5000, 250), later)
             .unwrap();
         assert_eq!(s.per_ip[&Ipv4Addr::new(10, 0, 0, 66)], 1);
+    }
+
+    #[test]
+    fn a_node_that_moves_address_is_counted_for_the_new_one() {
+        let now = Instant::now();
+        let mut s = PeerStore::new(160, Duration::from_secs(3600));
+        let key = NodeId([9; 48]);
+        s.add(key, from([10, 0, 0, 1], 3333, 1), now).unwrap();
+        s.add(key, from([10, 0, 0, 2], 3333, 1), now).unwrap();
+        assert_eq!(s.len(), 1);
+        assert!(!s.per_ip.contains_key(&Ipv4Addr::new(10, 0, 0, 1)));
+        assert_eq!(s.per_ip[&Ipv4Addr::new(10, 0, 0, 2)], 1);
+        s.expire(now + Duration::from_secs(3601));
+        assert!(s.per_ip.is_empty());
     }
 }

@@ -177,23 +177,25 @@ impl InflightBudget {
 
     /// Gives back `bytes` counted for `ip` outside any buffer (a reservation).
     fn unreserve(state: &mut State, ip: IpAddr, bytes: u64) {
+        Self::unreserve_ip(state, ip, bytes);
+        state.total = state.total.saturating_sub(bytes);
+    }
+
+    /// Gives back `bytes` of `ip`'s share only (the total is the buffers' business).
+    fn unreserve_ip(state: &mut State, ip: IpAddr, bytes: u64) {
         if let Some(held) = state.per_ip.get_mut(&ip) {
             *held = held.saturating_sub(bytes);
             if *held == 0 {
                 state.per_ip.remove(&ip);
             }
         }
-        state.total = state.total.saturating_sub(bytes);
     }
 
     fn release(&self, ip: IpAddr, key: BufferKey) {
         let len = key.1 as u64;
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if decrement(&mut state.ip_buffers, (ip, key)) {
-            Self::unreserve(&mut state, ip, len);
-            // `unreserve` took the bytes off the total too; put them back unless this was the
-            // buffer's last holder.
-            state.total += len;
+            Self::unreserve_ip(&mut state, ip, len);
         }
         if decrement(&mut state.buffers, key) {
             state.total = state.total.saturating_sub(len);

@@ -66,13 +66,12 @@ const SEND_CHUNK: usize = 256 * 1024;
 type H3Conn = h3::server::Connection<h3_transport::Connection, Bytes>;
 type H3Stream = h3::server::RequestStream<h3_transport::BidiStream, Bytes>;
 
-/// What a route answers: the response head and its whole body, and whether it is a blob
-/// (which the download counters count once it has been sent).
+/// What a route answers: the response head and its whole body.
 struct Reply {
     head: Response<()>,
     body: Bytes,
-    is_blob: bool,
-    /// The blob's in-flight budget charge, held until the client has acknowledged the body.
+    /// A blob's in-flight budget charge, held until the client has acknowledged the body; only
+    /// blob answers have one (and only they are counted as downloads once sent).
     charge: Option<Charge>,
 }
 
@@ -311,7 +310,7 @@ impl Http3Server {
                 return;
             };
             let status = reply.head.status();
-            let (len, is_blob) = (reply.body.len(), reply.is_blob);
+            let (len, is_blob) = (reply.body.len(), reply.charge.is_some());
             match send(&mut stream, reply, stall, &lent).await {
                 Ok(()) if is_blob => {
                     let m = &self.shared.metrics;
@@ -401,7 +400,6 @@ impl Http3Server {
                 Some(Reply {
                     head,
                     body: blob.data,
-                    is_blob: true,
                     charge: Some(charge),
                 })
             }
@@ -546,7 +544,6 @@ fn availability(available: bool) -> Reply {
     Reply {
         head,
         body: Bytes::from(serde_json::to_vec(&body).unwrap_or_default()),
-        is_blob: false,
         charge: None,
     }
 }
@@ -561,7 +558,6 @@ fn text(status: StatusCode, message: &str) -> Reply {
     Reply {
         head,
         body: Bytes::from(format!("{message}\n")),
-        is_blob: false,
         charge: None,
     }
 }

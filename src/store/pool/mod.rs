@@ -93,7 +93,7 @@ pub fn build(
             anyhow::bail!(
                 "{}: {name} is listed twice (as written: {:?})",
                 spec.store,
-                endpoint.address
+                crate::secret::redact_url(&endpoint.address)
             );
         }
         let labels = [spec.store, name.as_str()];

@@ -52,6 +52,10 @@ impl Ranking {
 
     /// Indexes of the endpoints, best first: the blob's home, then its failover order.
     pub fn rank(&self, blob: &BlobHash) -> Vec<usize> {
+        // The common single-address store: nothing to score (a hash per endpoint, per request).
+        if self.nodes.len() == 1 {
+            return vec![0];
+        }
         let mut scored: Vec<(f64, usize)> = self
             .nodes
             .iter()
