@@ -229,23 +229,10 @@ impl PeerServer {
             header.blob_data_payment_rate = Some(rate_answer(offer));
         }
         if let Some(text) = &request.requested_blob {
-            let fetched = match self.shared.budget.reserve(ip).await {
-                Some(reservation) => self.fetch(text).await.map(|(hash, data)| {
-                    charge = Some(reservation.charge(&data));
-                    (hash, data)
-                }),
-                None => {
-                    self.shared
-                        .metrics
-                        .requests_rejected_total
-                        .with_label_values(&["peer"])
-                        .inc();
-                    Err((
-                        "server is sending too much at once; retry shortly".into(),
-                        "503",
-                    ))
-                }
-            };
+            let fetched = self.fetch(text, ip).await.map(|(hash, data, c)| {
+                charge = Some(c);
+                (hash, data)
+            });
             header.incoming_blob = Some(match fetched {
                 Ok((hash, data)) => {
                     let length = data.len();
@@ -302,8 +289,14 @@ impl PeerServer {
     }
 
     /// Gets the requested blob from the root store (so a peer request fills caches like any
-    /// other request). Errors come back as the message for `incoming_blob.error` plus a status.
-    async fn fetch(&self, text: &str) -> Result<(BlobHash, Bytes), (String, &'static str)> {
+    /// other request), with its in-flight budget charge for `ip`: room is reserved after the
+    /// request is checked and before the store is asked, as the other doors do. Errors come
+    /// back as the message for `incoming_blob.error` plus a status.
+    async fn fetch(
+        &self,
+        text: &str,
+        ip: IpAddr,
+    ) -> Result<(BlobHash, Bytes, Charge), (String, &'static str)> {
         let m = &self.shared.metrics;
         let hash = match BlobHash::parse(text) {
             Ok(h) => h,
@@ -319,8 +312,18 @@ impl PeerServer {
                 "403",
             ));
         }
+        let Some(reservation) = self.shared.budget.reserve(ip).await else {
+            m.requests_rejected_total.with_label_values(&["peer"]).inc();
+            return Err((
+                "server is sending too much at once; retry shortly".into(),
+                "503",
+            ));
+        };
         match self.shared.store.get(&hash).await {
-            Ok(blob) => Ok((hash, blob.data)),
+            Ok(blob) => {
+                let charge = reservation.charge(&blob.data);
+                Ok((hash, blob.data, charge))
+            }
             Err(StoreError::NotFound) => Err(("blob not found".into(), "404")),
             Err(e) => {
                 let (status, message) = self.shared.store_failure("peer", &hash, &e);
