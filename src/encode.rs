@@ -136,10 +136,8 @@ pub fn parse_ivs(text: &str) -> anyhow::Result<Vec<[u8; 16]>> {
 
 /// A 32-hex-character key or IV.
 pub fn parse_hex16(text: &str) -> anyhow::Result<[u8; 16]> {
-    let mut out = [0u8; 16];
-    hex::decode_to_slice(text.trim(), &mut out)
-        .with_context(|| format!("{text:?} is not 32 hex characters"))?;
-    Ok(out)
+    crate::stream::key::decode_hex16(text.trim())
+        .with_context(|| format!("{text:?} is not 32 hex characters"))
 }
 
 /// The SDK's `sanitize_file_name`: illegal characters (`<>:"/\|?*`, control characters),

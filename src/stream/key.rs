@@ -4,7 +4,7 @@
 pub const KEY_HEX_LEN: usize = 32;
 
 /// Decodes a 32-hex-character key or iv into 16 bytes; `None` if it is anything else.
-pub(super) fn decode_hex16(text: &str) -> Option<[u8; 16]> {
+pub(crate) fn decode_hex16(text: &str) -> Option<[u8; 16]> {
     if text.len() != KEY_HEX_LEN {
         return None;
     }

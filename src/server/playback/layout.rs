@@ -29,6 +29,7 @@ use bytes::Bytes;
 
 use crate::blob::BlobHash;
 use crate::store::Blob;
+use crate::stream::key::decode_hex16;
 use crate::stream::{decrypt_blob, StreamDescriptor, StreamError};
 
 use super::range::ByteRange;
@@ -203,7 +204,7 @@ pub fn final_plain_len(
     if data.is_empty() || !data.len().is_multiple_of(BLOCK) {
         return Err(decrypt_error("ciphertext is not whole 16-byte blocks"));
     }
-    let (Some(key), Some(iv)) = (hex16(key_hex), hex16(&planned.iv)) else {
+    let (Some(key), Some(iv)) = (decode_hex16(key_hex), decode_hex16(&planned.iv)) else {
         return Err(decrypt_error("key or iv is not 32 hex characters"));
     };
     let last_start = data.len() - BLOCK;
@@ -228,12 +229,6 @@ pub fn final_plain_len(
         ));
     }
     Ok(data.len() as u64 - u64::from(pad))
-}
-
-fn hex16(text: &str) -> Option<[u8; BLOCK]> {
-    let mut out = [0u8; BLOCK];
-    hex::decode_to_slice(text, &mut out).ok()?;
-    Some(out)
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::blob::BlobHash;
 use crate::metrics::{Metrics, DIRECTION_DOWNLOAD};
 use crate::policy::Policy;
+use crate::protocol::http::EDGE_TOKEN_PARAM;
 use crate::secret::{ExposeSecret, SecretString};
 use crate::server::budget::InflightBudget;
 use crate::store::{BlobStore, StoreError};
@@ -346,7 +347,7 @@ impl Query {
         let mut q = Query::default();
         for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
             match &*k {
-                "edge_token" if q.edge_token.is_none() => q.edge_token = Some(v.into_owned()),
+                EDGE_TOKEN_PARAM if q.edge_token.is_none() => q.edge_token = Some(v.into_owned()),
                 "download" => q.download = matches!(&*v, "1" | "true" | "t" | "yes"),
                 _ => {}
             }
