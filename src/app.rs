@@ -352,11 +352,11 @@ async fn start_with_raw(
 /// and the first content blob (what they fetch right after).
 fn announce_stored_streams(announcer: crate::dht::Announcer) -> OnStreamStored {
     Arc::new(move |stream| {
-        for hash in std::iter::once(&stream.sd_hash).chain(stream.first_blob.as_ref()) {
-            if !announcer.announce(hash) {
-                tracing::warn!(%hash, "announce list full; uploaded stream not announced");
-            }
-        }
+        crate::store::announce::announce_stream(
+            &announcer,
+            &stream.sd_hash,
+            stream.first_blob.as_ref(),
+        )
     })
 }
 

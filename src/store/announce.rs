@@ -31,10 +31,10 @@ pub trait AnnounceSink: Send + Sync + 'static {
     fn announce(&self, hash: &BlobHash) -> bool;
 }
 
-/// The hashes a stream is announced under: its sd blob and its first content blob.
-pub fn announce_stream(sink: &dyn AnnounceSink, sd_hash: &BlobHash, sd: &StreamDescriptor) {
-    let first = sd.content_blobs().next().map(|(_, hash, _)| hash);
-    for hash in std::iter::once(sd_hash).chain(first.as_ref()) {
+/// Announces a stream under the hashes LBRY clients look up: its sd blob and its first content
+/// blob (what they fetch right after), when it has one.
+pub fn announce_stream(sink: &dyn AnnounceSink, sd_hash: &BlobHash, first: Option<&BlobHash>) {
+    for hash in std::iter::once(sd_hash).chain(first) {
         if !sink.announce(hash) {
             tracing::warn!(%hash, "announce list full; blob not announced");
         }
@@ -68,7 +68,8 @@ impl AnnouncingStore {
             return;
         }
         if let Ok(sd) = StreamDescriptor::parse(data) {
-            announce_stream(sink.as_ref(), hash, &sd);
+            let first = sd.content_blobs().next().map(|(_, first, _)| first);
+            announce_stream(sink.as_ref(), hash, first.as_ref());
         }
     }
 }
