@@ -105,14 +105,16 @@ impl Announcer {
         let Some(id) = NodeId::from_slice(hash.as_bytes()) else {
             return false;
         };
-        let new = !self.node.is_scheduled(&id);
-        let scheduled = self.node.schedule(id);
-        if scheduled && new {
-            if let Some(journal) = self.journal.get() {
-                journal.record(hash);
+        match self.node.schedule(id) {
+            node::Scheduled::Added => {
+                if let Some(journal) = self.journal.get() {
+                    journal.record(hash);
+                }
+                true
             }
+            node::Scheduled::Already => true,
+            node::Scheduled::Full => false,
         }
-        scheduled
     }
 
     /// The journal's earlier entries have been announced again (or dropped): see

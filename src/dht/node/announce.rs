@@ -14,6 +14,16 @@ use crate::dht::wire::{FindValueResult, NodeId, Request};
 /// Retry delay for an announcement that reached nobody.
 const ANNOUNCE_RETRY: Duration = Duration::from_secs(60);
 
+/// What [`Node::schedule`] did, decided under one lock (so two announces of one blob cannot
+/// both see it as new).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheduled {
+    Added,
+    Already,
+    /// The announce list holds `max_announced` blobs.
+    Full,
+}
+
 impl Node {
     /// Announces `hash` once: lookup, then `store` on the K closest nodes that answered.
     /// Returns how many stored it.
@@ -63,19 +73,19 @@ impl Node {
     }
 
     /// Adds `hash` to the blobs we announce (now, then every `reannounce` interval).
-    pub fn schedule(&self, hash: NodeId) -> bool {
+    pub fn schedule(&self, hash: NodeId) -> Scheduled {
         let mut a = lock(&self.announced);
         if a.due.contains_key(&hash) {
-            return true;
+            return Scheduled::Already;
         }
         if a.due.len() >= self.settings.max_announced {
-            return false;
+            return Scheduled::Full;
         }
         a.schedule(hash, Instant::now());
         self.metrics.announced_blobs.set(a.due.len() as i64);
         drop(a);
         self.wake.notify_one();
-        true
+        Scheduled::Added
     }
 
     pub fn is_scheduled(&self, hash: &NodeId) -> bool {

@@ -10,6 +10,7 @@
 //! spawned and end within one RPC timeout.
 
 mod announce;
+pub use announce::Scheduled;
 mod answer;
 pub mod lookup;
 mod maintain;
