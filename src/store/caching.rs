@@ -29,7 +29,7 @@ use prometheus::{IntCounter, IntGauge};
 use crate::blob::{verify, BlobHash};
 use crate::config::CachingConfig;
 use crate::metrics::{GaugeGuard, Metrics, DIRECTION_DOWNLOAD};
-use crate::store::flight::{wait_limit_for, Flights, Outcome};
+use crate::store::flight::{wait_limit_for, Flights};
 use crate::store::{Blob, BlobStore, BuildContext, StoreError, StoreResult};
 
 pub struct CachingStore {
@@ -147,17 +147,7 @@ impl Inner {
                 });
             })
             .await;
-        match outcome {
-            Outcome::Done(answer) => answer,
-            Outcome::Abandoned => Err(StoreError::unavailable(
-                &self.name,
-                "origin fetch was abandoned repeatedly",
-            )),
-            Outcome::TimedOut => Err(StoreError::Timeout {
-                store: Arc::clone(&self.name),
-                after: self.flights.wait_limit(),
-            }),
-        }
+        outcome.into_result(&self.name, "origin fetch", self.flights.wait_limit())
     }
 
     /// Whether the origin has `hash`: remembered "no"s first, then one shared origin check per
@@ -180,17 +170,11 @@ impl Inner {
                 });
             })
             .await;
-        match outcome {
-            Outcome::Done(answer) => answer,
-            Outcome::Abandoned => Err(StoreError::unavailable(
-                &self.name,
-                "origin availability check was abandoned repeatedly",
-            )),
-            Outcome::TimedOut => Err(StoreError::Timeout {
-                store: Arc::clone(&self.name),
-                after: self.has_flights.wait_limit(),
-            }),
-        }
+        outcome.into_result(
+            &self.name,
+            "origin availability check",
+            self.has_flights.wait_limit(),
+        )
     }
 
     /// The origin recently answered "not found" for `hash`.

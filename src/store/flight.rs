@@ -34,6 +34,7 @@ use tokio::sync::watch;
 
 use crate::config::StoreConfig;
 use crate::metrics::GaugeGuard;
+use crate::store::{StoreError, StoreResult};
 
 /// How many times a caller re-joins a flight whose leader vanished without answering.
 const MAX_ATTEMPTS: usize = 3;
@@ -75,6 +76,24 @@ pub enum Outcome<T> {
     Abandoned,
     /// No answer within the table's `wait_limit`; the leader may still be working.
     TimedOut,
+}
+
+impl<T> Outcome<StoreResult<T>> {
+    /// The answer, or the error store `store` gives when its flight of `what` (e.g. "get")
+    /// ended without one: unavailable when abandoned, a timeout after `wait_limit`.
+    pub fn into_result(self, store: &Arc<str>, what: &str, wait_limit: Duration) -> StoreResult<T> {
+        match self {
+            Outcome::Done(answer) => answer,
+            Outcome::Abandoned => Err(StoreError::unavailable(
+                store,
+                format!("{what} was abandoned repeatedly"),
+            )),
+            Outcome::TimedOut => Err(StoreError::Timeout {
+                store: Arc::clone(store),
+                after: wait_limit,
+            }),
+        }
+    }
 }
 
 /// The caller that does the work. Ends the flight when dropped.

@@ -13,8 +13,8 @@ use prometheus::IntGauge;
 use crate::blob::BlobHash;
 use crate::config::SingleflightConfig;
 use crate::metrics::GaugeGuard;
-use crate::store::flight::{wait_limit_for, Flights, Outcome};
-use crate::store::{Blob, BlobStore, BuildContext, StoreError, StoreResult};
+use crate::store::flight::{wait_limit_for, Flights};
+use crate::store::{Blob, BlobStore, BuildContext, StoreResult};
 
 pub struct SingleFlightStore {
     name: Arc<str>,
@@ -77,18 +77,9 @@ impl BlobStore for SingleFlightStore {
                 });
             })
             .await;
-        let answer = match answer {
-            Outcome::Done(answer) => answer,
-            Outcome::Abandoned => Err(StoreError::unavailable(
-                &self.name,
-                "get was abandoned repeatedly",
-            )),
-            Outcome::TimedOut => Err(StoreError::Timeout {
-                store: Arc::clone(&self.name),
-                after: self.flights.wait_limit(),
-            }),
-        };
-        answer.map(|blob| blob.via(start.elapsed(), &self.name))
+        answer
+            .into_result(&self.name, "get", self.flights.wait_limit())
+            .map(|blob| blob.via(start.elapsed(), &self.name))
     }
 
     async fn put(&self, hash: &BlobHash, data: Bytes) -> StoreResult<()> {
