@@ -18,7 +18,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -80,12 +79,10 @@ fn view_of(whole: &Bytes, part: &[u8]) -> Option<Bytes> {
     (part.len() >= MIN_VIEW && p >= start && p + part.len() <= end).then(|| whole.slice_ref(part))
 }
 
-type AcceptBi = Pin<
-    Box<
-        dyn Future<Output = Result<(quinn::SendStream, quinn::RecvStream), quinn::ConnectionError>>
-            + Send
-            + Sync,
-    >,
+/// The accept of the next request stream: one allocation per connection, reused per stream.
+type AcceptBi = ReusableBoxFuture<
+    'static,
+    Result<(quinn::SendStream, quinn::RecvStream), quinn::ConnectionError>,
 >;
 
 /// A server-side HTTP/3 connection over quinn (see the module docs).
@@ -104,7 +101,7 @@ impl Connection {
     pub fn new(conn: quinn::Connection, lent: Lent, ack_wait: Duration) -> Connection {
         Connection {
             uni: h3_quinn::Connection::new(conn.clone()),
-            accepting: accept_bi(conn.clone()),
+            accepting: ReusableBoxFuture::new(accept_bi(conn.clone())),
             conn,
             lent,
             ack_wait,
@@ -112,8 +109,10 @@ impl Connection {
     }
 }
 
-fn accept_bi(conn: quinn::Connection) -> AcceptBi {
-    Box::pin(async move { conn.accept_bi().await })
+async fn accept_bi(
+    conn: quinn::Connection,
+) -> Result<(quinn::SendStream, quinn::RecvStream), quinn::ConnectionError> {
+    conn.accept_bi().await
 }
 
 fn connection_error(e: quinn::ConnectionError) -> ConnectionErrorIncoming {
@@ -143,8 +142,8 @@ impl quic::Connection<Bytes> for Connection {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Self::BidiStream, ConnectionErrorIncoming>> {
-        let accepted = ready!(self.accepting.as_mut().poll(cx));
-        self.accepting = accept_bi(self.conn.clone());
+        let accepted = ready!(self.accepting.poll(cx));
+        self.accepting.set(accept_bi(self.conn.clone()));
         let (send, recv) = accepted.map_err(connection_error)?;
         Poll::Ready(Ok(BidiStream {
             send: SendStream::new(send, self.lent.clone(), self.ack_wait),
