@@ -324,7 +324,7 @@ async fn start_with_raw(
         reload::LiveDoors {
             http: http_server,
             http3: http3_server,
-            budget: Some(Arc::clone(&shared_budget)),
+            budget: Arc::clone(&shared_budget),
         },
         blocklist_settings,
         prefetcher,

@@ -38,12 +38,11 @@ pub struct ReloadReport {
 }
 
 /// The running front doors whose settings a reload can change.
-#[derive(Default)]
 pub struct LiveDoors {
     pub http: Option<Arc<HttpServer>>,
     pub http3: Option<Arc<Http3Server>>,
     /// The in-flight budget every door shares (`limits:`).
-    pub budget: Option<Arc<InflightBudget>>,
+    pub budget: Arc<InflightBudget>,
 }
 
 pub struct Reloader {
@@ -55,7 +54,7 @@ pub struct Reloader {
     store: Arc<dyn BlobStore>,
     http: Option<Arc<HttpServer>>,
     http3: Option<Arc<Http3Server>>,
-    budget: Option<Arc<InflightBudget>>,
+    budget: Arc<InflightBudget>,
     /// `None` when `--disable-blocklist` is set.
     blocklist: Option<Arc<ArcSwap<Option<BlocklistConfig>>>>,
     prefetcher: Option<Arc<Prefetcher>>,
@@ -152,13 +151,11 @@ impl Reloader {
                 live_keys("http3").unwrap_or_default().join(", ")
             ));
         }
-        if let Some(budget) = &self.budget {
-            budget.reconfigure(&cfg.limits);
-            report.applied.push(
-                "limits max_inflight_bytes, max_inflight_bytes_per_ip, inflight_wait, write_stall_timeout"
-                    .to_string(),
-            );
-        }
+        self.budget.reconfigure(&cfg.limits);
+        report.applied.push(
+            "limits max_inflight_bytes, max_inflight_bytes_per_ip, inflight_wait, write_stall_timeout"
+                .to_string(),
+        );
         match (&self.prefetcher, cfg.prefetch) {
             (Some(prefetcher), Some(settings)) => {
                 let kept = prefetcher.reconfigure(settings);
