@@ -8,7 +8,9 @@
 //!
 //! Transport tuning (one place, used by `servers.http3`, the `http3` store and the load client)
 //! is for moving 2 MiB blobs, not web pages; each setting below says which cost it removes.
-//! rustls uses the `ring` provider: it builds without cmake or nasm.
+//! rustls uses the `aws-lc-rs` provider (already built for the S3 client): on 16 KB packets its
+//! AES-GCM seals ~10 GB/s against ring's ~7 GB/s on an AVX-512 core, and sealing and opening are
+//! a fifth to a quarter of each end's CPU per blob.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -67,7 +69,7 @@ const ACK_ELICITING_THRESHOLD: u32 = 1;
 
 /// The crypto provider for every QUIC endpoint (explicit, so no process-wide default is needed).
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// Transport settings common to both ends: the windows, MTU discovery up to
@@ -218,7 +220,7 @@ pub fn server_config(
 ) -> anyhow::Result<quinn::ServerConfig> {
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .context("TLS 1.3 with the ring provider")?
+        .context("TLS 1.3 with the aws-lc-rs provider")?
         .with_no_client_auth()
         .with_single_cert(identity.chain, identity.key)
         .context("servers.http3: certificate and key do not form a usable pair")?;
@@ -267,7 +269,7 @@ pub fn client_config(
 ) -> anyhow::Result<quinn::ClientConfig> {
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .context("TLS 1.3 with the ring provider")?;
+        .context("TLS 1.3 with the aws-lc-rs provider")?;
     let mut tls = match verify {
         Verify::WebPki => {
             let mut roots = rustls::RootCertStore::empty();
