@@ -12,7 +12,7 @@
 # Sections, in order: headline (unpinned, plain wrk and the project's client, memory tier and
 # disk tier only vs nginx static, ROUNDS interleaved rounds), hits, zipf, storm, doors,
 # h3 (HTTP/3 vs HTTP/1.1 through the project's clients, interleaved, ROUNDS rounds, pinned and
-# unpinned), mtu1500 (the same over a veth pair with MTU 1500 between two network namespaces
+# unpinned), mtu1500 (the same, pinned and unpinned, over a veth pair with MTU 1500 between two network namespaces
 # the script creates and deletes; needs root), startup.
 #
 # Environment (defaults in brackets):
@@ -513,7 +513,7 @@ if want h3; then
 fi
 
 # 7. The same over a 1,500-byte-MTU path: server and client in two network namespaces joined
-#    by a veth pair (MTU 1500), so nothing rides loopback's 64 KiB MTU. Unpinned.
+#    by a veth pair (MTU 1500), so nothing rides loopback's 64 KiB MTU. Pinned and unpinned.
 if want mtu1500; then
   netns_down
   if ip netns add "$NS_SRV" && ip netns add "$NS_CLI" &&
@@ -530,6 +530,7 @@ if want mtu1500; then
     SAVED_HOST=$HOST
     HOST=$NS_SRV_IP SRV=(ip netns exec "$NS_SRV") CLI=(ip netns exec "$NS_CLI")
     CONF_TIERED=$(prism_conf tiered-netns 256MiB "$TIERED")
+    h3_vs_h1 mtu1500 pinned
     h3_vs_h1 mtu1500 unpinned
     HOST=$SAVED_HOST SRV=() CLI=()
     CONF_TIERED=$(prism_conf tiered 256MiB "$TIERED")
