@@ -2,7 +2,8 @@
 //! size around the frame and view boundaries arrive byte for byte, the in-flight budget charge
 //! lent with a body is held while the client has not taken it and given back once it has, and
 //! a client that abandons a stream mid-body (QUIC STOP_SENDING) frees it at once, not only
-//! after the stall timeout.
+//! after the stall timeout, and a body that is never acknowledged frees it after the stall
+//! timeout, not only when the connection closes.
 //! (Stalled readers are reset after `write_stall_timeout`: `hostile.rs`.)
 
 use std::net::SocketAddr;
@@ -12,7 +13,7 @@ use prism_lite::app;
 use prism_lite::blob::BlobHash;
 use prism_lite::quic;
 
-use crate::common::{blob_bytes, try_start_cache, wait_until, within, H3Conn};
+use crate::common::{blob_bytes, try_start_cache, wait_until, within, H3Conn, UdpRelay};
 use crate::http3::H3Client;
 
 /// A memory-store cache with an HTTP/3 door and the given `limits:`.
@@ -111,5 +112,31 @@ async fn a_client_that_abandons_a_stream_mid_body_frees_its_charge_before_the_st
         inflight.get() == 0
     })
     .await;
+    within("stop", running.stop()).await;
+}
+
+/// A client whose path goes dead right after it asked for a blob: nothing the server sends is
+/// acknowledged, yet the connection stays open (the client's retransmissions keep arriving and
+/// both idle timeouts are 30 s, beyond this test's 20 s bound). The 100 KiB body fits the
+/// 256 KiB send window, so the door hands it to QUIC whole and no send ever stalls: only the
+/// bounded wait for acknowledgements (`write_stall_timeout`, then a reset) can free the charge.
+#[tokio::test]
+async fn a_body_never_acknowledged_frees_its_charge_after_the_stall_timeout() {
+    let running = server("{write_stall_timeout: 3s}").await;
+    let data = blob_bytes(78, 100 * 1024);
+    let hash = BlobHash::of(&data);
+    running.store.put(&hash, data).await.unwrap();
+    let relay = UdpRelay::start(running.http3_addr.unwrap()).await;
+    let h3 = H3Conn::connect("127.0.0.1", relay.addr, (4 << 20, 32 << 20)).await;
+
+    relay.cut_server_to_client();
+    let _stream = h3.get(&format!("/get/{hash}")).await;
+    let inflight = running.metrics.inflight_bytes.clone();
+    wait_until("the body to be charged", || inflight.get() > 0).await;
+    wait_until("the unacknowledged body's charge to be given back", || {
+        inflight.get() == 0
+    })
+    .await;
+    assert_eq!(running.metrics.http3_blob_download_total.get(), 1);
     within("stop", running.stop()).await;
 }

@@ -14,9 +14,11 @@ use tokio::sync::{Notify, Semaphore};
 mod h3;
 mod net;
 mod process;
+mod relay;
 pub use h3::*;
 pub use net::*;
 pub use process::*;
+pub use relay::*;
 
 /// Upper bound for any single wait in a test.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(20);
