@@ -254,12 +254,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn one_address_cannot_crowd_out_a_key_or_fill_the_store() {
-        let now = Instant::now();
+    /// A 160-entry store whose key `[9; 48]` holds one peer (10.0.0.1:3333, node 1).
+    fn store_with_one_peer(now: Instant) -> (PeerStore, NodeId) {
         let mut s = PeerStore::new(160, Duration::from_secs(3600));
         let key = NodeId([9; 48]);
         s.add(key, from([10, 0, 0, 1], 3333, 1), now).unwrap();
+        (s, key)
+    }
+
+    #[test]
+    fn one_address_cannot_crowd_out_a_key_or_fill_the_store() {
+        let now = Instant::now();
+        let (mut s, key) = store_with_one_peer(now);
         // One address announcing from 100 ports and node ids keeps 4 entries for the key...
         for port in 0..100u16 {
             s.add(
@@ -304,9 +310,7 @@ mod tests {
     #[test]
     fn a_node_that_moves_address_is_counted_for_the_new_one() {
         let now = Instant::now();
-        let mut s = PeerStore::new(160, Duration::from_secs(3600));
-        let key = NodeId([9; 48]);
-        s.add(key, from([10, 0, 0, 1], 3333, 1), now).unwrap();
+        let (mut s, key) = store_with_one_peer(now);
         s.add(key, from([10, 0, 0, 2], 3333, 1), now).unwrap();
         assert_eq!(s.len(), 1);
         assert!(!s.per_ip.contains_key(&Ipv4Addr::new(10, 0, 0, 1)));
