@@ -106,22 +106,32 @@ impl PeerStore {
         now: Instant,
     ) -> Result<(), StoreRefusal> {
         let ip = *peer.addr.ip();
+        let max_per_ip = (self.max_total / STORE_SHARE_PER_IP).max(1);
         if let Some(list) = self.by_key.get_mut(&key) {
-            if let Some(entry) = list
-                .iter_mut()
-                .find(|(p, _)| p.id == peer.id || p.addr == peer.addr)
-            {
-                // A node that moved to another address: its entry now counts for the new one.
-                let moved_from = *entry.0.addr.ip();
-                *entry = (peer, now);
-                if moved_from != ip {
+            let from_ip = list.iter().filter(|(p, _)| *p.addr.ip() == ip).count();
+            let known = list
+                .iter()
+                .position(|(p, _)| p.addr == peer.addr)
+                .or_else(|| list.iter().position(|(p, _)| p.id == peer.id));
+            if let Some(i) = known {
+                let moved_from = *list[i].0.addr.ip();
+                if moved_from == ip {
+                    list[i] = (peer, now);
+                    return Ok(());
+                }
+                // A node id seen before at another address. Ids are not authenticated, so the
+                // move (its entry now counts for the new address) is taken only where that
+                // address has room under both bounds; otherwise this is an announcement from
+                // the new address like any other and cannot push out someone else's entry.
+                let held_here = self.per_ip.get(&ip).copied().unwrap_or(0);
+                if from_ip < MAX_PEERS_PER_KEY_PER_IP && held_here < max_per_ip {
+                    list[i] = (peer, now);
                     release(&mut self.per_ip, moved_from);
                     *self.per_ip.entry(ip).or_insert(0) += 1;
+                    return Ok(());
                 }
-                return Ok(());
             }
             // The address's own oldest entry for this key makes room (list order is age).
-            let from_ip = list.iter().filter(|(p, _)| *p.addr.ip() == ip).count();
             if from_ip >= MAX_PEERS_PER_KEY_PER_IP {
                 if let Some(oldest) = list.iter().position(|(p, _)| *p.addr.ip() == ip) {
                     list.remove(oldest);
@@ -130,7 +140,6 @@ impl PeerStore {
                 return Ok(());
             }
         }
-        let max_per_ip = (self.max_total / STORE_SHARE_PER_IP).max(1);
         let held = |s: &Self| s.per_ip.get(&ip).copied().unwrap_or(0);
         if self.total >= self.max_total || held(self) >= max_per_ip {
             self.expire(now);
@@ -305,6 +314,37 @@ mod tests {
         s.add(NodeId([201; 48]), from([10, 0, 0, 66], 5000, 250), later)
             .unwrap();
         assert_eq!(s.per_ip[&Ipv4Addr::new(10, 0, 0, 66)], 1);
+    }
+
+    #[test]
+    fn claimed_node_ids_cannot_push_out_other_announcers() {
+        let now = Instant::now();
+        let mut s = PeerStore::new(160, Duration::from_secs(3600));
+        let key = NodeId([9; 48]);
+        for i in 1..=10u8 {
+            s.add(key, from([10, 0, 1, i], 3333, i), now).unwrap();
+        }
+        // One address re-announces under each of the ten node ids it has seen.
+        for i in 1..=10u8 {
+            s.add(key, from([10, 0, 0, 66], 4000 + u16::from(i), i), now)
+                .unwrap();
+        }
+        let peers = s.peers(&key, now);
+        let theirs = peers
+            .iter()
+            .filter(|p| p.addr.ip() == &Ipv4Addr::new(10, 0, 0, 66))
+            .count();
+        assert_eq!(theirs, MAX_PEERS_PER_KEY_PER_IP);
+        assert_eq!(
+            peers.len(),
+            10,
+            "only as many moved as the address may hold"
+        );
+        assert_eq!(
+            s.per_ip[&Ipv4Addr::new(10, 0, 0, 66)],
+            MAX_PEERS_PER_KEY_PER_IP
+        );
+        assert_eq!(s.len(), 10);
     }
 
     #[test]
