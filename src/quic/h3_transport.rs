@@ -276,6 +276,8 @@ pub struct SendStream {
     lent: Lent,
     /// The body lent to this stream, once claimed from `lent`.
     body: Option<(Bytes, Keep)>,
+    /// Whether `lent` was asked for this stream's body (on the first write).
+    claimed: bool,
     ack_wait: Duration,
 }
 
@@ -286,6 +288,7 @@ impl SendStream {
             pending: Vec::new(),
             lent,
             body: None,
+            claimed: false,
             ack_wait,
         }
     }
@@ -317,7 +320,10 @@ impl quic::SendStream<Bytes> for SendStream {
                 ),
             });
         }
-        if self.body.is_none() {
+        // A body is lent before its response head is sent, so the first write (the HEADERS
+        // frame) is the one chance to claim it; later writes do not take the lock again.
+        if !self.claimed {
+            self.claimed = true;
             let id = u64::from(self.stream().id());
             self.body = self.lent.take(id);
         }
@@ -358,7 +364,9 @@ impl quic::SendStream<Bytes> for SendStream {
     fn reset(&mut self, reset_code: u64) {
         let code = quinn::VarInt::from_u64(reset_code).unwrap_or(quinn::VarInt::MAX);
         let _ = self.stream().reset(code);
-        // Reset discards what quinn buffered: the lent body is no longer referenced.
+        // Reset discards what quinn buffered, and what quinn had not taken yet goes too: the
+        // lent body is no longer referenced, so its charge can go.
+        self.pending.clear();
         self.body = None;
     }
 
