@@ -54,12 +54,12 @@ fn open_held(dir: &Path, extra: &str) -> (DiskStore, Arc<Metrics>, RebuildGate) 
     (store, metrics, gate)
 }
 
-/// Writes blob files the way reflector.go (or an earlier run) left them.
 /// A metric of the store named `local` (every store here) from a `/metrics` rendering.
 fn local_metric(text: &str, name: &str) -> f64 {
     metric(text, name, &[("component", "local")])
 }
 
+/// Writes blob files the way reflector.go (or an earlier run) left them.
 fn write_files(dir: &Path, sharding: usize, blobs: &[bytes::Bytes]) {
     for data in blobs {
         let path = dir.join(BlobHash::of(data).sharded_path(sharding));

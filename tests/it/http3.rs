@@ -19,7 +19,11 @@ use tokio::time::timeout;
 
 /// A cache serving a `mem` store over HTTP/3 on `port` (0 = any), with optional extra
 /// `servers.http3` keys and top-level YAML.
-async fn mem_server(port: u16, extra_http3: &str, extra_top: &str) -> anyhow::Result<app::Running> {
+pub(crate) async fn mem_server(
+    port: u16,
+    extra_http3: &str,
+    extra_top: &str,
+) -> anyhow::Result<app::Running> {
     try_start_cache(&format!(
         "servers:\n  http3: {{port: {port}, address: 127.0.0.1{extra_http3}}}\n\
          store: {{mem: {{name: ram, max_size: 256MiB}}}}\n{extra_top}"

@@ -7,23 +7,21 @@
 //! (Stalled readers are reset after `write_stall_timeout`: `hostile.rs`.)
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use prism_lite::app;
 use prism_lite::blob::BlobHash;
 use prism_lite::quic;
 
-use crate::common::{blob_bytes, try_start_cache, wait_until, within, H3Conn, UdpRelay};
-use crate::http3::H3Client;
+use crate::common::{blob_bytes, wait_until, within, H3Conn, UdpRelay};
+use crate::http3::{mem_server, H3Client};
 
 /// A memory-store cache with an HTTP/3 door and the given `limits:`.
 async fn server(limits: &str) -> app::Running {
-    try_start_cache(&format!(
-        "servers:\n  http3: {{port: 0, address: 127.0.0.1}}\n\
-         store: {{mem: {{name: ram, max_size: 256MiB}}}}\nlimits: {limits}\n"
-    ))
-    .await
-    .unwrap()
+    mem_server(0, "", &format!("limits: {limits}\n"))
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -75,18 +73,19 @@ async fn slow_reader(
     hash: &BlobHash,
 ) -> (
     h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
-    Vec<Box<dyn Send>>,
+    H3Conn,
 ) {
     let h3 = H3Conn::connect("127.0.0.1", addr, (64 * 1024, 256 * 1024)).await;
     let mut stream = h3.get(&format!("/get/{hash}")).await;
     let resp = within("response", stream.recv_response()).await.unwrap();
     assert_eq!(resp.status(), 200);
-    (stream, vec![Box::new(h3)])
+    (stream, h3)
 }
 
 #[tokio::test]
 async fn a_client_that_abandons_a_stream_mid_body_frees_its_charge_before_the_stall_timeout() {
-    // The stall timeout is far beyond the test's deadline: only the stop can free the charge.
+    // The stall timeout is far beyond the test's deadline: only the client's STOP_SENDING can
+    // free the charge.
     let running = server("{write_stall_timeout: 120s}").await;
     let data = blob_bytes(77, 2 * 1024 * 1024);
     let hash = BlobHash::of(&data);
@@ -130,13 +129,21 @@ async fn a_body_never_acknowledged_frees_its_charge_after_the_stall_timeout() {
     let h3 = H3Conn::connect("127.0.0.1", relay.addr, (4 << 20, 32 << 20)).await;
 
     relay.cut_server_to_client();
+    let asked = std::time::Instant::now();
     let _stream = h3.get(&format!("/get/{hash}")).await;
+    // Counted once the whole body is handed to QUIC; its charge is held from before that.
+    let downloads = running.metrics.http3_blob_download_total.clone();
+    wait_until("the body to be handed to QUIC", || downloads.get() == 1).await;
     let inflight = running.metrics.inflight_bytes.clone();
-    wait_until("the body to be charged", || inflight.get() > 0).await;
     wait_until("the unacknowledged body's charge to be given back", || {
         inflight.get() == 0
     })
     .await;
-    assert_eq!(running.metrics.http3_blob_download_total.get(), 1);
+    // Held until the wait for acknowledgements ran out, not given back at the hand-over.
+    let held = asked.elapsed();
+    assert!(
+        held >= Duration::from_millis(2900),
+        "given back after {held:?}"
+    );
     within("stop", running.stop()).await;
 }

@@ -61,7 +61,9 @@ impl H3Conn {
             .body(())
             .unwrap();
         let mut stream = within("h3 request", send.send_request(req)).await.unwrap();
-        within("h3 finish", stream.finish()).await.unwrap();
+        // Not checked: h3 may write a grease frame here, which fails if the server has already
+        // refused the stream; the caller sees that in the response.
+        let _ = within("h3 finish", stream.finish()).await;
         stream
     }
 }
