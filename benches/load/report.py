@@ -143,12 +143,15 @@ table(f"Cold-miss storm: {E('STORM')} concurrent requests for one uncached blob,
       "prism-lite: `caching{cache: mem, origin: http{endpoint: slow origin}}`; nginx: "
       "`proxy_cache` + `proxy_cache_lock on`. Origin requests are counted from the origin's log.")
 table("Front doors through the same load client, 64 connections (pinned)", "doors",
-      "`loadgen_peer` (peer protocol, and `--http1` for HTTP/1.1) and `loadgen_h3`: Rust "
-      "clients, one keep-alive connection each, first body of each connection verified.")
+      "`loadgen_peer` (peer protocol, and `--http1` for HTTP/1.1): a Rust client, one "
+      "keep-alive connection each, first body of each connection verified.")
 table("HTTP/3 against HTTP/1.1, same server, the project's clients, 64 connections", "h3",
       "`loadgen_h3` against `loadgen_peer --http1`, memory-tier hits round-robin over the hit "
       "set, interleaved (http1, h3, http1, h3, ...), prism-lite restarted per row (peak RSS is "
-      "the row's own). *pinned*: server on CPU %s with one worker thread, client on CPU %s."
+      "the row's own; `loadgen_h3` checks each response's status and counts its body bytes, "
+      "`loadgen_peer` also verifies each connection's first body). prism-lite runs with "
+      "`limits: {max_inflight_bytes: 2GiB, max_inflight_bytes_per_ip: 2GiB}`: the load generator "
+      "is one address standing in for 64 clients. *pinned*: server on CPU %s with one worker thread, client on CPU %s."
       % (E("SERVER_CPU"), E("CLIENT_CPU")))
 if any(r[0] == "h3" for r in rows):
     median_table("h3", "prism-lite http1")
@@ -175,7 +178,7 @@ L.extend(["## Reading the numbers", "",
           "- Server and load generator share the machine's two cores. On loopback the sender's "
           "copy and TCP transmit run on the server's core, the receiver's copy and most of its "
           "TCP processing on the client's. The CPU notes (utime+stime of the server's processes "
-          "and of the load generator over the timed run, in % of one core) show which side was "
+          "and of the load generator over the load generator's wall time, in % of one core) show which side was "
           "the limit: a row whose client is near 100% while the server has headroom measures "
           "the client's receive path as much as the server.",
           "- nginx static sends the files with `sendfile` (page-cache pages, no copy on the "
