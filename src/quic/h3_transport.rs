@@ -32,9 +32,19 @@ pub type Keep = Box<dyn Send + Sync>;
 /// Slices shorter than this are copied: a view costs a reference count and a quinn chunk.
 const MIN_VIEW: usize = 1024;
 
+/// A body lent to one send stream: the bytes, what to hold while quinn has views of them, and
+/// how long a finished stream may wait for their acknowledgement (given per loan, so a reloaded
+/// `write_stall_timeout` applies to long-lived connections too).
+struct Loan {
+    body: Bytes,
+    /// Only held: dropped with the loan.
+    _keep: Keep,
+    ack_wait: Duration,
+}
+
 /// Bodies lent to one connection's send streams, by stream id.
 #[derive(Clone, Default)]
-pub struct Lent(Arc<Mutex<HashMap<u64, (Bytes, Keep)>>>);
+pub struct Lent(Arc<Mutex<HashMap<u64, Loan>>>);
 
 /// Returned by [`Lent::lend`]: takes the loan back on drop if the stream never claimed it.
 pub struct LendGuard {
@@ -43,21 +53,30 @@ pub struct LendGuard {
 }
 
 impl Lent {
-    /// Lends `body` to send stream `id`; `keep` is dropped once quinn holds no view of it.
-    pub fn lend(&self, id: StreamId, body: Bytes, keep: Keep) -> LendGuard {
+    /// Lends `body` to send stream `id`; `keep` is dropped once quinn holds no view of it, and
+    /// a finished stream waits at most `ack_wait` for the client's acknowledgement before it is
+    /// reset.
+    pub fn lend(&self, id: StreamId, body: Bytes, keep: Keep, ack_wait: Duration) -> LendGuard {
         let id = id.into_inner();
-        self.lock().insert(id, (body, keep));
+        self.lock().insert(
+            id,
+            Loan {
+                body,
+                _keep: keep,
+                ack_wait,
+            },
+        );
         LendGuard {
             lent: self.clone(),
             id,
         }
     }
 
-    fn take(&self, id: u64) -> Option<(Bytes, Keep)> {
+    fn take(&self, id: u64) -> Option<Loan> {
         self.lock().remove(&id)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (Bytes, Keep)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Loan>> {
         // A panic while holding this lock leaves a plain map behind: still usable.
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -92,19 +111,16 @@ pub struct Connection {
     uni: h3_quinn::Connection,
     accepting: AcceptBi,
     lent: Lent,
-    ack_wait: Duration,
 }
 
 impl Connection {
-    /// `lent` is where the server lends bodies; `ack_wait` bounds how long a finished stream
-    /// may keep lent bytes waiting for the client's acknowledgement before it is reset.
-    pub fn new(conn: quinn::Connection, lent: Lent, ack_wait: Duration) -> Connection {
+    /// `lent` is where the server lends bodies (see [`Lent::lend`]).
+    pub fn new(conn: quinn::Connection, lent: Lent) -> Connection {
         Connection {
             uni: h3_quinn::Connection::new(conn.clone()),
             accepting: ReusableBoxFuture::new(accept_bi(conn.clone())),
             conn,
             lent,
-            ack_wait,
         }
     }
 }
@@ -146,7 +162,7 @@ impl quic::Connection<Bytes> for Connection {
         self.accepting.set(accept_bi(self.conn.clone()));
         let (send, recv) = accepted.map_err(connection_error)?;
         Poll::Ready(Ok(BidiStream {
-            send: SendStream::new(send, self.lent.clone(), self.ack_wait),
+            send: SendStream::new(send, self.lent.clone()),
             recv: RecvStream::new(recv),
         }))
     }
@@ -275,21 +291,19 @@ pub struct SendStream {
     pending: Vec<Bytes>,
     lent: Lent,
     /// The body lent to this stream, once claimed from `lent`.
-    body: Option<(Bytes, Keep)>,
+    body: Option<Loan>,
     /// Whether `lent` was asked for this stream's body (on the first write).
     claimed: bool,
-    ack_wait: Duration,
 }
 
 impl SendStream {
-    fn new(stream: quinn::SendStream, lent: Lent, ack_wait: Duration) -> SendStream {
+    fn new(stream: quinn::SendStream, lent: Lent) -> SendStream {
         SendStream {
             stream: Some(stream),
             pending: Vec::new(),
             lent,
             body: None,
             claimed: false,
-            ack_wait,
         }
     }
 
@@ -333,7 +347,7 @@ impl quic::SendStream<Bytes> for SendStream {
             let bytes = self
                 .body
                 .as_ref()
-                .and_then(|(body, _)| view_of(body, part))
+                .and_then(|loan| view_of(&loan.body, part))
                 .unwrap_or_else(|| Bytes::copy_from_slice(part));
             buf.advance(bytes.len());
             self.pending.push(bytes);
@@ -377,25 +391,24 @@ impl quic::SendStream<Bytes> for SendStream {
 }
 
 impl Drop for SendStream {
-    /// With a lent body, waits (bounded by `ack_wait`) until the client has acknowledged
-    /// everything or the stream ended otherwise, then lets go of the body and its `keep`; past
-    /// the bound the stream is reset, which discards quinn's views.
+    /// With a lent body, waits (bounded by the loan's `ack_wait`) until the client has
+    /// acknowledged everything or the stream ended otherwise, then lets go of the body and its
+    /// `keep`; past the bound the stream is reset, which discards quinn's views.
     fn drop(&mut self) {
-        let (Some(body), Some(mut stream)) = (self.body.take(), self.stream.take()) else {
+        let (Some(loan), Some(mut stream)) = (self.body.take(), self.stream.take()) else {
             return;
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return; // no runtime: nothing to wait on; quinn drops its views with the connection
         };
-        let ack_wait = self.ack_wait;
         runtime.spawn(async move {
-            if tokio::time::timeout(ack_wait, stream.stopped())
+            if tokio::time::timeout(loan.ack_wait, stream.stopped())
                 .await
                 .is_err()
             {
                 let _ = stream.reset(quinn::VarInt::from_u32(0x10c)); // H3_REQUEST_CANCELLED
             }
-            drop(body);
+            drop(loan);
         });
     }
 }
@@ -494,7 +507,12 @@ mod tests {
     fn an_unclaimed_loan_is_taken_back_when_its_guard_drops() {
         let lent = Lent::default();
         let id = StreamId::try_from(4u64).expect("valid id");
-        let guard = lent.lend(id, Bytes::from_static(b"x"), Box::new(()));
+        let guard = lent.lend(
+            id,
+            Bytes::from_static(b"x"),
+            Box::new(()),
+            Duration::from_secs(1),
+        );
         drop(guard);
         assert!(lent.take(4).is_none());
     }

@@ -213,8 +213,7 @@ impl Http3Server {
         builder.max_field_section_size(MAX_FIELD_SECTION_SIZE);
         // Bodies lent to this connection's streams, sent without a copy.
         let lent = Lent::default();
-        let stall = self.shared.budget.write_stall_timeout();
-        let h3 = builder.build(h3_transport::Connection::new(conn, lent.clone(), stall));
+        let h3 = builder.build(h3_transport::Connection::new(conn, lent.clone()));
         let mut h3: H3Conn = match tokio::time::timeout(self.config.handshake_timeout, h3).await {
             Ok(Ok(h3)) => h3,
             Ok(Err(e)) => {
@@ -480,7 +479,7 @@ async fn send(
 ) -> Result<(), Unsent> {
     let _loan = reply.charge.map(|charge| {
         let keep: Keep = Box::new(charge);
-        lent.lend(stream.send_id(), reply.body.clone(), keep)
+        lent.lend(stream.send_id(), reply.body.clone(), keep, stall)
     });
     within(stall, stream.send_response(reply.head)).await?;
     send_pieces(stream, reply.body, stall).await?;
