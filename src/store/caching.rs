@@ -147,7 +147,7 @@ impl Inner {
                 });
             })
             .await;
-        outcome.into_result(&self.name, "origin fetch", self.flights.wait_limit())
+        outcome.into_result(&self.name, "origin fetch")
     }
 
     /// Whether the origin has `hash`: remembered "no"s first, then one shared origin check per
@@ -170,11 +170,7 @@ impl Inner {
                 });
             })
             .await;
-        outcome.into_result(
-            &self.name,
-            "origin availability check",
-            self.has_flights.wait_limit(),
-        )
+        outcome.into_result(&self.name, "origin availability check")
     }
 
     /// The origin recently answered "not found" for `hash`.

@@ -74,23 +74,25 @@ pub enum Outcome<T> {
     Done(T),
     /// The leader went away without an answer; try again.
     Abandoned,
-    /// No answer within the table's `wait_limit`; the leader may still be working.
-    TimedOut,
+    /// No answer within the table's `wait_limit` (`after`); the leader may still be working.
+    TimedOut {
+        after: Duration,
+    },
 }
 
 impl<T> Outcome<StoreResult<T>> {
     /// The answer, or the error store `store` gives when its flight of `what` (e.g. "get")
-    /// ended without one: unavailable when abandoned, a timeout after `wait_limit`.
-    pub fn into_result(self, store: &Arc<str>, what: &str, wait_limit: Duration) -> StoreResult<T> {
+    /// ended without one: unavailable when abandoned, a timeout after the table's wait limit.
+    pub fn into_result(self, store: &Arc<str>, what: &str) -> StoreResult<T> {
         match self {
             Outcome::Done(answer) => answer,
             Outcome::Abandoned => Err(StoreError::unavailable(
                 store,
                 format!("{what} was abandoned repeatedly"),
             )),
-            Outcome::TimedOut => Err(StoreError::Timeout {
+            Outcome::TimedOut { after } => Err(StoreError::Timeout {
                 store: Arc::clone(store),
-                after: wait_limit,
+                after,
             }),
         }
     }
@@ -116,10 +118,6 @@ impl<K: Eq + Hash + Clone, T: Clone> Flights<K, T> {
             running: Mutex::new(HashMap::new()),
             wait_limit,
         })
-    }
-
-    pub fn wait_limit(&self) -> Duration {
-        self.wait_limit
     }
 
     /// Joins the flight for `key`, or starts one.
@@ -239,7 +237,7 @@ impl<T: Clone> Waiter<T> {
             .receiver
             .wait_for(|state| !matches!(state, State::Waiting));
         match tokio::time::timeout(self.limit, settled).await {
-            Err(_) => return Outcome::TimedOut,
+            Err(_) => return Outcome::TimedOut { after: self.limit },
             Ok(Ok(state)) => {
                 if let State::Done(value) = &*state {
                     return Outcome::Done(value.clone());
@@ -347,7 +345,7 @@ mod tests {
         };
         let gauge = IntGauge::new("waiting", "waiting").unwrap();
         let outcome = flights.run(&3, &gauge, |_| panic!("must follow")).await;
-        assert!(matches!(outcome, Outcome::TimedOut), "{outcome:?}");
+        assert!(matches!(outcome, Outcome::TimedOut { .. }), "{outcome:?}");
         assert_eq!(gauge.get(), 0);
         assert!(!flights.ended(&3).await, "the stuck flight has not ended");
         leader.publish(9);

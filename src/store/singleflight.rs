@@ -78,7 +78,7 @@ impl BlobStore for SingleFlightStore {
             })
             .await;
         answer
-            .into_result(&self.name, "get", self.flights.wait_limit())
+            .into_result(&self.name, "get")
             .map(|blob| blob.via(start.elapsed(), &self.name))
     }
 
