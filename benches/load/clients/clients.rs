@@ -25,10 +25,13 @@ pub trait Fetch: Send + 'static {
     ) -> impl std::future::Future<Output = anyhow::Result<usize>> + Send;
 }
 
-/// HHTTP/3: one QUIC connection, one request stream per fetch (`GET /get/HASH`).
+/// HTTP/3: one QUIC connection, one request stream per fetch (`GET /get/HASH`). Every answer's
+/// status and length (against `content-length`) are checked; the connection's first body is
+/// verified against its hash, as [`Raw`] does.
 pub struct H3 {
     send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
     _endpoint: quinn::Endpoint,
+    verified: bool,
 }
 
 impl H3 {
@@ -51,6 +54,7 @@ impl H3 {
         Ok(H3 {
             send,
             _endpoint: endpoint,
+            verified: false,
         })
     }
 }
@@ -62,9 +66,23 @@ impl Fetch for H3 {
         stream.finish().await?;
         let resp = stream.recv_response().await?;
         anyhow::ensure!(resp.status() == 200, "status {}", resp.status());
+        let expected: Option<usize> = resp
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse().ok());
         let mut n = 0;
-        while let Some(chunk) = stream.recv_data().await? {
+        let mut first_body = (!self.verified).then(Vec::new);
+        while let Some(mut chunk) = stream.recv_data().await? {
             n += chunk.remaining();
+            if let Some(body) = first_body.as_mut() {
+                anyhow::ensure!(n <= MAX_BLOB_SIZE, "body over {MAX_BLOB_SIZE} bytes");
+                body.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
+            }
+        }
+        anyhow::ensure!(expected == Some(n), "{n} body bytes, content-length {expected:?}");
+        if let Some(body) = first_body {
+            verify(&body, &hash)?;
+            self.verified = true;
         }
         Ok(n)
     }
