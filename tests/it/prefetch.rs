@@ -420,10 +420,14 @@ impl Harness {
     }
 
     fn prefetcher(&self, api: &str, extra: &str) -> Prefetcher {
-        let cfg = prefetch_config(api, extra);
+        self.prefetcher_over(Arc::clone(&self.root), api, extra)
+    }
+
+    /// A prefetcher that fetches through `store` instead of the root.
+    fn prefetcher_over(&self, store: Arc<dyn BlobStore>, api: &str, extra: &str) -> Prefetcher {
         Prefetcher::new(
-            cfg,
-            Arc::clone(&self.root),
+            prefetch_config(api, extra),
+            store,
             &self.metrics.registry,
             StatusHandle::new(true, api),
         )
@@ -1276,13 +1280,7 @@ async fn warmed_streams_are_announced_to_the_dht() {
     // As the blobcache runs it: the prefetcher fetches through the root's announcing layer.
     let announcing = Arc::new(AnnouncingStore::new(Arc::clone(&h.root)));
     announcing.attach(Arc::new(announcer.clone()));
-    let p = Prefetcher::new(
-        prefetch_config(&api.url, "  channels: ['@dht:a']\n"),
-        announcing,
-        &h.metrics.registry,
-        StatusHandle::new(true, &api.url),
-    )
-    .expect("prefetcher");
+    let p = h.prefetcher_over(announcing, &api.url, "  channels: ['@dht:a']\n");
     let report = run(&p).await;
     assert_eq!(channel(&report, "@dht:a").streams_complete, 1);
     let hashes = s.hashes();

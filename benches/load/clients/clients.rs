@@ -79,7 +79,10 @@ impl Fetch for H3 {
                 body.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
             }
         }
-        anyhow::ensure!(expected == Some(n), "{n} body bytes, content-length {expected:?}");
+        anyhow::ensure!(
+            expected == Some(n),
+            "{n} body bytes, content-length {expected:?}"
+        );
         if let Some(body) = first_body {
             verify(&body, &hash)?;
             self.verified = true;
