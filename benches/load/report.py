@@ -148,8 +148,8 @@ table("Front doors through the same load client, 64 connections (pinned)", "door
 table("HTTP/3 against HTTP/1.1, same server, the project's clients, 64 connections", "h3",
       "`loadgen_h3` against `loadgen_peer --http1`, memory-tier hits round-robin over the hit "
       "set, interleaved (http1, h3, http1, h3, ...), prism-lite restarted per row (peak RSS is "
-      "the row's own; both clients check each answer's status and length and verify each "
-      "connection's first body against its hash). prism-lite runs with "
+      "the row's own; both clients check each answer's status and length, `loadgen_peer` also "
+      "verifies each connection's first body against its hash). prism-lite runs with "
       "`limits: {max_inflight_bytes: 2GiB, max_inflight_bytes_per_ip: 2GiB}`: the load generator "
       "is one address standing in for 64 clients. *pinned*: server on CPU %s with one worker thread, client on CPU %s."
       % (E("SERVER_CPU"), E("CLIENT_CPU")))
