@@ -151,10 +151,28 @@ table("HTTP/3 against HTTP/1.1, same server, the project's clients, 64 connectio
       "the row's own; both clients check each answer's status and length, `loadgen_peer` also "
       "verifies each connection's first body against its hash). prism-lite runs with "
       "`limits: {max_inflight_bytes: 2GiB, max_inflight_bytes_per_ip: 2GiB}`: the load generator "
-      "is one address standing in for 64 clients. *pinned*: server on CPU %s with one worker thread, client on CPU %s."
+      "is one address standing in for 64 clients. *pinned*: server on CPU %s with one worker thread, client on CPU %s. "
+      "*quinn alone* is the ceiling for the HTTP/3 rows: `quic_ceiling serve` and `quic_ceiling "
+      "fetch` use the same QUIC endpoints, TLS provider and transport settings as the door and "
+      "`loadgen_h3` (all from `prism_lite::quic`), and move the same 2 MiB bodies from memory "
+      "over one stream each, with no HTTP/3 framing, no store and no limits."
       % (E("SERVER_CPU"), E("CLIENT_CPU")))
+
+
+def ceiling_note(section):
+    """How close the HTTP/3 door comes to quinn alone, per config."""
+    parts = []
+    for cfg in configs_of(section):
+        door, alone = med(section, cfg, "prism-lite h3", 4), med(section, cfg, "quinn alone", 4)
+        if door and alone:
+            parts.append(f"{cfg} {door:.0f} vs {alone:.0f} req/s = {100 * door / alone:.0f}%")
+    if parts:
+        L.extend(["The HTTP/3 door against quinn alone (medians): " + "; ".join(parts) + ".", ""])
+
+
 if any(r[0] == "h3" for r in rows):
     median_table("h3", "prism-lite http1")
+    ceiling_note("h3")
 table("HTTP/3 against HTTP/1.1 over a 1,500-byte MTU (veth between two network namespaces)",
       "mtu1500",
       "The same rows with the server in one network namespace and the clients in another, "
@@ -164,6 +182,7 @@ table("HTTP/3 against HTTP/1.1 over a 1,500-byte MTU (veth between two network n
       "still gets 64 KiB segments through veth's segmentation offload.")
 if any(r[0] == "mtu1500" and r[1] != "skipped" for r in rows):
     median_table("mtu1500", "prism-lite http1")
+    ceiling_note("mtu1500")
 st = [r for r in rows if r[0] == "startup"]
 if st:
     L.extend([f"## Start-up with {E('STARTUP_BLOBS')} blobs on disk (process start to /readyz "
@@ -230,7 +249,8 @@ for section, cfg in (("h3", "pinned"), ("h3", "unpinned"), ("mtu1500", "pinned")
     if not (h1r and h3r):
         continue
     where = f"{cfg}" + (", MTU 1500" if section == "mtu1500" else ", loopback")
-    errs = sum(int(num(r[8]) or 0) for r in rows if r[0] == section and r[1] == cfg)
+    errs = sum(int(num(r[8]) or 0) for r in rows if r[0] == section and r[1] == cfg
+               and r[2] in ("prism-lite http1", "prism-lite h3"))
     rss = max((num(r[9]) or 0) for r in rows
               if r[0] == section and r[1] == cfg and r[2] == "prism-lite h3")
     target(f"HTTP/3 >= 0.5x HTTP/1.1 req/s ({where}, medians)",

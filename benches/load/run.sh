@@ -11,8 +11,8 @@
 #
 # Sections, in order: headline (unpinned, plain wrk and the project's client, memory tier and
 # disk tier only vs nginx static, ROUNDS interleaved rounds), hits, zipf, storm, doors,
-# h3 (HTTP/3 vs HTTP/1.1 through the project's clients, interleaved, ROUNDS rounds, pinned and
-# unpinned), mtu1500 (the same, pinned and unpinned, over a veth pair with MTU 1500 between two network namespaces
+# h3 (HTTP/3 vs HTTP/1.1 through the project's clients, and quinn alone with the same transport
+# settings as the ceiling, interleaved, ROUNDS rounds, pinned and unpinned), mtu1500 (the same, pinned and unpinned, over a veth pair with MTU 1500 between two network namespaces
 # the script creates and deletes; needs root), startup.
 #
 # Environment (defaults in brackets):
@@ -58,7 +58,7 @@ ROUNDS=${ROUNDS:-3}
 NS_SRV=prism-bench-srv NS_CLI=prism-bench-cli NS_SRV_IP=10.99.0.1 NS_CLI_IP=10.99.0.2
 FIXTURES=${FIXTURES:-$REPO/../shared/fixtures/streams}
 
-P_HTTP=18100 P_PEER=18101 P_H3=18102 P_METRICS=18103
+P_HTTP=18100 P_PEER=18101 P_H3=18102 P_METRICS=18103 P_QUIC=18104
 N_STATIC=18200 N_PROXY=18201 N_STORM=18203 P_ORIGIN=18300
 
 BIN=$REPO/target/release/prism-lite
@@ -131,7 +131,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 log "building release"
 ((${NO_BUILD:-0})) || (cd "$REPO" && cargo build --release --bin prism-lite --example loadgen_peer \
-  --example loadgen_h3 --example gen_blobs)
+  --example loadgen_h3 --example quic_ceiling --example gen_blobs)
 
 mkdir -p "$W"
 : >"$TSV"
@@ -492,11 +492,27 @@ fi
 
 # 6. HTTP/3 against HTTP/1.1 through the project's clients (loadgen_h3, loadgen_peer --http1),
 #    64 connections, memory-tier hits over the hit set; interleaved, ROUNDS rounds, pinned and
-#    unpinned. prism-lite restarts per row, so each row's peak RSS is its own.
-h3_vs_h1() { # SECTION MODE: ROUNDS x (http1, h3) rows
+#    unpinned. prism-lite restarts per row, so each row's peak RSS is its own. A third row per
+#    round is the ceiling: quinn alone (quic_ceiling: the same endpoints and transport settings,
+#    2 MiB bodies from memory, no HTTP/3, no store), with the same pinning.
+quic_ceiling_row() { # SECTION MODE ROUND
+  local pre=("${SRV[@]}") cpre=() r pid
+  [[ $2 == pinned ]] && pre+=(taskset -c "$SERVER_CPU" env TOKIO_WORKER_THREADS=1) && cpre=(taskset -c "$CLIENT_CPU")
+  : >"$W/quic_ceiling.log"
+  "${pre[@]}" "$EX/quic_ceiling" serve --addr "$HOST:$P_QUIC" >>"$W/quic_ceiling.log" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  SERVER_PIDS=("$pid")
+  for _ in $(seq 100); do grep -q '^serving' "$W/quic_ceiling.log" && break; sleep 0.05; done
+  r=$(with_cpu "${CLI[@]}" "${cpre[@]}" "$EX/quic_ceiling" fetch --addr "$HOST:$P_QUIC" --connections 64 --duration "$DURATION")
+  record "$1" "$2" "quinn alone" 64 "$r" "$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$pid/status")" "round $3; no HTTP/3, no store"
+  stop_pid "$pid"
+}
+h3_vs_h1() { # SECTION MODE: ROUNDS x (http1, h3, quinn alone) rows
   local pre=() door r
   [[ $2 == pinned ]] && pre=(taskset -c "$CLIENT_CPU")
   for round in $(seq "$ROUNDS"); do
+    quic_ceiling_row "$1" "$2" "$round"
     for door in http1 h3; do
       start_prism "$CONF_TIERED" "$2"
       warm "http://$HOST:$P_HTTP/blob?hash=" "$W/hits.txt"
