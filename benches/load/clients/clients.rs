@@ -37,17 +37,7 @@ pub struct H3 {
 
 impl H3 {
     pub async fn connect(addr: SocketAddr) -> anyhow::Result<H3> {
-        let cfg =
-            quic::client_config(&Verify::Insecure, &[quic::ALPN_H3], Duration::from_secs(30))?;
-        // The same tuned socket and endpoint settings as the server and the http3 store.
-        let any: std::net::IpAddr = if addr.is_ipv4() {
-            std::net::Ipv4Addr::UNSPECIFIED.into()
-        } else {
-            std::net::Ipv6Addr::UNSPECIFIED.into()
-        };
-        let mut endpoint = quic::client_endpoint(SocketAddr::new(any, 0))?;
-        endpoint.set_default_client_config(cfg);
-        let conn = endpoint.connect(addr, "localhost")?.await?;
+        let (endpoint, conn) = quic_connect(addr).await?;
         let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn)).await?;
         tokio::spawn(async move {
             let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
@@ -80,6 +70,24 @@ impl Fetch for H3 {
         );
         Ok(n)
     }
+}
+
+/// One QUIC connection to `addr` on its own endpoint, with the same tuned socket, endpoint and
+/// transport settings as the server and the `http3` store (certificate not checked: bench
+/// servers are self-signed). The endpoint must outlive the connection.
+pub async fn quic_connect(
+    addr: SocketAddr,
+) -> anyhow::Result<(quinn::Endpoint, quinn::Connection)> {
+    let cfg = quic::client_config(&Verify::Insecure, &[quic::ALPN_H3], Duration::from_secs(30))?;
+    let any: std::net::IpAddr = if addr.is_ipv4() {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        std::net::Ipv6Addr::UNSPECIFIED.into()
+    };
+    let mut endpoint = quic::client_endpoint(SocketAddr::new(any, 0))?;
+    endpoint.set_default_client_config(cfg);
+    let conn = endpoint.connect(addr, "localhost")?.await?;
+    Ok((endpoint, conn))
 }
 
 /// Which plain-socket protocol a [`Raw`] client speaks.

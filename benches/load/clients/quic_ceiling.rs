@@ -22,10 +22,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use clients::{print_run, run_load, Fetch, Span};
+use clients::{print_run, quic_connect, run_load, Fetch, Span};
 use prism_lite::blob::{BlobHash, MAX_BLOB_SIZE};
 use prism_lite::config::Http3ServerConfig;
-use prism_lite::quic::{self, Verify};
+use prism_lite::quic;
 
 #[derive(Parser)]
 struct Cli {
@@ -103,16 +103,7 @@ struct RawQuic {
 
 impl RawQuic {
     async fn connect(addr: SocketAddr) -> anyhow::Result<RawQuic> {
-        let cfg =
-            quic::client_config(&Verify::Insecure, &[quic::ALPN_H3], Duration::from_secs(30))?;
-        let any: std::net::IpAddr = if addr.is_ipv4() {
-            std::net::Ipv4Addr::UNSPECIFIED.into()
-        } else {
-            std::net::Ipv6Addr::UNSPECIFIED.into()
-        };
-        let mut endpoint = quic::client_endpoint(SocketAddr::new(any, 0))?;
-        endpoint.set_default_client_config(cfg);
-        let conn = endpoint.connect(addr, "localhost")?.await?;
+        let (endpoint, conn) = quic_connect(addr).await?;
         Ok(RawQuic {
             conn,
             _endpoint: endpoint,
