@@ -16,7 +16,7 @@ use prism_lite::quic::{self, Verify};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::common::{blob_bytes, free_port, metric, H3Conn, TEST_TIMEOUT};
+use crate::common::{blob_bytes, free_port, metric, H3Client, TEST_TIMEOUT};
 use crate::common::{scrape, start_cache, within, HttpOrigin};
 
 const BIN: &str = env!("CARGO_BIN_EXE_prism-lite");
@@ -163,10 +163,15 @@ async fn server_process(blobs: &[Bytes], limits: &str) -> Server {
 /// An HTTP/3 client whose windows are tiny and which never reads `path` (on `streams` streams):
 /// the server's sends stall.
 async fn stalled_h3_streams(addr: SocketAddr, path: &str, streams: usize) -> Vec<Box<dyn Send>> {
-    let h3 = H3Conn::connect(ATTACKER, addr, (16 * 1024, 64 * 1024)).await;
+    let h3 = H3Client::options(&[quic::ALPN_H3])
+        .local_ip(ATTACKER)
+        .receive_windows(16 * 1024, 64 * 1024)
+        .connect(addr)
+        .await
+        .unwrap();
     let mut held: Vec<Box<dyn Send>> = Vec::new();
     for _ in 0..streams {
-        held.push(Box::new(h3.get(path).await));
+        held.push(Box::new(h3.send_get(path).await));
     }
     held.push(Box::new(h3));
     held

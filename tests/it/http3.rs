@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::{
-    blob_bytes, build_store, fixture_blobs, metric, try_start_cache, TEST_TIMEOUT,
+    blob_bytes, build_store, fixture_blobs, metric, try_start_cache, H3Client, TEST_TIMEOUT,
 };
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use prism_lite::app;
 use prism_lite::blob::BlobHash;
 use prism_lite::metrics::Metrics;
-use prism_lite::quic::{self, Verify};
+use prism_lite::quic;
 use prism_lite::store::StoreError;
 use tokio::time::timeout;
 
@@ -46,55 +46,6 @@ async fn edge_over_http3(
     ))
     .await
     .unwrap()
-}
-
-/// A plain h3 client: one QUIC connection offering `alpn`, certificate checks off (the server
-/// uses a self-signed certificate).
-pub(crate) struct H3Client {
-    send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
-    conn: quinn::Connection,
-    _endpoint: quinn::Endpoint,
-}
-
-impl H3Client {
-    pub(crate) async fn connect(addr: SocketAddr, alpn: &[&[u8]]) -> anyhow::Result<H3Client> {
-        let cfg = quic::client_config(&Verify::Insecure, alpn, Duration::from_secs(30))?;
-        let mut endpoint = quic::client_endpoint("127.0.0.1:0".parse()?)?;
-        endpoint.set_default_client_config(cfg);
-        let conn = timeout(TEST_TIMEOUT, endpoint.connect(addr, "localhost")?).await??;
-        let (mut driver, send) = timeout(
-            TEST_TIMEOUT,
-            h3::client::new(h3_quinn::Connection::new(conn.clone())),
-        )
-        .await??;
-        tokio::spawn(async move {
-            let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
-        });
-        Ok(H3Client {
-            send,
-            conn,
-            _endpoint: endpoint,
-        })
-    }
-
-    /// GETs `path`; the whole exchange is under the test timeout.
-    pub(crate) async fn get(&self, path: &str) -> (http::Response<()>, Bytes) {
-        let mut send = self.send.clone();
-        let uri = format!("https://localhost{path}");
-        timeout(TEST_TIMEOUT, async move {
-            let req = http::Request::get(uri).body(()).unwrap();
-            let mut stream = send.send_request(req).await.expect("send request");
-            stream.finish().await.expect("finish request");
-            let resp = stream.recv_response().await.expect("response head");
-            let mut body = BytesMut::new();
-            while let Some(mut chunk) = stream.recv_data().await.expect("body") {
-                body.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
-            }
-            (resp, body.freeze())
-        })
-        .await
-        .expect("request timed out")
-    }
 }
 
 fn json(body: &[u8]) -> serde_json::Value {
@@ -224,7 +175,7 @@ async fn routes_statuses_protected_and_fixtures() {
             &[("server", "http3"), ("status", "403")]
         ) >= 2.0
     );
-    c.conn.close(0u32.into(), b"done");
+    c.connection().close(0u32.into(), b"done");
     timeout(TEST_TIMEOUT, running.stop()).await.unwrap();
 }
 
@@ -350,7 +301,7 @@ async fn both_alpns_are_served() {
             .await
             .unwrap();
         let negotiated = c
-            .conn
+            .connection()
             .handshake_data()
             .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
             .and_then(|d| d.protocol);
@@ -618,7 +569,7 @@ async fn tuned_chain_reuses_one_connection_and_survives_a_regional_restart() {
     // The edge's MTU discovery on loopback (64 KiB MTU) goes well past Ethernet's 1,452-byte
     // payloads: what the client received averages more than that per datagram. (Clients do not
     // probe: they only send requests.)
-    let conn = client.conn.clone();
+    let conn = client.connection().clone();
     eventually(
         "the edge's packets grow past 1452 bytes on loopback",
         || {

@@ -9,13 +9,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Buf;
 use prism_lite::app;
 use prism_lite::blob::BlobHash;
 use prism_lite::quic;
 
-use crate::common::{blob_bytes, wait_until, within, H3Conn, UdpRelay};
-use crate::http3::{mem_server, H3Client};
+use crate::common::{blob_bytes, wait_until, within, H3Client, H3Stream, UdpRelay};
+use crate::http3::mem_server;
 
 /// A memory-store cache with an HTTP/3 door and the given `limits:`.
 async fn server(limits: &str) -> app::Running {
@@ -68,15 +68,13 @@ async fn bodies_of_every_size_arrive_intact_and_their_charges_are_given_back() {
 
 /// One request from a client whose receive windows are small (64 KiB), so the server cannot
 /// hand a 2 MiB body to QUIC until the client reads: the stream and its connection.
-async fn slow_reader(
-    addr: SocketAddr,
-    hash: &BlobHash,
-) -> (
-    h3::client::RequestStream<h3_quinn::BidiStream<Bytes>, Bytes>,
-    H3Conn,
-) {
-    let h3 = H3Conn::connect("127.0.0.1", addr, (64 * 1024, 256 * 1024)).await;
-    let mut stream = h3.get(&format!("/get/{hash}")).await;
+async fn slow_reader(addr: SocketAddr, hash: &BlobHash) -> (H3Stream, H3Client) {
+    let h3 = H3Client::options(&[quic::ALPN_H3])
+        .receive_windows(64 * 1024, 256 * 1024)
+        .connect(addr)
+        .await
+        .unwrap();
+    let mut stream = h3.send_get(&format!("/get/{hash}")).await;
     let resp = within("response", stream.recv_response()).await.unwrap();
     assert_eq!(resp.status(), 200);
     (stream, h3)
@@ -126,11 +124,15 @@ async fn a_body_never_acknowledged_frees_its_charge_after_the_stall_timeout() {
     let hash = BlobHash::of(&data);
     running.store.put(&hash, data).await.unwrap();
     let relay = UdpRelay::start(running.http3_addr.unwrap()).await;
-    let h3 = H3Conn::connect("127.0.0.1", relay.addr, (4 << 20, 32 << 20)).await;
+    let h3 = H3Client::options(&[quic::ALPN_H3])
+        .receive_windows(4 << 20, 32 << 20)
+        .connect(relay.addr)
+        .await
+        .unwrap();
 
     relay.cut_server_to_client();
     let asked = std::time::Instant::now();
-    let _stream = h3.get(&format!("/get/{hash}")).await;
+    let _stream = h3.send_get(&format!("/get/{hash}")).await;
     // Counted once the whole body is handed to QUIC; its charge is held from before that.
     let downloads = running.metrics.http3_blob_download_total.clone();
     wait_until("the body to be handed to QUIC", || downloads.get() == 1).await;

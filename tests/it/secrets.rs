@@ -21,8 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::common::{blob_bytes, free_port, start_cache, within, TEST_TIMEOUT};
-use crate::http3::H3Client;
+use crate::common::{blob_bytes, free_port, start_cache, within, H3Client, TEST_TIMEOUT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_prism-lite");
 /// What the failing origin puts in its error body: its own words, never to be repeated.
