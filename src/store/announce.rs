@@ -68,8 +68,7 @@ impl AnnouncingStore {
             return;
         }
         if let Ok(sd) = StreamDescriptor::parse(data) {
-            let first = sd.content_blobs().next().map(|(_, first, _)| first);
-            announce_stream(sink.as_ref(), hash, first.as_ref());
+            announce_stream(sink.as_ref(), hash, sd.first_content_blob().as_ref());
         }
     }
 }

@@ -243,6 +243,12 @@ impl StreamDescriptor {
             .filter_map(|b| b.blob_hash.map(|h| (b.blob_num, h, b.length)))
     }
 
+    /// The first content blob's hash: a stored stream is announced by its sd blob and this one
+    /// (a peer that finds both can start playback).
+    pub fn first_content_blob(&self) -> Option<BlobHash> {
+        self.content_blobs().next().map(|(_, hash, _)| hash)
+    }
+
     /// `stream_name` decoded from hex to text.
     pub fn stream_name_utf8(&self) -> Result<String, StreamError> {
         hex_to_utf8(&self.stream_name, "stream_name")

@@ -388,7 +388,7 @@ impl Upload {
         let content: HashSet<BlobHash> = descriptor.content_blobs().map(|(_, h, _)| h).collect();
         Upload {
             sd_hash,
-            first_blob: descriptor.content_blobs().next().map(|(_, h, _)| h),
+            first_blob: descriptor.first_content_blob(),
             missing: content.clone(),
             content,
         }
