@@ -229,14 +229,11 @@ impl PeerServer {
             header.blob_data_payment_rate = Some(rate_answer(offer));
         }
         if let Some(text) = &request.requested_blob {
-            let fetched = self.fetch(text, ip).await.map(|(hash, data, c)| {
-                charge = Some(c);
-                (hash, data)
-            });
-            header.incoming_blob = Some(match fetched {
-                Ok((hash, data)) => {
+            header.incoming_blob = Some(match self.fetch(text, ip).await {
+                Ok((hash, data, c)) => {
                     let length = data.len();
                     blob = data;
+                    charge = Some(c);
                     IncomingBlob::Blob {
                         blob_hash: hash,
                         length,
