@@ -67,7 +67,8 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// Transport settings common to both ends: the windows, MTU discovery up to
-/// [`MTU_UPPER_BOUND`], UDP segmentation offload, fewer acknowledgements, and the idle timeout.
+/// [`MTU_UPPER_BOUND`], UDP segmentation offload, the ACK-frequency extension, and the idle
+/// timeout.
 pub fn transport_config(idle_timeout: Duration) -> anyhow::Result<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     let mut mtu = quinn::MtuDiscoveryConfig::default();
@@ -78,8 +79,10 @@ pub fn transport_config(idle_timeout: Duration) -> anyhow::Result<quinn::Transpo
         .mtu_discovery_config(Some(mtu))
         // GSO: one sendmsg carries up to 10 packets (quinn-udp turns it off where unsupported).
         .enable_segmentation_offload(true)
-        // The ACK-frequency extension at its defaults: the peer acknowledges every second
-        // ack-eliciting packet (one ACK per ~128 KB with 64 KB packets). Not a higher threshold:
+        // The ACK-frequency extension at its defaults: the peer still acknowledges every second
+        // ack-eliciting packet, as it would without the extension (one ACK per ~128 KB with
+        // 64 KB packets; measured the same, 450 against 452 req/s), but waits out a reordering
+        // of one packet before acknowledging at once. Not a higher threshold:
         // "every 10th" exceeded what a 256 KiB send window holds in large packets, so the
         // receiver waited for its ACK timer while the sender had nothing more it was allowed to
         // send (measured: 250 req/s at 10, 450 at 1 with 64 KiB packets).

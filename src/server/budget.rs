@@ -8,8 +8,10 @@
 //! (so requests waiting for room hold no bytes); at the budget it waits (at most
 //! `limits.inflight_wait`) for room and is otherwise refused. Once the blob is in hand the
 //! reservation becomes a [`Charge`] for its actual buffer, dropped when the door no longer holds
-//! the bytes (HTTP and the peer protocol: written to the kernel; HTTP/3 `/blob`: acknowledged
+//! the bytes (HTTP and the peer protocol: written to the kernel; HTTP/3 `/get/`: acknowledged
 //! by the client, since QUIC holds views of the buffer until then; or the response dropped).
+//! HTTP/3 playback chunks are copied into QUIC, so their charge ends at hand-off; what QUIC
+//! then holds is bounded by the connection's send window.
 //!
 //! **What counts.** A charge is per *buffer*, not per response: every response is the store's
 //! own `Bytes`, and clones of one `Bytes` share one allocation, so N responses of one hot
