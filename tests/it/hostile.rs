@@ -16,7 +16,7 @@ use prism_lite::quic::{self, Verify};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::common::{blob_bytes, free_port, metric, H3Client, TEST_TIMEOUT};
+use crate::common::{blob_bytes, free_port, metric, H3Client, H3Stream, TEST_TIMEOUT};
 use crate::common::{scrape, start_cache, within, HttpOrigin};
 
 const BIN: &str = env!("CARGO_BIN_EXE_prism-lite");
@@ -161,20 +161,22 @@ async fn server_process(blobs: &[Bytes], limits: &str) -> Server {
 }
 
 /// An HTTP/3 client whose windows are tiny and which never reads `path` (on `streams` streams):
-/// the server's sends stall.
-async fn stalled_h3_streams(addr: SocketAddr, path: &str, streams: usize) -> Vec<Box<dyn Send>> {
+/// the server's sends stall. Held, the streams stay open; dropped (streams first, then the
+/// connection), they go away.
+type StalledH3 = (Vec<H3Stream>, H3Client);
+
+async fn stalled_h3_streams(addr: SocketAddr, path: &str, streams: usize) -> StalledH3 {
     let h3 = H3Client::options(&[quic::ALPN_H3])
         .local_ip(ATTACKER)
         .receive_windows(16 * 1024, 64 * 1024)
         .connect(addr)
         .await
         .unwrap();
-    let mut held: Vec<Box<dyn Send>> = Vec::new();
+    let mut held = Vec::with_capacity(streams);
     for _ in 0..streams {
-        held.push(Box::new(h3.send_get(path).await));
+        held.push(h3.send_get(path).await);
     }
-    held.push(Box::new(h3));
-    held
+    (held, h3)
 }
 
 /// Stalled readers on all three doors at once, from one address: the server's memory stays
@@ -252,7 +254,7 @@ async fn attack(
     peer: usize,
     h3_conns: usize,
     h3_streams: usize,
-) -> (Vec<TcpStream>, Vec<Vec<Box<dyn Send>>>) {
+) -> (Vec<TcpStream>, Vec<StalledH3>) {
     let mut held_tcp = Vec::new();
     for i in 0..http {
         let hash = &hashes[i % hashes.len()];

@@ -4,10 +4,10 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::common::{
-    blob_bytes, build_store, fixture_blobs, metric, try_start_cache, H3Client, TEST_TIMEOUT,
+    blob_bytes, build_store, fixture_blobs, metric, try_start_cache, wait_until, H3Client,
+    TEST_TIMEOUT,
 };
 use bytes::Bytes;
 use prism_lite::app;
@@ -515,15 +515,6 @@ async fn get_verified(client: &H3Client, hash: &BlobHash) -> Bytes {
     body
 }
 
-/// Polls `cond` until it holds, failing the test after `TEST_TIMEOUT`.
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + TEST_TIMEOUT;
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
-
 /// The tuned store-to-door chain: an edge cache pulls from a regional cache over HTTP/3. Every
 /// miss arrives with the right bytes, all of them (sequential and concurrent) over ONE QUIC
 /// connection, the server's packets grow past Ethernet's size on loopback, and after the regional restarts on
@@ -570,7 +561,7 @@ async fn tuned_chain_reuses_one_connection_and_survives_a_regional_restart() {
     // payloads: what the client received averages more than that per datagram. (Clients do not
     // probe: they only send requests.)
     let conn = client.connection().clone();
-    eventually(
+    wait_until(
         "the edge's packets grow past 1452 bytes on loopback",
         || {
             let rx = conn.stats().udp_rx;

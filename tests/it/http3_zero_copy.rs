@@ -124,9 +124,7 @@ async fn a_body_never_acknowledged_frees_its_charge_after_the_stall_timeout() {
     let hash = BlobHash::of(&data);
     running.store.put(&hash, data).await.unwrap();
     let relay = UdpRelay::start(running.http3_addr.unwrap()).await;
-    let h3 = H3Client::options(&[quic::ALPN_H3])
-        .receive_windows(4 << 20, 32 << 20)
-        .connect(relay.addr)
+    let h3 = H3Client::connect(relay.addr, &[quic::ALPN_H3])
         .await
         .unwrap();
 

@@ -19,7 +19,7 @@ pub struct UdpRelay {
 }
 
 impl UdpRelay {
-    /// Relays datagrams between one client (the first address that sends to [`Self::addr`])
+    /// Relays datagrams between one client (whichever address last sent to [`Self::addr`])
     /// and `server`, both ways until cut.
     pub async fn start(server: SocketAddr) -> UdpRelay {
         let front = UdpSocket::bind("127.0.0.1:0").await.unwrap();
