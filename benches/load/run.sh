@@ -335,7 +335,7 @@ with_cpu() { # CMD... (a timed load run) -> its RESULT line + srv_cpu=.. cli_cpu
     echo "RESULT req_s=0 mb_s=0 p50_ms=0 p99_ms=0 max_ms=0 ok=0 errors=-1")
   t1=$(cpu_ticks "${SERVER_PIDS[@]}")
   wall=$(awk '/^CLI/ {print ($4 > 0 ? $4 : 1)}' "$W/time.out")
-  cli=$(awk '/^CLI/ {printf "%.0f", ($2 + $3) / ($4 > 0 ? $4 : 1) * 100}' "$W/time.out")
+  cli=$(awk -v s="$wall" '/^CLI/ {printf "%.0f", ($2 + $3) / s * 100}' "$W/time.out")
   srv=$(awk -v d=$((t1 - t0)) -v hz="$HZ" -v s="$wall" 'BEGIN {printf "%.0f", d / hz / s * 100}')
   echo "$out srv_cpu=$srv cli_cpu=$cli"
 }
@@ -504,6 +504,11 @@ quic_ceiling_row() { # SECTION MODE ROUND
   PIDS+=("$pid")
   SERVER_PIDS=("$pid")
   for _ in $(seq 100); do grep -q '^serving' "$W/quic_ceiling.log" && break; sleep 0.05; done
+  if ! grep -q '^serving' "$W/quic_ceiling.log"; then
+    log "quic_ceiling serve did not start (see $W/quic_ceiling.log)"
+    stop_pid "$pid"
+    return 1
+  fi
   r=$(with_cpu "${CLI[@]}" "${cpre[@]}" "$EX/quic_ceiling" fetch --addr "$HOST:$P_QUIC" --connections 64 --duration "$DURATION")
   record "$1" "$2" "quinn alone" 64 "$r" "$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$pid/status")" "round $3; no HTTP/3, no store"
   stop_pid "$pid"

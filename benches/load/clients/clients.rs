@@ -1,4 +1,5 @@
-//! Load clients shared by the examples (`h3_vs_h1`, `loadgen_peer`, `loadgen_h3`).
+//! Load clients shared by the examples (`h3_vs_h1`, `loadgen_peer`, `loadgen_h3`,
+//! `quic_ceiling`).
 //!
 //! Each client holds one keep-alive connection and fetches one blob per call, returning the
 //! body length: raw HTTP/1.1 and the LBRY peer protocol over plain sockets (no client library
