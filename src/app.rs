@@ -21,11 +21,13 @@ use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::reload::{self, ReloadReport, Reloader};
 use crate::server::admin::AdminServer;
+use crate::server::budget::InflightBudget;
 use crate::server::http::HttpServer;
 use crate::server::http3::Http3Server;
 use crate::server::peer::PeerServer;
+use crate::server::playback::Playback;
 use crate::server::reflector::{OnStreamStored, ReflectorServer};
-use crate::server::Shared;
+use crate::server::BlobService;
 use crate::store::announce::AnnouncingStore;
 use crate::store::blocklist::BlocklistStore;
 use crate::store::{self, BlobStore, BuildContext};
@@ -149,15 +151,11 @@ async fn start_with_raw(
     let mut tasks = JoinSet::new();
 
     // Metrics first, so a slow index rebuild can be watched (readyz says "starting").
-    let metrics_listener = TcpListener::bind(opts.metrics_addr)
-        .await
-        .with_context(|| format!("binding metrics port {}", opts.metrics_addr))?;
-    let metrics_addr = metrics_listener.local_addr()?;
     let prefetch_status = config
         .prefetch
         .as_ref()
         .map(|p| crate::prefetch::report::StatusHandle::new(p.enabled, &p.api));
-    // Filled in once the DHT is bound (after the peer server, whose port it announces).
+    // Filled in once the DHT is bound (after the peer door, whose port it announces).
     let dht_status = Arc::new(std::sync::OnceLock::new());
     let admin = Arc::new(AdminServer {
         metrics: Arc::clone(&metrics),
@@ -165,156 +163,56 @@ async fn start_with_raw(
         prefetch: prefetch_status.clone(),
         dht: Arc::clone(&dht_status),
     });
+    let metrics_listener = TcpListener::bind(opts.metrics_addr)
+        .await
+        .with_context(|| format!("binding metrics port {}", opts.metrics_addr))?;
+    let metrics_addr = metrics_listener.local_addr()?;
     tasks.spawn(admin.serve(metrics_listener, shutdown.clone()));
 
     let tree = build_root(&config, &metrics, &policy, blocklist_settings.is_some()).await?;
     // Streams whose sd blob any door serves are announced once the DHT node exists.
     let announcing = Arc::new(AnnouncingStore::new(tree));
     let root: Arc<dyn BlobStore> = announcing.clone();
-
-    if let (Some(settings), Some(cfg)) = (&blocklist_settings, &config.blocklist) {
-        let hashes = blocklist::load(cfg, &blocklist::list_client(), &policy).await?;
-        let newly = policy.set_blocked(hashes);
-        tracing::info!(blocked = newly.len(), "blocklist loaded");
-        let store = Arc::clone(&root);
-        tasks.spawn(async move { blocklist::purge(store.as_ref(), &newly).await });
-        tasks.spawn(blocklist::refresh_loop(
-            Arc::clone(settings),
-            Arc::clone(&policy),
-            Arc::clone(&root),
-            shutdown.clone(),
-        ));
-    } else if opts.disable_blocklist {
+    if let Some(settings) = &blocklist_settings {
+        start_blocklist(&config, settings, &policy, &root, &mut tasks, &shutdown).await?;
+    } else {
         tracing::info!("blocklist disabled by --disable-blocklist");
     }
 
-    let playback = crate::server::playback::Playback::new(
-        config.stream.clone().unwrap_or_default(),
+    let budget = InflightBudget::new(&config.limits, metrics.inflight_bytes.clone());
+    let service = BlobService::new(
         Arc::clone(&root),
         Arc::clone(&policy),
+        Arc::clone(&budget),
         Arc::clone(&metrics),
-    )
-    .context("setting up stream playback")?;
-    let shared_budget =
-        crate::server::budget::InflightBudget::new(&config.limits, metrics.inflight_bytes.clone());
-    let shared = Shared {
-        store: Arc::clone(&root),
-        metrics: Arc::clone(&metrics),
-        policy: Arc::clone(&policy),
-        playback: Some(playback),
-        budget: Arc::clone(&shared_budget),
-    };
-    let mut http_addr = None;
-    let mut http_server = None;
-    if let Some(http) = config.servers.http.clone() {
-        let host = http.address.clone().unwrap_or_else(|| "0.0.0.0".into());
-        let bind = format!("{host}:{}", http.port);
-        let listener = TcpListener::bind(&bind)
-            .await
-            .with_context(|| format!("binding servers.http on {bind}"))?;
-        let addr = listener.local_addr()?;
-        tracing::info!(%addr, "http server listening");
-        http_addr = Some(addr);
-        let server = HttpServer::new(shared.clone(), http);
-        http_server = Some(Arc::clone(&server));
-        tasks.spawn(server.serve(listener, shutdown.clone()));
-    }
-    let mut peer_addr = None;
-    if let Some(peer) = config.servers.peer.clone() {
-        let host = peer.address.clone().unwrap_or_else(|| "0.0.0.0".into());
-        let bind = format!("{host}:{}", peer.port);
-        let listener = TcpListener::bind(&bind)
-            .await
-            .with_context(|| format!("binding servers.peer on {bind}"))?;
-        let addr = listener.local_addr()?;
-        tracing::info!(%addr, "peer server listening");
-        peer_addr = Some(addr);
-        tasks.spawn(PeerServer::new(shared.clone(), peer).serve(listener, shutdown.clone()));
-    }
-    let mut http3_addr = None;
-    let mut http3_server = None;
-    if let Some(http3) = config.servers.http3.clone() {
-        let endpoint = Http3Server::bind(&http3)?;
-        let addr = endpoint.local_addr()?;
-        tracing::info!(%addr, "http3 server listening (udp)");
-        http3_addr = Some(addr);
-        let server = Http3Server::new(shared.clone(), http3);
-        http3_server = Some(Arc::clone(&server));
-        tasks.spawn(server.serve(endpoint, shutdown.clone()));
-    }
-    // Bound now (a taken port fails the start early); served once the DHT exists, so the
-    // streams it receives can be announced.
-    let mut reflector = None;
-    if let Some(cfg) = config.servers.reflector.clone() {
-        let host = cfg.address.clone().unwrap_or_else(|| "0.0.0.0".into());
-        let bind = format!("{host}:{}", cfg.port);
-        let listener = TcpListener::bind(&bind)
-            .await
-            .with_context(|| format!("binding servers.reflector on {bind}"))?;
-        tracing::info!(addr = %listener.local_addr()?, "reflector (upload) server listening");
-        reflector = Some((ReflectorServer::new(shared.clone(), cfg), listener));
-    }
-    let reflector_addr = match &reflector {
-        Some((_, listener)) => Some(listener.local_addr()?),
+    );
+    let mut doors = Doors::start(&config, &service, &mut tasks, &shutdown).await?;
+    let dht = match config.dht.as_ref().filter(|d| d.enabled) {
+        Some(dht_config) => {
+            let node = start_dht(
+                dht_config,
+                &config,
+                doors.peer_addr,
+                &announcing,
+                &metrics,
+                &mut tasks,
+                &shutdown,
+            )
+            .await?;
+            let _ = dht_status.set(node.clone());
+            Some(node)
+        }
         None => None,
     };
-    let mut dht = None;
-    if let Some(dht_config) = config.dht.as_ref().filter(|d| d.enabled) {
-        let node_id = crate::dht::load_or_create_node_id(&dht_config.data_dir)?;
-        let node = crate::dht::Dht::bind(
-            dht_config,
-            peer_addr.map(|a| a.port()),
-            node_id,
-            &metrics.registry,
-        )
-        .await?;
-        tracing::info!(addr = %node.local_addr(), node_id = %node_id, "dht node listening (udp)");
-        let _ = dht_status.set(node.clone());
-        announcing.attach(Arc::new(node.announcer()));
-        let remembered = node.open_journal(&dht_config.data_dir, dht_config.max_announced)?;
-        // A root that is itself a local tier (an origin or ingest box) holds what it `has`;
-        // otherwise "held" means in a cache tier (`has` would ask the origin).
-        let local_root = matches!(
-            config.store,
-            StoreConfig::Disk(_) | StoreConfig::Mem(_) | StoreConfig::DbBacked(_)
-        );
-        tasks.spawn(restore_announcements(
-            Arc::clone(&root),
-            local_root,
-            node.announcer(),
-            remembered,
-        ));
-        tasks.spawn(node.clone().run(shutdown.clone()));
-        dht = Some(node);
-    }
-    if let Some((server, listener)) = reflector {
-        let server = match &dht {
-            Some(node) => server.on_stream_stored(announce_stored_streams(node.announcer())),
-            None => server,
-        };
-        tasks.spawn(Arc::new(server).serve(listener, shutdown.clone()));
-    }
-    let mut prefetcher = None;
-    if let (Some(prefetch), Some(status)) = (config.prefetch.clone(), prefetch_status) {
-        if !prefetch.enabled {
-            tracing::info!("channel prefetch configured but disabled (prefetch.enabled: false)");
-        }
-        // Its own task with its own small concurrency limit: it never holds a front door's
-        // slot, and stops with everything else on the shutdown token. It exists even while
-        // disabled, so a reload can enable it.
-        let built = crate::prefetch::Prefetcher::new(
-            prefetch,
-            Arc::clone(&root),
-            &metrics.registry,
-            status,
-        )
-        .context("starting the prefetcher")?;
-        // Streams it warms are announced in the DHT by the root store's announcing layer,
-        // which sees their sd blobs pass, as it does for every door.
-        let running = Arc::new(built);
-        tasks.spawn(Arc::clone(&running).run_forever(shutdown.clone()));
-        prefetcher = Some(running);
-    }
+    // Bound with the other doors; served once the DHT exists, so the streams it receives can
+    // be announced.
+    let reflector_addr = doors.serve_reflector(dht.as_ref(), &mut tasks, &shutdown);
+    let prefetcher = match (config.prefetch.clone(), prefetch_status) {
+        (Some(prefetch), Some(status)) => Some(start_prefetch(
+            prefetch, status, &root, &metrics, &mut tasks, &shutdown,
+        )?),
+        _ => None,
+    };
 
     let reloader = Arc::new(Reloader::new(
         opts.conf_dir.clone(),
@@ -322,9 +220,10 @@ async fn start_with_raw(
         Arc::clone(&policy),
         Arc::clone(&root),
         reload::LiveDoors {
-            http: http_server,
-            http3: http3_server,
-            budget: Arc::clone(&shared_budget),
+            http: doors.http.as_ref().map(|d| Arc::clone(d.door())),
+            http3: doors.http3.as_ref().map(|d| Arc::clone(d.door())),
+            peer: doors.peer.as_ref().map(|d| Arc::clone(d.door())),
+            budget,
         },
         blocklist_settings,
         prefetcher,
@@ -332,9 +231,9 @@ async fn start_with_raw(
     ready.store(true, Ordering::Release);
     tracing::info!(%metrics_addr, "metrics listening; ready");
     Ok(Running {
-        http_addr,
-        peer_addr,
-        http3_addr,
+        http_addr: doors.http_addr,
+        peer_addr: doors.peer_addr,
+        http3_addr: doors.http3_addr,
         reflector_addr,
         dht_addr: dht.as_ref().map(|d| SocketAddr::V4(d.local_addr())),
         dht,
@@ -346,6 +245,192 @@ async fn start_with_raw(
         shutdown,
         tasks,
     })
+}
+
+/// The front doors, bound (so a taken port fails the start) and, except the upload door,
+/// serving.
+struct Doors {
+    http: Option<Arc<HttpServer>>,
+    http3: Option<Arc<Http3Server>>,
+    peer: Option<Arc<PeerServer>>,
+    http_addr: Option<SocketAddr>,
+    http3_addr: Option<SocketAddr>,
+    peer_addr: Option<SocketAddr>,
+    /// Bound; served by [`Doors::serve_reflector`] once the DHT exists.
+    reflector: Option<(ReflectorServer, TcpListener)>,
+}
+
+impl Doors {
+    async fn start(
+        config: &BlobcacheConfig,
+        service: &Arc<BlobService>,
+        tasks: &mut JoinSet<()>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Doors> {
+        let servers = &config.servers;
+        // Playback is a route of the HTTP doors.
+        let playback = Playback::new(
+            config.stream.clone().unwrap_or_default(),
+            Arc::clone(service),
+        )
+        .context("setting up stream playback")?;
+        let mut doors = Doors {
+            http: None,
+            http3: None,
+            peer: None,
+            http_addr: None,
+            http3_addr: None,
+            peer_addr: None,
+            reflector: None,
+        };
+        if let Some(http) = &servers.http {
+            let listener = HttpServer::bind(&http.settings()).await?;
+            doors.http_addr = Some(listener.local_addr()?);
+            let server = HttpServer::new(Arc::clone(service), http, Some(Arc::clone(&playback)));
+            tasks.spawn(Arc::clone(&server).serve(listener, shutdown.clone()));
+            doors.http = Some(server);
+        }
+        if let Some(peer) = &servers.peer {
+            let listener = PeerServer::bind(&peer.settings()).await?;
+            doors.peer_addr = Some(listener.local_addr()?);
+            let server = PeerServer::new(Arc::clone(service), peer);
+            tasks.spawn(Arc::clone(&server).serve(listener, shutdown.clone()));
+            doors.peer = Some(server);
+        }
+        if let Some(http3) = &servers.http3 {
+            let endpoint = Http3Server::bind(http3)?;
+            doors.http3_addr = Some(endpoint.local_addr()?);
+            let server = Http3Server::new(Arc::clone(service), http3, Some(playback));
+            tasks.spawn(Arc::clone(&server).serve(endpoint, shutdown.clone()));
+            doors.http3 = Some(server);
+        }
+        if let Some(reflector) = &servers.reflector {
+            let listener = ReflectorServer::bind(reflector).await?;
+            let server = ReflectorServer::new(Arc::clone(service), reflector.clone());
+            doors.reflector = Some((server, listener));
+        }
+        for (door, addr) in [
+            ("http", doors.http_addr),
+            ("peer", doors.peer_addr),
+            ("http3 (udp)", doors.http3_addr),
+            ("reflector (upload)", doors.reflector_addr()),
+        ] {
+            if let Some(addr) = addr {
+                tracing::info!(%addr, "{door} server listening");
+            }
+        }
+        Ok(doors)
+    }
+
+    fn reflector_addr(&self) -> Option<SocketAddr> {
+        self.reflector
+            .as_ref()
+            .and_then(|(_, listener)| listener.local_addr().ok())
+    }
+
+    /// Starts serving the upload door, announcing the streams it stores when there is a DHT.
+    fn serve_reflector(
+        &mut self,
+        dht: Option<&crate::dht::Dht>,
+        tasks: &mut JoinSet<()>,
+        shutdown: &CancellationToken,
+    ) -> Option<SocketAddr> {
+        let addr = self.reflector_addr();
+        let (server, listener) = self.reflector.take()?;
+        let server = match dht {
+            Some(node) => server.on_stream_stored(announce_stored_streams(node.announcer())),
+            None => server,
+        };
+        tasks.spawn(Arc::new(server).serve(listener, shutdown.clone()));
+        addr
+    }
+}
+
+/// Loads the blocklist, purges what it newly blocks, and keeps it fresh.
+async fn start_blocklist(
+    config: &BlobcacheConfig,
+    settings: &Arc<ArcSwap<Option<crate::config::BlocklistConfig>>>,
+    policy: &Arc<Policy>,
+    root: &Arc<dyn BlobStore>,
+    tasks: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    if let Some(cfg) = &config.blocklist {
+        let hashes = blocklist::load(cfg, &blocklist::list_client(), policy).await?;
+        let newly = policy.set_blocked(hashes);
+        tracing::info!(blocked = newly.len(), "blocklist loaded");
+        let store = Arc::clone(root);
+        tasks.spawn(async move { blocklist::purge(store.as_ref(), &newly).await });
+    }
+    tasks.spawn(blocklist::refresh_loop(
+        Arc::clone(settings),
+        Arc::clone(policy),
+        Arc::clone(root),
+        shutdown.clone(),
+    ));
+    Ok(())
+}
+
+/// Binds the DHT node (it announces the peer door's port), has it announce the streams the
+/// root store serves, restores the announcements of an earlier run, and runs it.
+async fn start_dht(
+    dht_config: &crate::config::DhtConfig,
+    config: &BlobcacheConfig,
+    peer_addr: Option<SocketAddr>,
+    announcing: &Arc<AnnouncingStore>,
+    metrics: &Metrics,
+    tasks: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<crate::dht::Dht> {
+    let node_id = crate::dht::load_or_create_node_id(&dht_config.data_dir)?;
+    let node = crate::dht::Dht::bind(
+        dht_config,
+        peer_addr.map(|a| a.port()),
+        node_id,
+        &metrics.registry,
+    )
+    .await?;
+    tracing::info!(addr = %node.local_addr(), node_id = %node_id, "dht node listening (udp)");
+    announcing.attach(Arc::new(node.announcer()));
+    let remembered = node.open_journal(&dht_config.data_dir, dht_config.max_announced)?;
+    // A root that is itself a local tier (an origin or ingest box) holds what it `has`;
+    // otherwise "held" means in a cache tier (`has` would ask the origin).
+    let local_root = matches!(
+        config.store,
+        StoreConfig::Disk(_) | StoreConfig::Mem(_) | StoreConfig::DbBacked(_)
+    );
+    tasks.spawn(restore_announcements(
+        Arc::clone(announcing) as Arc<dyn BlobStore>,
+        local_root,
+        node.announcer(),
+        remembered,
+    ));
+    tasks.spawn(node.clone().run(shutdown.clone()));
+    Ok(node)
+}
+
+/// Starts the channel prefetcher. It runs on its own task with its own small concurrency
+/// limit (it never holds a front door's slot), exists even while disabled so a reload can
+/// enable it, and stops with everything else on the shutdown token.
+fn start_prefetch(
+    prefetch: crate::config::PrefetchConfig,
+    status: crate::prefetch::report::StatusHandle,
+    root: &Arc<dyn BlobStore>,
+    metrics: &Arc<Metrics>,
+    tasks: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<crate::prefetch::Prefetcher>> {
+    if !prefetch.enabled {
+        tracing::info!("channel prefetch configured but disabled (prefetch.enabled: false)");
+    }
+    // Streams it warms are announced in the DHT by the root store's announcing layer, which
+    // sees their sd blobs pass, as it does for every door.
+    let prefetcher = Arc::new(
+        crate::prefetch::Prefetcher::new(prefetch, Arc::clone(root), &metrics.registry, status)
+            .context("starting the prefetcher")?,
+    );
+    tasks.spawn(Arc::clone(&prefetcher).run_forever(shutdown.clone()));
+    Ok(prefetcher)
 }
 
 /// Uploaded streams are announced in the DHT: the sd blob (what LBRY clients look up first)

@@ -2,7 +2,8 @@
 //!
 //! What can change live does: the protected list (its file is re-read), the blocklist (file and
 //! URL re-read, newly blocked blobs purged), the `edge_token` and request limits of
-//! `servers.http` and `servers.http3` (so a rotated token stops working on every door at once),
+//! `servers.http`, `servers.http3` and `servers.peer`, and their `shutdown_timeout` (so a
+//! rotated token stops working on every door at once),
 //! `limits:` (the in-flight budget), and the prefetcher's channels and limits. What cannot
 //! (ports, addresses, TLS files, connection limits, the store tree, the LBRY API client's
 //! settings) is reported as needing a restart, key by key, and left as it is. Key names only:
@@ -24,8 +25,7 @@ use crate::hashlist;
 use crate::policy::Policy;
 use crate::prefetch::Prefetcher;
 use crate::server::budget::InflightBudget;
-use crate::server::http::HttpServer;
-use crate::server::http3::Http3Server;
+use crate::server::door::Door;
 use crate::store::BlobStore;
 
 /// What a reload did.
@@ -39,8 +39,9 @@ pub struct ReloadReport {
 
 /// The running front doors whose settings a reload can change.
 pub struct LiveDoors {
-    pub http: Option<Arc<HttpServer>>,
-    pub http3: Option<Arc<Http3Server>>,
+    pub http: Option<Arc<Door>>,
+    pub http3: Option<Arc<Door>>,
+    pub peer: Option<Arc<Door>>,
     /// The in-flight budget every door shares (`limits:`).
     pub budget: Arc<InflightBudget>,
 }
@@ -52,9 +53,7 @@ pub struct Reloader {
     applied: tokio::sync::Mutex<Value>,
     policy: Arc<Policy>,
     store: Arc<dyn BlobStore>,
-    http: Option<Arc<HttpServer>>,
-    http3: Option<Arc<Http3Server>>,
-    budget: Arc<InflightBudget>,
+    doors: LiveDoors,
     /// `None` when `--disable-blocklist` is set.
     blocklist: Option<Arc<ArcSwap<Option<BlocklistConfig>>>>,
     prefetcher: Option<Arc<Prefetcher>>,
@@ -94,9 +93,7 @@ impl Reloader {
             applied: tokio::sync::Mutex::new(applied),
             policy,
             store,
-            http: doors.http,
-            http3: doors.http3,
-            budget: doors.budget,
+            doors,
             blocklist,
             prefetcher,
             client: blocklist::list_client(),
@@ -137,21 +134,34 @@ impl Reloader {
                 self.policy.blocked_count()
             ));
         }
-        if let (Some(server), Some(http)) = (&self.http, cfg.servers.http.clone()) {
-            server.reconfigure(http);
-            report.applied.push(format!(
-                "servers.http {}",
-                live_keys("http").unwrap_or_default().join(", ")
-            ));
+        let live = &self.doors;
+        let servers = &cfg.servers;
+        for (name, door, settings) in [
+            (
+                "http",
+                &live.http,
+                servers.http.as_ref().map(|c| c.settings()),
+            ),
+            (
+                "http3",
+                &live.http3,
+                servers.http3.as_ref().map(|c| c.settings()),
+            ),
+            (
+                "peer",
+                &live.peer,
+                servers.peer.as_ref().map(|c| c.settings()),
+            ),
+        ] {
+            if let (Some(door), Some(settings)) = (door, settings) {
+                door.reconfigure(settings);
+                report.applied.push(format!(
+                    "servers.{name} {}",
+                    live_keys(name).unwrap_or_default().join(", ")
+                ));
+            }
         }
-        if let (Some(server), Some(http3)) = (&self.http3, &cfg.servers.http3) {
-            server.reconfigure(http3);
-            report.applied.push(format!(
-                "servers.http3 {}",
-                live_keys("http3").unwrap_or_default().join(", ")
-            ));
-        }
-        self.budget.reconfigure(&cfg.limits);
+        live.budget.reconfigure(&cfg.limits);
         report.applied.push(
             "limits max_inflight_bytes, max_inflight_bytes_per_ip, inflight_wait, write_stall_timeout"
                 .to_string(),
@@ -180,15 +190,18 @@ impl Reloader {
 /// The keys of `servers.<door>` that a reload applies to the running door; `None` for a door
 /// that takes none (its every key needs a restart).
 fn live_keys(door: &str) -> Option<&'static [&'static str]> {
+    // What [`Door::reconfigure`] applies: the token and the request limits at once,
+    // `shutdown_timeout` at the next drain.
+    const SERVING: &[&str] = &[
+        "edge_token",
+        "max_concurrent_requests",
+        "max_queued_requests",
+        "queue_timeout",
+        "shutdown_timeout",
+    ];
     match door {
-        "http" => Some(&[
-            "edge_token",
-            "max_concurrent_requests",
-            "max_queued_requests",
-            "queue_timeout",
-            "shutdown_timeout",
-        ]),
-        "http3" => Some(&["edge_token", "max_concurrent_requests"]),
+        "http" | "http3" => Some(SERVING),
+        "peer" => Some(&SERVING[1..]),
         _ => None,
     }
 }

@@ -33,7 +33,10 @@ pub use self::limits::LimitsConfig;
 pub use self::pool::{Endpoint, PoolHealthConfig};
 pub use self::prefetch::PrefetchConfig;
 pub use self::reflector::ReflectorServerConfig;
-pub use self::servers::{Http3ServerConfig, HttpServerConfig, PeerServerConfig, ServersConfig};
+pub use self::servers::{
+    DoorSettings, Http3ServerConfig, HttpServerConfig, Listen, PeerServerConfig, RequestLimits,
+    ServersConfig,
+};
 pub use self::stores::{
     CachingConfig, DbBackedConfig, DiskConfig, GcacheConfig, GcacheStrategy, Http3StoreConfig,
     HttpOriginConfig, IttConfig, MemConfig, MultiwriterConfig, NoopConfig, PeerStoreConfig,

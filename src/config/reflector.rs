@@ -18,7 +18,7 @@ use crate::blob::MAX_BLOB_SIZE;
 #[serde(deny_unknown_fields)]
 pub struct ReflectorServerConfig {
     /// TCP port; 5566 is the reflector port LBRY publishers are configured with.
-    #[serde(default = "defaults::port")]
+    #[serde(default = "defaults::reflector_port")]
     pub port: u16,
     /// Bind address; omitted = all interfaces.
     #[serde(default)]
@@ -27,24 +27,36 @@ pub struct ReflectorServerConfig {
     #[serde(default, deserialize_with = "networks")]
     pub allow: Option<Vec<IpNet>>,
     /// Uploads served at once; further connections wait in the kernel's accept backlog.
-    #[serde(default = "defaults::max_connections")]
+    #[serde(default = "defaults::reflector_max_connections")]
     pub max_connections: usize,
     /// Uploads one client address may have open at once; more are closed at once.
-    #[serde(default = "defaults::max_connections_per_ip")]
+    #[serde(default = "defaults::reflector_max_connections_per_ip")]
     pub max_connections_per_ip: usize,
     /// Largest sd blob accepted (a descriptor lists ~170 bytes per content blob, so 1 MiB
     /// describes a stream of about 12 GB). Never more than the 2 MiB blob limit.
-    #[serde(default = "defaults::max_sd_blob_size")]
+    #[serde(default = "defaults::reflector_max_sd_blob_size")]
     pub max_sd_blob_size: ByteSize,
     /// How long the next message (handshake or offer) may take to arrive.
-    #[serde(default = "defaults::idle_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "defaults::reflector_idle_timeout",
+        deserialize_with = "duration"
+    )]
     pub idle_timeout: Duration,
     /// How long the bytes of one accepted blob may take to arrive (2 MiB in 60 s is ~35 kB/s).
-    #[serde(default = "defaults::blob_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "defaults::reflector_blob_timeout",
+        deserialize_with = "duration"
+    )]
     pub blob_timeout: Duration,
     /// How long writing one answer may take.
-    #[serde(default = "defaults::write_timeout", deserialize_with = "duration")]
+    #[serde(
+        default = "defaults::reflector_write_timeout",
+        deserialize_with = "duration"
+    )]
     pub write_timeout: Duration,
+    /// How long uploads in progress may take to finish on shutdown.
+    #[serde(default = "defaults::shutdown_timeout", deserialize_with = "duration")]
+    pub shutdown_timeout: Duration,
 }
 
 impl ReflectorServerConfig {
@@ -86,32 +98,7 @@ fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<IpNet>>, D::Er
         .map(Some)
 }
 
-mod defaults {
-    use super::ByteSize;
-    use std::time::Duration;
-
-    pub fn port() -> u16 {
-        5566
-    }
-    pub fn max_connections() -> usize {
-        64
-    }
-    pub fn max_connections_per_ip() -> usize {
-        4
-    }
-    pub fn max_sd_blob_size() -> ByteSize {
-        ByteSize(1024 * 1024)
-    }
-    pub fn idle_timeout() -> Duration {
-        Duration::from_secs(30)
-    }
-    pub fn blob_timeout() -> Duration {
-        Duration::from_secs(60)
-    }
-    pub fn write_timeout() -> Duration {
-        Duration::from_secs(10)
-    }
-}
+use super::servers::defaults;
 
 #[cfg(test)]
 mod tests {

@@ -1,4 +1,10 @@
-//! `servers:`: the front doors (HTTP, HTTP/3, LBRY peer) and their limits.
+//! `servers:`: the front doors (HTTP, HTTP/3, LBRY peer, reflector upload) and their limits.
+//!
+//! Each section is read as reflector.go spells it (flat keys, `deny_unknown_fields`, so a typo
+//! is an error), then resolved once into the shapes the doors use: [`Listen`] (where and how
+//! many connections, how long to drain: every door has one) and [`DoorSettings`] (what a
+//! reload may change on a serving door: its token and request limits). No door reads a default
+//! or an `Option` of these keys itself.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -62,6 +68,19 @@ pub struct PeerServerConfig {
     /// The payment address reported for `lbrycrd_address: true` (payments are not used).
     #[serde(default)]
     pub lbrycrd_address: String,
+    /// Blob requests served at once; more wait in a bounded queue (as on every door).
+    #[serde(default = "defaults::max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+    /// How many requests may wait for a slot before new ones are refused. Default: same as
+    /// `max_concurrent_requests`.
+    #[serde(default)]
+    pub max_queued_requests: Option<usize>,
+    /// How long a queued request waits for a slot before it is refused.
+    #[serde(default = "defaults::queue_timeout", deserialize_with = "duration")]
+    pub queue_timeout: Duration,
+    /// How long answers being written may take to finish on shutdown.
+    #[serde(default = "defaults::shutdown_timeout", deserialize_with = "duration")]
+    pub shutdown_timeout: Duration,
 }
 
 /// `servers.http`.
@@ -113,9 +132,16 @@ pub struct Http3ServerConfig {
     /// Bind address; omitted = all interfaces.
     #[serde(default)]
     pub address: Option<String>,
-    /// In-flight store calls at once; further requests wait for a slot.
+    /// In-flight store calls at once; more requests wait in a bounded queue.
     #[serde(default = "defaults::max_concurrent_requests")]
     pub max_concurrent_requests: usize,
+    /// How many requests may wait for a slot before new ones are refused (the stream is reset
+    /// with `H3_REQUEST_REJECTED`). Default: same as `max_concurrent_requests`.
+    #[serde(default)]
+    pub max_queued_requests: Option<usize>,
+    /// How long a queued request waits for a slot before it is refused.
+    #[serde(default = "defaults::queue_timeout", deserialize_with = "duration")]
+    pub queue_timeout: Duration,
     /// Token that unlocks protected blobs (`?edge_token=`). A secret: printed as `***`.
     #[serde(default)]
     pub edge_token: Option<SecretString>,
@@ -158,7 +184,166 @@ pub struct Http3ServerConfig {
     pub shutdown_timeout: Duration,
 }
 
-mod defaults {
+/// Where a door listens and how many connections it holds: the part of every `servers.*`
+/// section that is fixed at start (a reload reports a change to it as needing a restart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    /// Bind address (a host name or an IP); all interfaces when the section names none.
+    pub address: String,
+    pub port: u16,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Connections one client address may hold at once (below `max_connections`, so one
+    /// address idling on all of its connections leaves room for everyone else).
+    pub max_connections_per_ip: usize,
+    /// How long in-flight work may take to finish on shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+impl Listen {
+    /// The address every door binds when its section names none.
+    pub const ALL_INTERFACES: &'static str = "0.0.0.0";
+
+    fn new(
+        address: &Option<String>,
+        port: u16,
+        max_connections: usize,
+        max_connections_per_ip: usize,
+        shutdown_timeout: Duration,
+    ) -> Listen {
+        Listen {
+            address: address
+                .clone()
+                .unwrap_or_else(|| Listen::ALL_INTERFACES.to_owned()),
+            port,
+            max_connections: max_connections.max(1),
+            max_connections_per_ip: max_connections_per_ip.max(1),
+            shutdown_timeout,
+        }
+    }
+
+    /// `address:port`, for binding and for messages.
+    pub fn bind_text(&self) -> String {
+        match self.address.contains(':') && !self.address.starts_with('[') {
+            true => format!("[{}]:{}", self.address, self.port),
+            false => format!("{}:{}", self.address, self.port),
+        }
+    }
+}
+
+/// How many blob requests a door serves at once, and how a request waits for its turn: the
+/// same rule on every serving door.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Store calls in flight at once (at least one).
+    pub max_concurrent: usize,
+    /// Requests that may wait for a slot; past that a request is refused at once.
+    pub max_queued: usize,
+    /// How long a queued request waits before it is refused.
+    pub queue_timeout: Duration,
+}
+
+impl RequestLimits {
+    fn new(
+        max_concurrent: usize,
+        max_queued: Option<usize>,
+        queue_timeout: Duration,
+    ) -> RequestLimits {
+        RequestLimits {
+            max_concurrent: max_concurrent.max(1),
+            max_queued: max_queued.unwrap_or(max_concurrent),
+            queue_timeout,
+        }
+    }
+}
+
+/// A serving door's resolved settings. A reload swaps the whole value in; the door applies
+/// `edge_token` and `requests` at once and `listen.shutdown_timeout` at its next drain (the
+/// rest of `listen` needs a restart).
+#[derive(Debug, Clone)]
+pub struct DoorSettings {
+    pub listen: Listen,
+    /// The token that unlocks protected blobs on this door (`None`: nothing unlocks them).
+    pub edge_token: Option<SecretString>,
+    pub requests: RequestLimits,
+}
+
+impl HttpServerConfig {
+    pub fn settings(&self) -> DoorSettings {
+        DoorSettings {
+            listen: Listen::new(
+                &self.address,
+                self.port,
+                self.max_connections,
+                self.max_connections_per_ip,
+                self.shutdown_timeout,
+            ),
+            edge_token: self.edge_token.clone(),
+            requests: RequestLimits::new(
+                self.max_concurrent_requests,
+                self.max_queued_requests,
+                self.queue_timeout,
+            ),
+        }
+    }
+}
+
+impl Http3ServerConfig {
+    pub fn settings(&self) -> DoorSettings {
+        DoorSettings {
+            listen: Listen::new(
+                &self.address,
+                self.port,
+                self.max_connections,
+                self.max_connections_per_ip,
+                self.shutdown_timeout,
+            ),
+            edge_token: self.edge_token.clone(),
+            requests: RequestLimits::new(
+                self.max_concurrent_requests,
+                self.max_queued_requests,
+                self.queue_timeout,
+            ),
+        }
+    }
+}
+
+impl PeerServerConfig {
+    /// Peers cannot present a token, so no token is configured: protected blobs are never
+    /// served on this door.
+    pub fn settings(&self) -> DoorSettings {
+        DoorSettings {
+            listen: Listen::new(
+                &self.address,
+                self.port,
+                self.max_connections,
+                self.max_connections_per_ip,
+                self.shutdown_timeout,
+            ),
+            edge_token: None,
+            requests: RequestLimits::new(
+                self.max_concurrent_requests,
+                self.max_queued_requests,
+                self.queue_timeout,
+            ),
+        }
+    }
+}
+
+impl super::reflector::ReflectorServerConfig {
+    pub fn listen(&self) -> Listen {
+        Listen::new(
+            &self.address,
+            self.port,
+            self.max_connections,
+            self.max_connections_per_ip,
+            self.shutdown_timeout,
+        )
+    }
+}
+
+/// Every default of the `servers:` sections (the reflector door's too), in one place.
+pub(super) mod defaults {
     use crate::config::units::ByteSize;
     use std::time::Duration;
 
@@ -223,5 +408,28 @@ mod defaults {
     }
     pub fn peer_max_connections() -> usize {
         1024
+    }
+    pub fn reflector_port() -> u16 {
+        5566
+    }
+    pub fn reflector_max_connections() -> usize {
+        64
+    }
+    /// Uploads are few and long; an address needs only a handful.
+    pub fn reflector_max_connections_per_ip() -> usize {
+        4
+    }
+    /// A descriptor lists ~170 bytes per content blob: 1 MiB describes a ~12 GB stream.
+    pub fn reflector_max_sd_blob_size() -> ByteSize {
+        ByteSize(1024 * 1024)
+    }
+    pub fn reflector_idle_timeout() -> Duration {
+        Duration::from_secs(30)
+    }
+    pub fn reflector_blob_timeout() -> Duration {
+        Duration::from_secs(60)
+    }
+    pub fn reflector_write_timeout() -> Duration {
+        Duration::from_secs(10)
     }
 }

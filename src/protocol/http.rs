@@ -33,6 +33,31 @@ pub fn blob_request(hash: &BlobHash, edge_token: Option<&str>) -> String {
     target
 }
 
+/// The query parameters of `/blob` (and of the HTTP/3 routes, which take the hash in the path).
+#[derive(Debug, Default)]
+pub struct BlobQuery {
+    pub hash: Option<String>,
+    pub edge_token: Option<String>,
+    /// `trace=true` (Go's `strconv.ParseBool` spellings): HTTP/3 only sends `Via` when asked.
+    pub trace: bool,
+}
+
+impl BlobQuery {
+    /// The parameters of a query string; the first of a repeated `hash` or `edge_token` wins.
+    pub fn parse(query: Option<&str>) -> BlobQuery {
+        let mut q = BlobQuery::default();
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            match &*k {
+                HASH_PARAM if q.hash.is_none() => q.hash = Some(v.into_owned()),
+                EDGE_TOKEN_PARAM if q.edge_token.is_none() => q.edge_token = Some(v.into_owned()),
+                TRACE_PARAM => q.trace = parse_bool(&v),
+                _ => {}
+            }
+        }
+        q
+    }
+}
+
 /// Go's `strconv.ParseBool` spellings of true, which reflector.go accepts for `trace`.
 pub fn parse_bool(value: &str) -> bool {
     matches!(value, "1" | "t" | "T" | "true" | "TRUE" | "True")

@@ -215,11 +215,23 @@ impl Reservation {
     /// new one costs its length (at most the reservation, so this never goes over the budget).
     pub fn charge(mut self, data: &Bytes) -> Charge {
         let budget = Arc::clone(&self.budget);
-        let ip = self.ip;
+        let mut state = budget.state.lock().unwrap_or_else(PoisonError::into_inner);
+        InflightBudget::unreserve(&mut state, self.ip, std::mem::take(&mut self.bytes));
+        budget.hold(state, self.ip, data)
+    }
+}
+
+impl InflightBudget {
+    /// Counts `data` for `ip` (once per buffer, and once per buffer and address) and returns
+    /// the charge that gives it back.
+    fn hold(
+        self: &Arc<Self>,
+        mut state: std::sync::MutexGuard<'_, State>,
+        ip: IpAddr,
+        data: &Bytes,
+    ) -> Charge {
         let key = (data.as_ptr() as usize, data.len());
         let len = data.len() as u64;
-        let mut state = budget.state.lock().unwrap_or_else(PoisonError::into_inner);
-        InflightBudget::unreserve(&mut state, ip, std::mem::take(&mut self.bytes));
         let for_ip = state.ip_buffers.entry((ip, key)).or_insert(0);
         *for_ip += 1;
         if *for_ip == 1 {
@@ -230,15 +242,28 @@ impl Reservation {
         if *holders == 1 {
             state.total += len;
         }
-        budget.show(&state);
+        self.show(&state);
         drop(state);
-        budget.freed.notify_waiters();
+        self.freed.notify_waiters();
         Charge {
-            budget: Arc::clone(&budget),
+            budget: Arc::clone(self),
             ip,
             key,
             _data: data.clone(),
         }
+    }
+}
+
+impl Charge {
+    /// The charge for `data`, a buffer made from the one this charge holds (playback's
+    /// plaintext from its ciphertext), which is given back. `data` is counted before the old
+    /// buffer is released, so the budget never shows less than is held.
+    pub fn move_to(self, data: &Bytes) -> Charge {
+        let budget = Arc::clone(&self.budget);
+        let state = budget.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let moved = budget.hold(state, self.ip, data);
+        drop(self);
+        moved
     }
 }
 
@@ -325,6 +350,21 @@ mod tests {
         assert_eq!(b.held(), MIB + MAX_BLOB_SIZE as u64);
         drop(c2);
         assert_eq!(b.held(), MAX_BLOB_SIZE as u64);
+    }
+
+    #[tokio::test]
+    async fn a_moved_charge_counts_the_new_buffer_and_frees_the_old() {
+        let b = budget(16 * MIB, 16 * MIB, Duration::from_millis(20));
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let cipher = Bytes::from(vec![1u8; 2 * MIB as usize]);
+        let plain = Bytes::from(vec![2u8; MIB as usize]);
+        let charge = charge(&b, a, &cipher).unwrap();
+        assert_eq!(b.held(), 2 * MIB);
+        let moved = charge.move_to(&plain);
+        assert_eq!(b.held(), MIB, "only the new buffer is counted");
+        drop(moved);
+        assert_eq!(b.held(), 0);
+        assert!(b.try_reserve(a).is_some(), "the address's share is back");
     }
 
     #[tokio::test]

@@ -23,12 +23,10 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Frame, Incoming, SizeHint};
@@ -36,22 +34,17 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
-use crate::blob::BlobHash;
-use crate::config::HttpServerConfig;
-use crate::metrics::DIRECTION_DOWNLOAD;
-use crate::protocol::http::BLOB_PATH;
-use crate::secret::SecretString;
-use crate::server::accept::{Accepted, Acceptor};
-use crate::server::budget::{Charge, InflightBudget};
+use crate::config::{DoorSettings, HttpServerConfig, Listen};
+use crate::protocol::http::{BlobQuery, BLOB_PATH};
+use crate::server::accept::{self, Accepted, Acceptor, Admission};
+use crate::server::budget::Charge;
+use crate::server::door::{Door, DoorKind};
 use crate::server::playback::hyper_body::{self, HyperBody};
-use crate::server::playback::Door;
-use crate::server::slots::Slots;
+use crate::server::playback::Playback;
+use crate::server::serve::{Ask, BlobService, Refusal, Served};
 use crate::server::watched_io::{HandedOver, WatchedIo};
-use crate::server::{BlobQuery, Shared, PROTECTED_MESSAGE};
-use crate::store::StoreError;
 
 /// A response body: the whole answer, plus the budget charge for a blob, which is handed to
 /// the connection's [`HandedOver`] when hyper drops the body (all of it queued for writing).
@@ -99,56 +92,49 @@ impl Drop for Body {
 
 /// The HTTP front door's state.
 pub struct HttpServer {
-    shared: Shared,
-    /// Live settings: `edge_token` and the limits change on reload; port and address do not.
-    settings: ArcSwap<HttpServerConfig>,
-    slots: Slots,
-    queued: AtomicUsize,
+    service: Arc<BlobService>,
+    door: Arc<Door>,
+    playback: Option<Arc<Playback>>,
+    /// Fixed at start: hyper takes it per connection.
+    header_read_timeout: std::time::Duration,
 }
 
 impl HttpServer {
-    pub fn new(shared: Shared, config: HttpServerConfig) -> Arc<HttpServer> {
-        // The series exists from the start (zero), so rate() panels work before the first 503.
-        shared
-            .metrics
-            .requests_rejected_total
-            .with_label_values(&["http"]);
+    pub fn new(
+        service: Arc<BlobService>,
+        config: &HttpServerConfig,
+        playback: Option<Arc<Playback>>,
+    ) -> Arc<HttpServer> {
         Arc::new(HttpServer {
-            slots: Slots::new(config.max_concurrent_requests),
-            queued: AtomicUsize::new(0),
-            settings: ArcSwap::from_pointee(config),
-            shared,
+            door: service.open_door(DoorKind::Http, config.settings()),
+            header_read_timeout: config.header_read_timeout,
+            service,
+            playback,
         })
     }
 
-    /// Applies reloadable settings (token, limits). Lowering the request limit takes effect as
-    /// in-flight requests finish; nothing in flight is interrupted.
-    pub fn reconfigure(&self, config: HttpServerConfig) {
-        self.slots.resize(config.max_concurrent_requests);
-        self.settings.store(Arc::new(config));
+    /// Binds the listening socket (separate from [`serve`](Self::serve), so a taken port
+    /// fails the start).
+    pub async fn bind(settings: &DoorSettings) -> anyhow::Result<TcpListener> {
+        accept::bind_tcp("servers.http", &settings.listen).await
+    }
+
+    /// The door's live settings and slots (a reload reconfigures them).
+    pub fn door(&self) -> &Arc<Door> {
+        &self.door
     }
 
     /// Accepts connections until `shutdown`, then stops accepting and gives in-flight requests
     /// up to `shutdown_timeout` to finish.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let settings = self.settings.load_full();
-        let acceptor = Acceptor::new(
-            listener,
-            settings.max_connections,
-            settings.max_connections_per_ip,
-            self.shared
-                .metrics
-                .requests_rejected_total
-                .with_label_values(&["http"]),
-            "http",
-        );
+        let acceptor = Acceptor::new(listener, self.admission(&self.door.settings().listen));
         while let Some(Accepted { stream, peer, slot }) = acceptor.next(&shutdown).await {
             let server = Arc::clone(&self);
             let handed_over = Arc::new(HandedOver::default());
             let io = WatchedIo::new(
                 stream,
-                self.shared.budget.write_stall_timeout(),
+                self.service.budget().write_stall_timeout(),
                 Arc::clone(&handed_over),
             );
             let service = hyper::service::service_fn(move |req| {
@@ -158,7 +144,7 @@ impl HttpServer {
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(self.settings.load().header_read_timeout)
+                .header_read_timeout(self.header_read_timeout)
                 .writev(true)
                 .serve_connection(TokioIo::new(io), service);
             let conn = graceful.watch(conn);
@@ -170,13 +156,22 @@ impl HttpServer {
             });
         }
         drop(acceptor);
-        let deadline = self.settings.load().shutdown_timeout;
+        let deadline = self.door.settings().listen.shutdown_timeout;
         tokio::select! {
             _ = graceful.shutdown() => tracing::info!("http server drained"),
             _ = tokio::time::sleep(deadline) => {
                 tracing::warn!(timeout = ?deadline, "http server drain timed out; closing remaining connections");
             }
         }
+    }
+
+    fn admission(&self, listen: &Listen) -> Admission {
+        let refused = self
+            .service
+            .metrics()
+            .requests_rejected_total
+            .with_label_values(&[DoorKind::Http.name()]);
+        Admission::new(listen, refused, DoorKind::Http.name())
     }
 
     async fn handle(
@@ -186,24 +181,18 @@ impl HttpServer {
         handed_over: Arc<HandedOver>,
     ) -> Response<HyperBody> {
         let start = Instant::now();
-        let response = match &self.shared.playback {
-            Some(playback) if playback.claims(req.uri().path()) => {
-                let door: Arc<dyn Door> = Arc::clone(self) as Arc<dyn Door>;
-                playback
-                    .serve(req.method(), req.uri(), req.headers(), door, peer.ip())
-                    .await
-                    .map(|body| hyper_body::playback(body, handed_over))
-            }
+        let response = match &self.playback {
+            Some(playback) if playback.claims(req.uri().path()) => playback
+                .serve(&req, &self.door, peer.ip())
+                .await
+                .map(|body| hyper_body::playback(body, handed_over)),
             _ => self
                 .route(&req, peer, handed_over)
                 .await
                 .map(hyper_body::infallible),
         };
-        self.shared
-            .metrics
-            .request_duration_seconds
-            .with_label_values(&["http", response.status().as_str()])
-            .observe(start.elapsed().as_secs_f64());
+        self.service
+            .observe(DoorKind::Http, response.status(), start);
         response
     }
 
@@ -230,133 +219,57 @@ impl HttpServer {
             }
         };
         let query = BlobQuery::parse(req.uri().query());
-        let hash = match BlobHash::parse(query.hash.as_deref().unwrap_or("")) {
-            Ok(h) => h,
-            Err(e) => {
-                self.shared
-                    .metrics
-                    .error(DIRECTION_DOWNLOAD, "invalid_blob_hash");
-                return text(StatusCode::BAD_REQUEST, &format!("bad hash parameter: {e}"));
-            }
-        };
-        let settings = self.settings.load();
-        if self.shared.refuses_protected(
-            &hash,
-            settings.edge_token.as_ref(),
-            query.edge_token.as_deref(),
-        ) {
-            return text(StatusCode::FORBIDDEN, PROTECTED_MESSAGE);
-        }
-        let _slot = match self.acquire_slot(&settings).await {
-            Some(slot) => slot,
-            None => {
-                return self.busy("server is at its request limit; retry shortly");
-            }
+        let ask = Ask {
+            hash: query.hash.as_deref().unwrap_or_default(),
+            token: query.edge_token.as_deref(),
+            client: peer.ip(),
         };
         if is_head {
-            return match self.shared.store.has(&hash).await {
+            return match self.service.presence(&self.door, ask).await {
                 Ok(true) => empty(StatusCode::NO_CONTENT),
                 Ok(false) => empty(StatusCode::NOT_FOUND),
-                Err(e) => self.store_error(&hash, e),
+                Err(refusal) => refused(&refusal),
             };
         }
-        let Some(reservation) = self.shared.budget.reserve(peer.ip()).await else {
-            return self.busy("server is sending too much at once; retry shortly");
-        };
-        match self.shared.store.get(&hash).await {
-            Ok(blob) => {
-                let charge = reservation.charge(&blob.data);
-                let m = &self.shared.metrics;
-                m.blob_download_total.inc();
-                m.http_blob_download_total.inc();
-                m.http_out_bytes.inc_by(blob.data.len() as u64);
-                let via = blob.trace.to_header();
-                let mut r = Response::new(Body {
-                    data: Full::new(blob.data),
-                    charge: Some((charge, handed_over)),
-                });
-                let h = r.headers_mut();
-                h.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/octet-stream"),
-                );
-                if let Ok(v) = HeaderValue::from_str(&format!("filename={hash}")) {
-                    h.insert(header::CONTENT_DISPOSITION, v);
-                }
-                if let Ok(v) = HeaderValue::from_str(&via) {
-                    h.insert(header::VIA, v);
-                }
-                r
-            }
-            Err(e) => self.store_error(&hash, e),
+        match self.service.fetch(&self.door, ask).await {
+            Ok(served) => self.blob(served, handed_over),
+            Err(refusal) => refused(&refusal),
         }
     }
 
-    /// Waits for an in-flight slot, unless the wait queue is already full.
-    async fn acquire_slot(&self, settings: &HttpServerConfig) -> Option<OwnedSemaphorePermit> {
-        if let Ok(permit) = Arc::clone(self.slots.semaphore()).try_acquire_owned() {
-            return Some(permit);
+    /// A blob answer: the store's own `Bytes` as the body, its charge handed to the
+    /// connection once hyper has queued all of it.
+    fn blob(&self, served: Served, handed_over: Arc<HandedOver>) -> Response<Body> {
+        let Served { hash, blob, charge } = served;
+        self.service.delivered(DoorKind::Http, blob.data.len());
+        let via = blob.trace.to_header();
+        let mut r = Response::new(Body {
+            data: Full::new(blob.data),
+            charge: Some((charge, handed_over)),
+        });
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        if let Ok(v) = HeaderValue::from_str(&format!("filename={hash}")) {
+            h.insert(header::CONTENT_DISPOSITION, v);
         }
-        let queue_gauge = &self.shared.metrics.http_blob_request_queue_size;
-        let max_queued = settings
-            .max_queued_requests
-            .unwrap_or(settings.max_concurrent_requests);
-        if self.queued.fetch_add(1, Ordering::AcqRel) >= max_queued {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
-            return None;
+        if let Ok(v) = HeaderValue::from_str(&via) {
+            h.insert(header::VIA, v);
         }
-        queue_gauge.inc();
-        let permit = tokio::time::timeout(
-            settings.queue_timeout,
-            Arc::clone(self.slots.semaphore()).acquire_owned(),
-        )
-        .await;
-        self.queued.fetch_sub(1, Ordering::AcqRel);
-        queue_gauge.dec();
-        permit.ok().and_then(Result::ok)
-    }
-
-    /// 503 with `Retry-After`, counted as a rejected request.
-    fn busy(&self, message: &str) -> Response<Body> {
-        self.shared
-            .metrics
-            .requests_rejected_total
-            .with_label_values(&["http"])
-            .inc();
-        let mut r = text(StatusCode::SERVICE_UNAVAILABLE, message);
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         r
-    }
-
-    fn store_error(&self, hash: &BlobHash, err: StoreError) -> Response<Body> {
-        let (status, message) = self.shared.store_failure("http", hash, &err);
-        text(status, &message)
     }
 }
 
-/// Playback shares the door's token and request slots.
-#[async_trait::async_trait]
-impl Door for HttpServer {
-    fn edge_token(&self) -> Option<SecretString> {
-        self.settings.load().edge_token.clone()
+/// A refusal on this door's wire: its status and one line of text; `Retry-After` when busy.
+fn refused(refusal: &Refusal) -> Response<Body> {
+    let mut r = text(refusal.status(), &refusal.message(DoorKind::Http));
+    if refusal.is_busy() {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
-
-    fn budget(&self) -> &Arc<InflightBudget> {
-        &self.shared.budget
-    }
-
-    async fn request_slot(&self) -> Option<OwnedSemaphorePermit> {
-        let slot = self.acquire_slot(&self.settings.load()).await;
-        if slot.is_none() {
-            self.shared
-                .metrics
-                .requests_rejected_total
-                .with_label_values(&["http"])
-                .inc();
-        }
-        slot
-    }
+    r
 }
 
 fn text(status: StatusCode, message: &str) -> Response<Body> {

@@ -11,8 +11,9 @@
 //! Bounds: `max_connections` QUIC connections (more are refused at the handshake), at most
 //! `max_connections_per_ip` of them from one address, `max_streams_per_connection` concurrent
 //! requests per connection (QUIC stream credit), and `max_concurrent_requests` store calls in
-//! flight (further requests wait for a slot; the wait is bounded by the stream and connection
-//! limits above, so it costs fixed memory).
+//! flight, with up to `max_queued_requests` more waiting at most `queue_timeout` (the rule every
+//! door has, [`crate::server::door`]); a request refused for want of a slot has its stream
+//! reset with `H3_REQUEST_REJECTED`, as one refused for want of budget room.
 //!
 //! A blob answer takes a charge on the shared in-flight budget ([`budget`](super::budget)) until
 //! the client has acknowledged all of its bytes; with no room in time the stream is reset with
@@ -22,9 +23,9 @@
 //! ([`crate::quic::h3_transport`]): QUIC holds views of the blob itself, at most
 //! `servers.http3.send_window` unacknowledged bytes per connection.
 //!
-//! Reload (SIGHUP) applies a new `edge_token` and `max_concurrent_requests` to the running
-//! server ([`Http3Server::reconfigure`]); the other keys are fixed at start (`crate::reload`
-//! reports a change to them as needing a restart).
+//! Reload (SIGHUP) applies a new `edge_token` and request limits to the running door
+//! ([`Door::reconfigure`]); the other keys are fixed at start (`crate::reload` reports a
+//! change to them as needing a restart).
 //!
 //! Shutdown: stop accepting connections, send every connection an HTTP/3 GOAWAY, let its
 //! in-flight requests finish (up to `shutdown_timeout`), then close the endpoint and wait
@@ -35,25 +36,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::blob::BlobHash;
 use crate::config::Http3ServerConfig;
-use crate::metrics::DIRECTION_DOWNLOAD;
+use crate::protocol::http::BlobQuery;
 use crate::protocol::http3::{parse_path, Availability, Route, LBRYCRD_ADDRESS};
 use crate::quic::h3_transport::{self, Keep, Lent};
-use crate::secret::SecretString;
-use crate::server::budget::{Charge, InflightBudget};
-use crate::server::per_ip::PerIpLimit;
-use crate::server::playback::{Door, PlaybackBody};
-use crate::server::slots::Slots;
-use crate::server::{BlobQuery, Shared, PROTECTED_MESSAGE};
-use crate::store::StoreError;
+use crate::server::accept::Admission;
+use crate::server::budget::Charge;
+use crate::server::door::{Door, DoorKind};
+use crate::server::playback::{Playback, PlaybackBody};
+use crate::server::serve::{Ask, BlobService, Served};
 
 /// A client must send its request headers within this time after opening a stream.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -77,30 +74,30 @@ struct Reply {
 
 /// The HTTP/3 front door's state.
 pub struct Http3Server {
-    shared: Shared,
-    /// The settings as started. Its `edge_token` and `max_concurrent_requests` are superseded
-    /// by the live ones below; every other key holds until a restart.
+    service: Arc<BlobService>,
+    door: Arc<Door>,
+    playback: Option<Arc<Playback>>,
+    /// The settings as started; [`Door`] holds the live token and request limits.
     config: Http3ServerConfig,
-    /// The token that unlocks protected blobs: swapped on reload.
-    edge_token: ArcSwap<Option<SecretString>>,
-    slots: Slots,
 }
 
 impl Http3Server {
-    pub fn new(shared: Shared, config: Http3ServerConfig) -> Arc<Http3Server> {
+    pub fn new(
+        service: Arc<BlobService>,
+        config: &Http3ServerConfig,
+        playback: Option<Arc<Playback>>,
+    ) -> Arc<Http3Server> {
         Arc::new(Http3Server {
-            slots: Slots::new(config.max_concurrent_requests),
-            edge_token: ArcSwap::from_pointee(config.edge_token.clone()),
-            shared,
-            config,
+            door: service.open_door(DoorKind::Http3, config.settings()),
+            service,
+            playback,
+            config: config.clone(),
         })
     }
 
-    /// Applies what can change live: `edge_token` (the old token stops working at once) and
-    /// `max_concurrent_requests` (lowering it takes effect as in-flight requests finish).
-    pub fn reconfigure(&self, config: &Http3ServerConfig) {
-        self.edge_token.store(Arc::new(config.edge_token.clone()));
-        self.slots.resize(config.max_concurrent_requests);
+    /// The door's live settings and slots (a reload reconfigures them).
+    pub fn door(&self) -> &Arc<Door> {
+        &self.door
     }
 
     /// Loads or generates the certificate and binds the UDP socket. Separate from
@@ -114,15 +111,19 @@ impl Http3Server {
             );
         }
         let server_config = crate::quic::server_config(config, identity)?;
-        let host = config.address.as_deref().unwrap_or("0.0.0.0");
-        let bind = format!("{host}:{}", config.port);
-        let addr: SocketAddr = match bind.parse() {
+        let listen = config.settings().listen;
+        let addr: SocketAddr = match listen.bind_text().parse() {
             Ok(a) => a,
-            Err(_) => (host, config.port)
+            Err(_) => (listen.address.as_str(), listen.port)
                 .to_socket_addrs()
-                .with_context(|| format!("resolving servers.http3 address {host}"))?
+                .with_context(|| format!("resolving servers.http3 address {}", listen.address))?
                 .next()
-                .with_context(|| format!("servers.http3 address {host} resolves to nothing"))?,
+                .with_context(|| {
+                    format!(
+                        "servers.http3 address {} resolves to nothing",
+                        listen.address
+                    )
+                })?,
         };
         crate::quic::server_endpoint(server_config, addr)
             .with_context(|| format!("binding servers.http3 on udp {addr}"))
@@ -130,48 +131,30 @@ impl Http3Server {
 
     /// Accepts connections until `shutdown`, then drains (see the module docs).
     pub async fn serve(self: Arc<Self>, endpoint: quinn::Endpoint, shutdown: CancellationToken) {
-        let connections = Arc::new(Semaphore::new(self.config.max_connections.max(1)));
-        let per_ip = PerIpLimit::new(self.config.max_connections_per_ip);
-        // Every connection task holds a clone of `alive`; `drained` yields None once all ended.
-        let (alive, mut drained) = mpsc::channel::<()>(1);
+        let refused = self
+            .service
+            .metrics()
+            .requests_rejected_total
+            .with_label_values(&[DoorKind::Http3.name()]);
+        let admission = Admission::new(&self.door.settings().listen, refused, "http3");
         loop {
             let incoming = tokio::select! {
                 i = endpoint.accept() => match i { Some(i) => i, None => break },
                 _ = shutdown.cancelled() => break,
             };
-            let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-                self.shared
-                    .metrics
-                    .requests_rejected_total
-                    .with_label_values(&["http3"])
-                    .inc();
-                tracing::debug!(peer = %incoming.remote_address(), "http3 connection refused: at max_connections");
-                incoming.refuse();
-                continue;
-            };
-            let Some(ip_slot) = per_ip.try_acquire(incoming.remote_address().ip()) else {
-                self.shared
-                    .metrics
-                    .requests_rejected_total
-                    .with_label_values(&["http3"])
-                    .inc();
-                tracing::debug!(peer = %incoming.remote_address(), "http3 connection refused: at max_connections_per_ip");
+            let Some(slot) = admission.try_admit(incoming.remote_address().ip()) else {
                 incoming.refuse();
                 continue;
             };
             let server = Arc::clone(&self);
             let shutdown = shutdown.clone();
-            let alive = alive.clone();
             tokio::spawn(async move {
                 server.connection(incoming, shutdown).await;
-                drop(ip_slot);
-                drop(permit);
-                drop(alive);
+                drop(slot);
             });
         }
-        drop(alive);
-        let timeout = self.config.shutdown_timeout;
-        if tokio::time::timeout(timeout, drained.recv()).await.is_err() {
+        let timeout = self.door.settings().listen.shutdown_timeout;
+        if !admission.drain(timeout).await {
             tracing::warn!(
                 ?timeout,
                 "http3 drain timed out; closing remaining connections"
@@ -208,7 +191,7 @@ impl Http3Server {
                 return;
             }
         };
-        self.shared.metrics.http3_connections_total.inc();
+        self.service.metrics().http3_connections_total.inc();
         let mut builder = h3::server::builder();
         builder.max_field_section_size(MAX_FIELD_SECTION_SIZE);
         // Bodies lent to this connection's streams, sent without a copy.
@@ -282,17 +265,13 @@ impl Http3Server {
                 }
             };
         let start = Instant::now();
-        let stall = self.shared.budget.write_stall_timeout();
+        let stall = self.service.budget().write_stall_timeout();
         let status = if let Some(playback) = self
-            .shared
             .playback
             .as_ref()
             .filter(|p| p.claims(req.uri().path()))
         {
-            let door: Arc<dyn Door> = Arc::clone(self) as Arc<dyn Door>;
-            let response = playback
-                .serve(req.method(), req.uri(), req.headers(), door, peer.ip())
-                .await;
+            let response = playback.serve(&req, &self.door, peer.ip()).await;
             let status = response.status();
             if let Err(unsent) = send_playback(&mut stream, response, stall).await {
                 reset_unsent(&mut stream, unsent, peer);
@@ -300,37 +279,23 @@ impl Http3Server {
             status
         } else {
             let Some(reply) = self.route(&req, peer).await else {
-                self.shared
-                    .metrics
-                    .requests_rejected_total
-                    .with_label_values(&["http3"])
-                    .inc();
                 stream.stop_stream(h3::error::Code::H3_REQUEST_REJECTED);
                 return;
             };
             let status = reply.head.status();
             let (len, is_blob) = (reply.body.len(), reply.charge.is_some());
             match send(&mut stream, reply, stall, &lent).await {
-                Ok(()) if is_blob => {
-                    let m = &self.shared.metrics;
-                    m.blob_download_total.inc();
-                    m.http3_blob_download_total.inc();
-                    m.udp_out_bytes.inc_by(len as u64);
-                }
+                Ok(()) if is_blob => self.service.delivered(DoorKind::Http3, len),
                 Ok(()) => {}
                 Err(unsent) => reset_unsent(&mut stream, unsent, peer),
             }
             status
         };
-        self.shared
-            .metrics
-            .request_duration_seconds
-            .with_label_values(&["http3", status.as_str()])
-            .observe(start.elapsed().as_secs_f64());
+        self.service.observe(DoorKind::Http3, status, start);
     }
 
-    /// The answer to a request, or `None` when the in-flight budget has no room for the blob
-    /// (the stream is then reset).
+    /// The answer to a request, or `None` when the door is busy or the in-flight budget has
+    /// no room: the stream is then reset with `H3_REQUEST_REJECTED` (the client may retry).
     async fn route(&self, req: &Request<()>, peer: SocketAddr) -> Option<Reply> {
         let Some((route, hash_text)) = parse_path(req.uri().path()) else {
             return Some(text(
@@ -338,7 +303,6 @@ impl Http3Server {
                 "no such route; use /get/HASH or /has/HASH",
             ));
         };
-        let is_get = route == Route::Get;
         if req.method() != Method::GET {
             let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET is allowed");
             r.head
@@ -346,89 +310,49 @@ impl Http3Server {
                 .insert(header::ALLOW, HeaderValue::from_static("GET"));
             return Some(r);
         }
-        let hash = match BlobHash::parse(hash_text) {
-            Ok(h) => h,
-            Err(e) => {
-                self.shared
-                    .metrics
-                    .error(DIRECTION_DOWNLOAD, "invalid_blob_hash");
-                return Some(text(
-                    StatusCode::BAD_REQUEST,
-                    &format!("bad hash in path: {e}"),
-                ));
-            }
-        };
         let query = BlobQuery::parse(req.uri().query());
-        if self.shared.refuses_protected(
-            &hash,
-            self.edge_token.load().as_ref().as_ref(),
-            query.edge_token.as_deref(),
-        ) {
-            return Some(text(StatusCode::FORBIDDEN, PROTECTED_MESSAGE));
-        }
-        // The semaphore is never closed, so this only fails if it were; answer 503 then.
-        let Ok(_slot) = self.slots.semaphore().acquire().await else {
-            return Some(text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "server is shutting down",
-            ));
+        let ask = Ask {
+            hash: hash_text,
+            token: query.edge_token.as_deref(),
+            client: peer.ip(),
         };
-        if !is_get {
-            return Some(match self.shared.store.has(&hash).await {
-                Ok(available) => availability(available),
-                Err(e) => self.store_error(&hash, e),
-            });
-        }
-        // No room in the budget in time: the stream is reset.
-        let reservation = self.shared.budget.reserve(peer.ip()).await?;
-        match self.shared.store.get(&hash).await {
-            Ok(blob) => {
-                let charge = reservation.charge(&blob.data);
-                let mut head = Response::new(());
-                let h = head.headers_mut();
-                h.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/octet-stream"),
-                );
-                h.insert(header::CONTENT_LENGTH, HeaderValue::from(blob.data.len()));
-                if query.trace {
-                    if let Ok(v) = HeaderValue::from_str(&blob.trace.to_header()) {
-                        h.insert(header::VIA, v);
-                    }
-                }
-                Some(Reply {
-                    head,
-                    body: blob.data,
-                    charge: Some(charge),
-                })
+        let answer = match route {
+            Route::Has => self
+                .service
+                .presence(&self.door, ask)
+                .await
+                .map(availability),
+            Route::Get => {
+                (self.service.fetch(&self.door, ask).await).map(|served| blob(served, query.trace))
             }
-            Err(e) => Some(self.store_error(&hash, e)),
+        };
+        match answer {
+            Ok(reply) => Some(reply),
+            Err(refusal) if refusal.is_busy() => None,
+            Err(refusal) => Some(text(refusal.status(), &refusal.message(DoorKind::Http3))),
         }
-    }
-
-    fn store_error(&self, hash: &BlobHash, err: StoreError) -> Reply {
-        let (status, message) = self.shared.store_failure("http3", hash, &err);
-        text(status, &message)
     }
 }
 
-/// Playback shares the door's token and request slots.
-#[async_trait::async_trait]
-impl Door for Http3Server {
-    fn edge_token(&self) -> Option<SecretString> {
-        // The live token (reload may have rotated it), not the one started with.
-        self.edge_token.load().as_ref().clone()
+/// A blob answer; the `Via` trace only when the client asked for it, as reflector.go does.
+fn blob(served: Served, trace: bool) -> Reply {
+    let Served { blob, charge, .. } = served;
+    let mut head = Response::new(());
+    let h = head.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(blob.data.len()));
+    if trace {
+        if let Ok(v) = HeaderValue::from_str(&blob.trace.to_header()) {
+            h.insert(header::VIA, v);
+        }
     }
-
-    async fn request_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        Arc::clone(self.slots.semaphore())
-            .acquire_owned()
-            .await
-            .ok()
-    }
-
-    fn budget(&self) -> &Arc<InflightBudget> {
-        &self.shared.budget
+    Reply {
+        head,
+        body: blob.data,
+        charge: Some(charge),
     }
 }
 

@@ -16,7 +16,8 @@
 //! - writing one answer may take at most `write_timeout`, and may make no progress for at most
 //!   `limits.write_stall_timeout` (a client that stops reading cannot pin a blob for longer);
 //! - at most `max_connections` connections are served at once, `max_connections_per_ip` of them
-//!   from one address; the read buffer per connection is at most `max_request_size + 1` bytes,
+//!   from one address, and `max_concurrent_requests` blob requests (plus a bounded queue, the
+//!   rule of every door: [`crate::server::door`]); the read buffer per connection is at most `max_request_size + 1` bytes,
 //!   and the blob is the store's own `Bytes` (no copy), charged to the shared in-flight budget
 //!   ([`budget`](super::budget)) while it is written: with no room in time the answer is an
 //!   `incoming_blob` error and the connection stays usable;
@@ -38,24 +39,23 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::blob::BlobHash;
-use crate::config::PeerServerConfig;
+use crate::config::{DoorSettings, PeerServerConfig};
 use crate::metrics::{GaugeGuard, DIRECTION_DOWNLOAD};
 use crate::protocol::peer::{
     next_frame, rate_answer, BadRequest, Frame, IncomingBlob, Request, Response,
 };
-use crate::server::accept::{Accepted, Acceptor};
+use crate::server::accept::{self, Accepted, Acceptor, Admission};
 use crate::server::budget::Charge;
-use crate::server::Shared;
-use crate::store::StoreError;
+use crate::server::door::{Door, DoorKind};
+use crate::server::serve::{Ask, BlobService};
 
-/// How long shutdown waits for connections that are mid-request before returning anyway.
-const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 /// Availability checks of one request run at most this many at a time.
 pub const AVAILABILITY_CONCURRENCY: usize = 8;
 
 /// The peer front door's state.
 pub struct PeerServer {
-    shared: Shared,
+    service: Arc<BlobService>,
+    door: Arc<Door>,
     config: PeerServerConfig,
     max_request_size: usize,
 }
@@ -67,51 +67,72 @@ enum Close {
     Error(&'static str),
 }
 
+/// One answer: the serialized header, the blob bytes that follow it (empty when none), the
+/// status for the latency histogram (HTTP codes, one vocabulary across doors) and the blob's
+/// in-flight budget charge.
+struct Answer {
+    header: Vec<u8>,
+    blob: Bytes,
+    status: ::http::StatusCode,
+    charge: Option<Charge>,
+}
+
 impl PeerServer {
-    pub fn new(shared: Shared, config: PeerServerConfig) -> Arc<PeerServer> {
+    pub fn new(service: Arc<BlobService>, config: &PeerServerConfig) -> Arc<PeerServer> {
         Arc::new(PeerServer {
             max_request_size: usize::try_from(config.max_request_size.0)
                 .unwrap_or(usize::MAX)
                 .max(1),
-            shared,
-            config,
+            door: service.open_door(DoorKind::Peer, config.settings()),
+            service,
+            config: config.clone(),
         })
     }
 
+    /// Binds the listening socket (separate from [`serve`](Self::serve), so a taken port
+    /// fails the start).
+    pub async fn bind(settings: &DoorSettings) -> anyhow::Result<TcpListener> {
+        accept::bind_tcp("servers.peer", &settings.listen).await
+    }
+
+    /// The door's live settings and slots (a reload reconfigures them).
+    pub fn door(&self) -> &Arc<Door> {
+        &self.door
+    }
+
     /// Accepts connections until `shutdown`, then stops accepting, closes idle connections and
-    /// waits (at most [`SHUTDOWN_DRAIN`]) for answers being written to finish.
+    /// waits (at most `shutdown_timeout`) for answers being written to finish.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
-        let acceptor = Acceptor::new(
-            listener,
-            self.config.max_connections,
-            self.config.max_connections_per_ip,
-            self.shared
-                .metrics
-                .requests_rejected_total
-                .with_label_values(&["peer"]),
-            "peer",
-        );
+        let refused = self
+            .service
+            .metrics()
+            .requests_rejected_total
+            .with_label_values(&[DoorKind::Peer.name()]);
+        let admission = Admission::new(&self.door.settings().listen, refused, "peer");
+        let acceptor = Acceptor::new(listener, admission);
         while let Some(Accepted { stream, peer, slot }) = acceptor.next(&shutdown).await {
             let server = Arc::clone(&self);
             // A child token per connection: each connection waits on its own node, not on one
             // waiter list shared (and lock-contended) by every connection.
             let shutdown = shutdown.child_token();
             tokio::spawn(async move {
-                let _open = GaugeGuard::new(&server.shared.metrics.peer_connections);
+                let metrics = server.service.metrics();
+                let _open = GaugeGuard::new(&metrics.peer_connections);
                 match server.serve_connection(stream, peer.ip(), shutdown).await {
                     Close::Quiet => {}
                     Close::Error(kind) => {
                         tracing::debug!(%peer, error_type = kind, "peer connection closed");
-                        server.shared.metrics.error(DIRECTION_DOWNLOAD, kind);
+                        metrics.error(DIRECTION_DOWNLOAD, kind);
                     }
                 }
                 drop(slot);
             });
         }
-        match acceptor.close_and_drain(SHUTDOWN_DRAIN).await {
+        let timeout = self.door.settings().listen.shutdown_timeout;
+        match acceptor.close_and_drain(timeout).await {
             true => tracing::info!("peer server drained"),
             false => tracing::warn!(
-                timeout = ?SHUTDOWN_DRAIN,
+                ?timeout,
                 "peer server drain timed out; leaving remaining connections to the runtime"
             ),
         }
@@ -163,21 +184,21 @@ impl PeerServer {
             };
 
             let start = Instant::now();
-            let (header, blob, status, charge) = match self.answer(&request, ip).await {
+            let answer = match self.answer(&request, ip).await {
                 Ok(answer) => answer,
                 Err(BadRequest(why)) => {
                     tracing::debug!(reason = %why, "bad peer request");
                     return Close::Error("invalid_peer_request");
                 }
             };
-            let blob_len = blob.len();
-            let mut out = Bytes::from(header).chain(blob);
+            let blob_len = answer.blob.len();
+            let mut out = Bytes::from(answer.header).chain(answer.blob);
             let written = tokio::time::timeout(
                 self.config.write_timeout,
                 write_watched(
                     &mut stream,
                     &mut out,
-                    self.shared.budget.write_stall_timeout(),
+                    self.service.budget().write_stall_timeout(),
                 ),
             );
             match written.await {
@@ -192,33 +213,28 @@ impl PeerServer {
                 Err(_) => return Close::Error("write_timeout"),
             }
             // Every byte is with the kernel now.
-            drop(charge);
-            let m = &self.shared.metrics;
+            drop(answer.charge);
             if blob_len > 0 {
-                m.blob_download_total.inc();
-                m.peer_download_total.inc();
-                m.tcp_out_bytes.inc_by(blob_len as u64);
+                self.service.delivered(DoorKind::Peer, blob_len);
             }
-            m.request_duration_seconds
-                .with_label_values(&["peer", status])
-                .observe(start.elapsed().as_secs_f64());
+            self.service.observe(DoorKind::Peer, answer.status, start);
         }
     }
 
-    /// Builds the answer to one request: the serialized header, the blob bytes to follow (empty
-    /// when none), the status label for the latency histogram (HTTP codes, for one
-    /// vocabulary across front doors) and the blob's in-flight budget charge.
+    /// Builds the answer to one request.
     async fn answer(
         &self,
         request: &serde_json::Map<String, serde_json::Value>,
         ip: IpAddr,
-    ) -> Result<(Vec<u8>, Bytes, &'static str, Option<Charge>), BadRequest> {
+    ) -> Result<Answer, BadRequest> {
         let request = Request::from_object(request)?;
         let mut header = Response::default();
-        let mut blob = Bytes::new();
-        let mut status = "200";
-        let mut charge = None;
-
+        let mut answer = Answer {
+            header: Vec::new(),
+            blob: Bytes::new(),
+            status: ::http::StatusCode::OK,
+            charge: None,
+        };
         if request.lbrycrd_address == Some(true) {
             header.lbrycrd_address = Some(&self.config.lbrycrd_address);
         }
@@ -229,29 +245,37 @@ impl PeerServer {
             header.blob_data_payment_rate = Some(rate_answer(offer));
         }
         if let Some(text) = &request.requested_blob {
-            header.incoming_blob = Some(match self.fetch(text, ip).await {
-                Ok((hash, data, c)) => {
-                    let length = data.len();
-                    blob = data;
-                    charge = Some(c);
+            let ask = Ask {
+                hash: text,
+                token: None,
+                client: ip,
+            };
+            header.incoming_blob = Some(match self.service.fetch(&self.door, ask).await {
+                Ok(served) => {
+                    let length = served.blob.data.len();
+                    answer.blob = served.blob.data;
+                    answer.charge = Some(served.charge);
                     IncomingBlob::Blob {
-                        blob_hash: hash,
+                        blob_hash: served.hash,
                         length,
                     }
                 }
-                Err((error, s)) => {
-                    status = s;
-                    IncomingBlob::Error { error }
+                Err(refusal) => {
+                    answer.status = refusal.status();
+                    IncomingBlob::Error {
+                        error: refusal.message(DoorKind::Peer),
+                    }
                 }
             });
         }
-        let bytes = serde_json::to_vec(&header)
+        answer.header = serde_json::to_vec(&header)
             .map_err(|e| BadRequest(format!("cannot serialize response: {e}")))?;
-        Ok((bytes, blob, status, charge))
+        Ok(answer)
     }
 
     /// The requested hashes the store tree has: the first `max_requested_blobs` distinct,
-    /// unprotected ones, checked [`AVAILABILITY_CONCURRENCY`] at a time, in request order.
+    /// unprotected ones, checked [`AVAILABILITY_CONCURRENCY`] at a time, in request order,
+    /// under one of the door's request slots (none: nothing is listed as available).
     async fn available(&self, list: &[BlobHash]) -> Vec<BlobHash> {
         let mut wanted: Vec<BlobHash> = Vec::new();
         for hash in list {
@@ -263,17 +287,24 @@ impl PeerServer {
                 );
                 break;
             }
-            if !wanted.contains(hash) && !self.shared.policy.is_protected(hash) {
+            if !wanted.contains(hash) && !self.service.policy().is_protected(hash) {
                 wanted.push(*hash);
             }
         }
+        if wanted.is_empty() {
+            return wanted;
+        }
+        let Ok(_slot) = self.service.slot(&self.door).await else {
+            return Vec::new();
+        };
+        let store = self.service.store();
         let checks = wanted.into_iter().map(|hash| async move {
-            match self.shared.store.has(&hash).await {
+            match store.has(&hash).await {
                 Ok(true) => Some(hash),
                 Ok(false) => None,
                 Err(e) => {
                     tracing::warn!(%hash, error = %e, "availability check failed");
-                    self.shared.metrics.error(DIRECTION_DOWNLOAD, e.kind());
+                    self.service.metrics().error(DIRECTION_DOWNLOAD, e.kind());
                     None
                 }
             }
@@ -283,50 +314,6 @@ impl PeerServer {
             .filter_map(std::future::ready)
             .collect()
             .await
-    }
-
-    /// Gets the requested blob from the root store (so a peer request fills caches like any
-    /// other request), with its in-flight budget charge for `ip`: room is reserved after the
-    /// request is checked and before the store is asked, as the other doors do. Errors come
-    /// back as the message for `incoming_blob.error` plus a status.
-    async fn fetch(
-        &self,
-        text: &str,
-        ip: IpAddr,
-    ) -> Result<(BlobHash, Bytes, Charge), (String, &'static str)> {
-        let m = &self.shared.metrics;
-        let hash = match BlobHash::parse(text) {
-            Ok(h) => h,
-            Err(e) => {
-                m.error(DIRECTION_DOWNLOAD, "invalid_blob_hash");
-                return Err((format!("invalid blob hash: {e}"), "400"));
-            }
-        };
-        if self.shared.policy.is_protected(&hash) {
-            m.error(DIRECTION_DOWNLOAD, "protected_blob");
-            return Err((
-                "requested blob is protected; use the HTTP API with an edge token".into(),
-                "403",
-            ));
-        }
-        let Some(reservation) = self.shared.budget.reserve(ip).await else {
-            m.requests_rejected_total.with_label_values(&["peer"]).inc();
-            return Err((
-                "server is sending too much at once; retry shortly".into(),
-                "503",
-            ));
-        };
-        match self.shared.store.get(&hash).await {
-            Ok(blob) => {
-                let charge = reservation.charge(&blob.data);
-                Ok((hash, blob.data, charge))
-            }
-            Err(StoreError::NotFound) => Err(("blob not found".into(), "404")),
-            Err(e) => {
-                let (status, message) = self.shared.store_failure("peer", &hash, &e);
-                Err((message, status_label(status.as_u16())))
-            }
-        }
     }
 }
 
@@ -345,14 +332,4 @@ async fn write_watched(
         }
     }
     Ok(())
-}
-
-/// `&'static str` labels for the statuses a store error maps to.
-fn status_label(code: u16) -> &'static str {
-    match code {
-        404 => "404",
-        502 => "502",
-        504 => "504",
-        _ => "500",
-    }
 }

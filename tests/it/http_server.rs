@@ -12,7 +12,7 @@ use prism_lite::config::{self, BlobcacheConfig};
 use prism_lite::metrics::Metrics;
 use prism_lite::policy::Policy;
 use prism_lite::server::http::HttpServer;
-use prism_lite::server::Shared;
+use prism_lite::server::BlobService;
 use prism_lite::store::BlobStore;
 use tokio::net::TcpListener;
 use tokio::time::timeout;
@@ -194,20 +194,19 @@ async fn gated_server(
         "t.yaml",
     )
     .unwrap();
-    let shared = Shared {
-        playback: None,
-        store: origin.clone() as Arc<dyn BlobStore>,
-        metrics: Arc::clone(&metrics),
-        policy: Arc::new(Policy::default()),
-        budget: prism_lite::server::budget::InflightBudget::new(
+    let service = BlobService::new(
+        origin.clone() as Arc<dyn BlobStore>,
+        Arc::new(Policy::default()),
+        prism_lite::server::budget::InflightBudget::new(
             &http.limits,
             metrics.inflight_bytes.clone(),
         ),
-    };
+        Arc::clone(&metrics),
+    );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let token = CancellationToken::new();
-    let server = HttpServer::new(shared, http.servers.http.unwrap());
+    let server = HttpServer::new(service, &http.servers.http.unwrap(), None);
     let task = tokio::spawn(server.serve(listener, token.clone()));
     (origin, metrics, addr, token, task)
 }

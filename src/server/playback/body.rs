@@ -22,12 +22,13 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::server::budget::Charge;
-use crate::store::{BlobStore, StoreError};
+use crate::server::door::Door;
+use crate::server::serve::{BlobService, Refusal};
+use crate::store::StoreError;
 
 use super::layout::{BlobFault, StreamPlan};
 use super::metrics::PlaybackMetrics;
 use super::range::ByteRange;
-use super::Door;
 
 /// Why a response was cut; the HTTP layer only sees that the body failed.
 #[derive(Debug, thiserror::Error)]
@@ -65,8 +66,10 @@ impl StreamCut {
 /// What a body needs besides its plan and range.
 #[derive(Clone)]
 pub struct BodyContext {
-    pub store: Arc<dyn BlobStore>,
-    pub door: Arc<dyn Door>,
+    /// The serving core: each blob is fetched through it (slot, budget, store).
+    pub service: Arc<BlobService>,
+    /// The door the request came through, whose request slots the fetches take.
+    pub door: Arc<Door>,
     pub metrics: PlaybackMetrics,
     /// Readahead fetches in flight over all responses.
     pub readahead_slots: Arc<Semaphore>,
@@ -157,29 +160,24 @@ impl Reader {
         }
         let planned = &self.plan.blobs[index];
         let num = planned.num;
-        // A request slot, then room in the budget, as `/blob` takes them; both before the
-        // fetch, so a response waiting for either holds no blob.
-        let (blob, reservation) = {
-            let _slot = self
-                .ctx
-                .door
-                .request_slot()
-                .await
-                .ok_or(StreamCut::Busy { num })?;
-            let reservation = self
-                .ctx
-                .door
-                .budget()
-                .reserve(self.ctx.client)
-                .await
-                .ok_or(StreamCut::OverBudget { num })?;
-            (self.ctx.store.get(&planned.hash).await, reservation)
-        };
-        let blob = match blob {
-            Ok(blob) => blob,
-            Err(StoreError::NotFound) => return Err(StreamCut::Missing { num }),
-            Err(source) => return Err(StreamCut::Store { num, source }),
-        };
+        // A request slot, then room in the budget, as `/blob` takes them (the serving core);
+        // both before the fetch, so a response waiting for either holds no blob.
+        let served = self
+            .ctx
+            .service
+            .fetch_admitted(&self.ctx.door, planned.hash, self.ctx.client)
+            .await
+            .map_err(|refusal| match refusal {
+                Refusal::Busy => StreamCut::Busy { num },
+                Refusal::OverBudget => StreamCut::OverBudget { num },
+                Refusal::Store(StoreError::NotFound) => StreamCut::Missing { num },
+                Refusal::Store(source) => StreamCut::Store { num, source },
+                other => StreamCut::Internal {
+                    num,
+                    message: other.to_string(),
+                },
+            })?;
+        let (blob, charge) = (served.blob, served.charge);
         // Hashing and decrypting 2 MiB takes milliseconds: off the async workers.
         let plan = Arc::clone(&self.plan);
         let plain = tokio::task::spawn_blocking(move || plan.decrypt(index, &blob))
@@ -190,8 +188,9 @@ impl Reader {
             })??;
         let start = self.range.first.saturating_sub(planned.offset);
         let end = (self.range.last + 1 - planned.offset).min(planned.plain_len);
-        // The plaintext is a fresh buffer per response: it counts in full.
-        let charge = reservation.charge(&plain);
+        // The plaintext is a fresh buffer per response: it counts in full, in place of the
+        // ciphertext it was made from.
+        let charge = charge.move_to(&plain);
         // start <= end <= plain.len(): the range overlaps this blob, and decrypt() checked the
         // plaintext has the planned length.
         Ok(Chunk {
@@ -232,7 +231,7 @@ impl Readahead {
                 continue;
             };
             ctx.metrics.readahead_started.inc();
-            let store = Arc::clone(&ctx.store);
+            let store = Arc::clone(ctx.service.store());
             let hash = plan.blobs[index].hash;
             // Detached: if the client goes away the fetch still finishes (bounded by the global
             // slots and the store's own timeouts) and the blob is cached for the next viewer.

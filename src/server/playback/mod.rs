@@ -23,20 +23,18 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Response, StatusCode, Uri};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use http::{Method, Request, Response, StatusCode};
+use tokio::sync::Semaphore;
 
 use crate::blob::BlobHash;
-use crate::metrics::{Metrics, DIRECTION_DOWNLOAD};
-use crate::policy::Policy;
+use crate::metrics::DIRECTION_DOWNLOAD;
 use crate::protocol::http::EDGE_TOKEN_PARAM;
-use crate::secret::{ExposeSecret, SecretString};
-use crate::server::budget::InflightBudget;
-use crate::store::{BlobStore, StoreError};
+use crate::server::door::Door;
+use crate::server::serve::{status_for, BlobService, Refusal};
+use crate::store::StoreError;
 
 pub mod body;
 
@@ -60,19 +58,6 @@ const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 const STREAM_PREFIX: &str = "/stream/";
 const PLAYER_PREFIXES: [&str; 2] = ["/api/v4/streams/free/", "/api/v3/streams/free/"];
 
-/// What playback needs from the front door it runs behind.
-#[async_trait]
-pub trait Door: Send + Sync + 'static {
-    /// The door's `edge_token`, which unlocks protected streams.
-    fn edge_token(&self) -> Option<SecretString>;
-    /// One of the door's request slots (its concurrency limit), waited for as the door waits;
-    /// `None` when the door would answer 503.
-    async fn request_slot(&self) -> Option<OwnedSemaphorePermit>;
-    /// The in-flight byte budget the door's responses share (a stream's blobs are charged to
-    /// it as `/blob` answers are).
-    fn budget(&self) -> &Arc<InflightBudget>;
-}
-
 /// A playback response body: short answers in full, streams chunk by chunk.
 pub enum PlaybackBody {
     Full(Bytes),
@@ -82,9 +67,9 @@ pub enum PlaybackBody {
 /// The playback routes, shared by the HTTP and HTTP/3 doors.
 pub struct Playback {
     config: StreamConfig,
-    store: Arc<dyn BlobStore>,
-    policy: Arc<Policy>,
-    metrics: Arc<Metrics>,
+    /// The serving core: every blob of a stream is checked and fetched through it, under the
+    /// slots of the door the request came through.
+    service: Arc<BlobService>,
     stream_metrics: metrics::PlaybackMetrics,
     plans: Plans,
     resolver: Option<Resolver>,
@@ -92,28 +77,21 @@ pub struct Playback {
 }
 
 impl Playback {
-    /// Sets up playback for the root `store`; registers the `prism_stream_*` metrics.
-    pub fn new(
-        config: StreamConfig,
-        store: Arc<dyn BlobStore>,
-        policy: Arc<Policy>,
-        metrics: Arc<Metrics>,
-    ) -> anyhow::Result<Arc<Playback>> {
-        let stream_metrics = metrics::PlaybackMetrics::register(&metrics.registry)?;
+    /// Sets up playback over the serving core; registers the `prism_stream_*` metrics.
+    pub fn new(config: StreamConfig, service: Arc<BlobService>) -> anyhow::Result<Arc<Playback>> {
+        let stream_metrics = metrics::PlaybackMetrics::register(&service.metrics().registry)?;
         let resolver = config
             .api
             .as_deref()
             .map(|api| Resolver::new(api, &config, stream_metrics.clone()))
             .transpose()?;
         Ok(Arc::new(Playback {
-            plans: Plans::new(Arc::clone(&store), config.descriptor_cache_blobs),
+            plans: Plans::new(Arc::clone(service.store()), config.descriptor_cache_blobs),
             readahead_slots: Arc::new(Semaphore::new(config.max_readahead)),
             resolver,
             stream_metrics,
             config,
-            store,
-            policy,
-            metrics,
+            service,
         }))
     }
 
@@ -124,16 +102,16 @@ impl Playback {
                 || PLAYER_PREFIXES.iter().any(|p| path.starts_with(p)))
     }
 
-    /// Answers one playback request from `client`.
-    pub async fn serve(
+    /// Answers one playback request from `client`, which came through `door` (its token
+    /// unlocks protected streams, its request slots bound the blob fetches).
+    pub async fn serve<B>(
         &self,
-        method: &Method,
-        uri: &Uri,
-        headers: &HeaderMap,
-        door: Arc<dyn Door>,
+        req: &Request<B>,
+        door: &Arc<Door>,
         client: IpAddr,
     ) -> Response<PlaybackBody> {
-        let is_head = match *method {
+        let (uri, headers) = (req.uri(), req.headers());
+        let is_head = match *req.method() {
             Method::GET => false,
             Method::HEAD => true,
             _ => {
@@ -151,24 +129,9 @@ impl Playback {
             Err(response) => return response,
         };
         let query = Query::parse(uri.query());
-        let configured = door.edge_token();
-        let allowed = |hash: &BlobHash| {
-            self.policy.allows(
-                hash,
-                configured.as_ref().map(|t| t.expose_secret()),
-                query.edge_token.as_deref(),
-            )
-        };
-        if self.policy.is_blocked(&sd_hash) {
-            self.metrics.error(DIRECTION_DOWNLOAD, "blocked_blob");
-            return text(StatusCode::NOT_FOUND, "stream not found");
-        }
-        if !allowed(&sd_hash) {
-            self.metrics.error(DIRECTION_DOWNLOAD, "protected_blob");
-            return text(
-                StatusCode::FORBIDDEN,
-                crate::server::answer::PROTECTED_MESSAGE,
-            );
+        let presented = query.edge_token.as_deref();
+        if let Err(refusal) = self.service.check_listed(door, &sd_hash, presented) {
+            return refused(door, refusal);
         }
         let etag = format!("\"{sd_hash}\"");
         if header_str(headers, header::IF_NONE_MATCH).is_some_and(|v| etag_matches(v, &etag)) {
@@ -177,8 +140,9 @@ impl Playback {
             return r;
         }
         let plan = {
-            let Some(_slot) = door.request_slot().await else {
-                return busy();
+            let _slot = match self.service.slot(door).await {
+                Ok(slot) => slot,
+                Err(refusal) => return refused(door, refusal),
             };
             match self.plans.get(&sd_hash).await {
                 Ok(plan) => plan,
@@ -186,16 +150,8 @@ impl Playback {
             }
         };
         for planned in &plan.blobs {
-            if self.policy.is_blocked(&planned.hash) {
-                self.metrics.error(DIRECTION_DOWNLOAD, "blocked_blob");
-                return text(StatusCode::NOT_FOUND, "stream not found");
-            }
-            if !allowed(&planned.hash) {
-                self.metrics.error(DIRECTION_DOWNLOAD, "protected_blob");
-                return text(
-                    StatusCode::FORBIDDEN,
-                    crate::server::answer::PROTECTED_MESSAGE,
-                );
+            if let Err(refusal) = self.service.check_listed(door, &planned.hash, presented) {
+                return refused(door, refusal);
             }
         }
 
@@ -257,8 +213,8 @@ impl Playback {
             self.stream_metrics.range_requests.inc();
         }
         let ctx = BodyContext {
-            store: Arc::clone(&self.store),
-            door,
+            service: Arc::clone(&self.service),
+            door: Arc::clone(door),
             metrics: self.stream_metrics.clone(),
             readahead_slots: Arc::clone(&self.readahead_slots),
             readahead: self.config.readahead,
@@ -273,7 +229,9 @@ impl Playback {
     async fn sd_hash_of(&self, path: &str) -> Result<BlobHash, Response<PlaybackBody>> {
         if let Some(hex) = path.strip_prefix(STREAM_PREFIX) {
             return BlobHash::parse(hex).map_err(|e| {
-                self.metrics.error(DIRECTION_DOWNLOAD, "invalid_blob_hash");
+                self.service
+                    .metrics()
+                    .error(DIRECTION_DOWNLOAD, "invalid_blob_hash");
                 text(
                     StatusCode::BAD_REQUEST,
                     &format!("bad sd hash in path: {e}"),
@@ -303,11 +261,8 @@ impl Playback {
                 return text(StatusCode::NOT_FOUND, "stream not found")
             }
             PlanError::Store(e) => {
-                self.metrics.error(DIRECTION_DOWNLOAD, e.kind());
-                (
-                    crate::server::answer::status_for(e),
-                    "the sd blob could not be fetched",
-                )
+                self.service.metrics().error(DIRECTION_DOWNLOAD, e.kind());
+                (status_for(e), "the sd blob could not be fetched")
             }
             PlanError::NotADescriptor(_) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -318,9 +273,9 @@ impl Playback {
                 "the stream's last content blob is not available",
             ),
             PlanError::FinalBlob(e) => {
-                self.metrics.error(DIRECTION_DOWNLOAD, e.kind());
+                self.service.metrics().error(DIRECTION_DOWNLOAD, e.kind());
                 (
-                    crate::server::answer::status_for(e),
+                    status_for(e),
                     "the stream's last content blob could not be fetched",
                 )
             }
@@ -402,13 +357,17 @@ fn set_cache_headers(h: &mut HeaderMap, etag: &str) {
     );
 }
 
-fn busy() -> Response<PlaybackBody> {
-    let mut r = text(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "server is at its request limit; retry shortly",
-    );
-    r.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+/// A refusal from the serving core on the playback routes: a blocked stream is "not found"
+/// (its existence is not confirmed), a busy door adds `Retry-After`.
+fn refused(door: &Door, refusal: Refusal) -> Response<PlaybackBody> {
+    if matches!(refusal, Refusal::Blocked) {
+        return text(StatusCode::NOT_FOUND, "stream not found");
+    }
+    let mut r = text(refusal.status(), &refusal.message(door.kind()));
+    if refusal.is_busy() {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     r
 }
 

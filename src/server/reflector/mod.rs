@@ -12,7 +12,6 @@
 //! DHT announcer in, so uploaded streams are announced).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -20,15 +19,12 @@ use tokio_util::sync::CancellationToken;
 use crate::blob::BlobHash;
 use crate::metrics::GaugeGuard;
 use crate::metrics::DIRECTION_UPLOAD;
-use crate::server::accept::{Accepted, Acceptor};
-use crate::server::Shared;
+use crate::server::accept::{self, Accepted, Acceptor, Admission};
+use crate::server::serve::BlobService;
 
 mod session;
 
 pub use crate::config::ReflectorServerConfig;
-
-/// How long shutdown waits for uploads in progress before returning anyway.
-const SHUTDOWN_DRAIN: Duration = Duration::from_secs(10);
 
 /// A stream whose sd blob and every content blob are now stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,18 +40,25 @@ pub type OnStreamStored = Arc<dyn Fn(&StoredStream) + Send + Sync>;
 
 /// The reflector door's state.
 pub struct ReflectorServer {
-    shared: Shared,
+    /// The root store (uploads are `put` through it), the policy and the metrics.
+    service: Arc<BlobService>,
     config: ReflectorServerConfig,
     on_stored: Option<OnStreamStored>,
 }
 
 impl ReflectorServer {
-    pub fn new(shared: Shared, config: ReflectorServerConfig) -> ReflectorServer {
+    pub fn new(service: Arc<BlobService>, config: ReflectorServerConfig) -> ReflectorServer {
         ReflectorServer {
-            shared,
+            service,
             config,
             on_stored: None,
         }
+    }
+
+    /// Binds the listening socket (separate from [`serve`](Self::serve), so a taken port
+    /// fails the start).
+    pub async fn bind(config: &ReflectorServerConfig) -> anyhow::Result<TcpListener> {
+        accept::bind_tcp("servers.reflector", &config.listen()).await
     }
 
     /// Calls `hook` for every stream an upload completes.
@@ -65,17 +68,14 @@ impl ReflectorServer {
     }
 
     /// Accepts uploads until `shutdown`, then stops accepting and waits (at most
-    /// [`SHUTDOWN_DRAIN`]) for connections to end. A connection cut mid-blob stores nothing.
+    /// `shutdown_timeout`) for connections to end. A connection cut mid-blob stores nothing.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
-        let m = &self.shared.metrics;
-        let acceptor = Acceptor::new(
-            listener,
-            self.config.max_connections,
-            self.config.max_connections_per_ip,
-            m.error_total
-                .with_label_values(&[DIRECTION_UPLOAD, "too_many_connections"]),
-            "reflector",
-        );
+        let m = self.service.metrics();
+        let listen = self.config.listen();
+        let refused = m
+            .error_total
+            .with_label_values(&[DIRECTION_UPLOAD, "too_many_connections"]);
+        let acceptor = Acceptor::new(listener, Admission::new(&listen, refused, "reflector"));
         while let Some(Accepted { stream, peer, slot }) = acceptor.next(&shutdown).await {
             if !self.config.allows(peer.ip()) {
                 tracing::debug!(%peer, "reflector upload refused: address not in allow");
@@ -85,18 +85,19 @@ impl ReflectorServer {
             let server = Arc::clone(&self);
             let shutdown = shutdown.child_token();
             tokio::spawn(async move {
-                let _open = GaugeGuard::new(&server.shared.metrics.reflector_connections);
+                let metrics = server.service.metrics();
+                let _open = GaugeGuard::new(&metrics.reflector_connections);
                 if let Err(kind) = session::run(&server, stream, shutdown).await {
                     tracing::debug!(%peer, error_type = kind, "reflector connection closed");
-                    server.shared.metrics.error(DIRECTION_UPLOAD, kind);
+                    metrics.error(DIRECTION_UPLOAD, kind);
                 }
                 drop(slot);
             });
         }
-        match acceptor.close_and_drain(SHUTDOWN_DRAIN).await {
+        match acceptor.close_and_drain(listen.shutdown_timeout).await {
             true => tracing::info!("reflector server drained"),
             false => tracing::warn!(
-                timeout = ?SHUTDOWN_DRAIN,
+                timeout = ?listen.shutdown_timeout,
                 "reflector server drain timed out; leaving remaining uploads to the runtime"
             ),
         }

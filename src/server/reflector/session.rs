@@ -107,7 +107,7 @@ impl Session<'_> {
 
     async fn sd_offer(&mut self, hash: BlobHash, size: u64) -> Step {
         let size = checked_size(size, self.server.config.sd_limit())?;
-        if self.server.shared.policy.is_blocked(&hash) {
+        if self.server.service.policy().is_blocked(&hash) {
             return Err(End::Error("blocked_blob"));
         }
         self.upload = None;
@@ -144,7 +144,7 @@ impl Session<'_> {
 
     /// The sd blob is already held: answer which of its content blobs are still missing.
     async fn known_stream(&mut self, hash: BlobHash) -> Step {
-        let store = &self.server.shared.store;
+        let store = &self.server.service.store();
         let descriptor = match store.get(&hash).await {
             Ok(blob) => StreamDescriptor::parse(&blob.data).ok(),
             Err(e) => return Err(End::Error(e.kind())),
@@ -199,7 +199,7 @@ impl Session<'_> {
         if !wanted {
             return self.send(send_blob(false)).await;
         }
-        if self.server.shared.policy.is_blocked(&hash) {
+        if self.server.service.policy().is_blocked(&hash) {
             self.count("blocked_blob");
             return self.send(send_blob(false)).await;
         }
@@ -222,8 +222,8 @@ impl Session<'_> {
     /// Whether the root store already holds `hash` (see the module docs for why `has`).
     async fn held(&self, hash: &BlobHash) -> Step<bool> {
         self.server
-            .shared
-            .store
+            .service
+            .store()
             .has(hash)
             .await
             .map_err(|e| End::Error(e.kind()))
@@ -247,8 +247,8 @@ impl Session<'_> {
                 Ok(Ok(0)) => return Err(End::Error("unexpected_eof")),
                 Ok(Ok(n)) => self
                     .server
-                    .shared
-                    .metrics
+                    .service
+                    .metrics()
                     .reflector_in_bytes
                     .inc_by(n as u64),
                 Ok(Err(_)) => return Err(End::Error("read_conn_reset")),
@@ -256,8 +256,8 @@ impl Session<'_> {
             }
         }
         self.server
-            .shared
-            .metrics
+            .service
+            .metrics()
             .reflector_in_bytes
             .inc_by(already as u64);
         let data = Bytes::from(data);
@@ -283,8 +283,8 @@ impl Session<'_> {
 
     /// Writes verified bytes through the root store; false (counted) when the store refuses.
     async fn store(&self, hash: BlobHash, data: Bytes, is_sd: bool) -> bool {
-        let m = &self.server.shared.metrics;
-        match self.server.shared.store.put(&hash, data).await {
+        let m = &self.server.service.metrics();
+        match self.server.service.store().put(&hash, data).await {
             Ok(()) => {
                 m.blob_upload_total.inc();
                 if is_sd {
@@ -296,7 +296,9 @@ impl Session<'_> {
             Err(e) => {
                 tracing::warn!(%hash, error = %e, "storing an uploaded blob failed");
                 self.count(match &e {
-                    StoreError::Refused { .. } if self.server.shared.policy.is_blocked(&hash) => {
+                    StoreError::Refused { .. }
+                        if self.server.service.policy().is_blocked(&hash) =>
+                    {
                         "blocked_blob"
                     }
                     _ => e.kind(),
@@ -321,7 +323,7 @@ impl Session<'_> {
             return;
         };
         if fresh {
-            self.server.shared.metrics.reflector_streams_total.inc();
+            self.server.service.metrics().reflector_streams_total.inc();
             tracing::info!(sd_hash = %upload.sd_hash, "uploaded stream complete");
         }
         self.server.stream_stored(&StoredStream {
@@ -331,7 +333,7 @@ impl Session<'_> {
     }
 
     fn count(&self, kind: &str) {
-        self.server.shared.metrics.error(DIRECTION_UPLOAD, kind);
+        self.server.service.metrics().error(DIRECTION_UPLOAD, kind);
     }
 
     /// The next message. EOF or the idle timeout between messages is a quiet end; the same
