@@ -151,33 +151,22 @@ async fn start_with_raw(
     let mut tasks = JoinSet::new();
 
     // Metrics first, so a slow index rebuild can be watched (readyz says "starting").
-    let prefetch_status = config
-        .prefetch
-        .as_ref()
-        .map(|p| crate::prefetch::report::StatusHandle::new(p.enabled, &p.api));
-    // Filled in once the DHT is bound (after the peer door, whose port it announces).
-    let dht_status = Arc::new(std::sync::OnceLock::new());
-    let admin = Arc::new(AdminServer {
-        metrics: Arc::clone(&metrics),
-        ready: Arc::clone(&ready),
-        prefetch: prefetch_status.clone(),
-        dht: Arc::clone(&dht_status),
-    });
-    let metrics_listener = TcpListener::bind(opts.metrics_addr)
-        .await
-        .with_context(|| format!("binding metrics port {}", opts.metrics_addr))?;
-    let metrics_addr = metrics_listener.local_addr()?;
-    tasks.spawn(admin.serve(metrics_listener, shutdown.clone()));
+    let admin = start_admin(
+        &config,
+        &metrics,
+        &ready,
+        opts.metrics_addr,
+        &mut tasks,
+        &shutdown,
+    )
+    .await?;
 
     let tree = build_root(&config, &metrics, &policy, blocklist_settings.is_some()).await?;
     // Streams whose sd blob any door serves are announced once the DHT node exists.
     let announcing = Arc::new(AnnouncingStore::new(tree));
     let root: Arc<dyn BlobStore> = announcing.clone();
-    if let Some(settings) = &blocklist_settings {
-        start_blocklist(&config, settings, &policy, &root, &mut tasks, &shutdown).await?;
-    } else {
-        tracing::info!("blocklist disabled by --disable-blocklist");
-    }
+    let blocklist = blocklist_settings.as_ref();
+    start_blocklist(&config, blocklist, &policy, &root, &mut tasks, &shutdown).await?;
 
     let budget = InflightBudget::new(&config.limits, metrics.inflight_bytes.clone());
     let service = BlobService::new(
@@ -188,8 +177,8 @@ async fn start_with_raw(
     );
     let mut doors = Doors::start(&config, &service, &mut tasks, &shutdown).await?;
     let dht = match config.dht.as_ref().filter(|d| d.enabled) {
-        Some(dht_config) => {
-            let node = start_dht(
+        Some(dht_config) => Some(
+            start_dht(
                 dht_config,
                 &config,
                 doors.peer_addr,
@@ -198,16 +187,17 @@ async fn start_with_raw(
                 &mut tasks,
                 &shutdown,
             )
-            .await?;
-            let _ = dht_status.set(node.clone());
-            Some(node)
-        }
+            .await?,
+        ),
         None => None,
     };
+    if let Some(node) = &dht {
+        let _ = admin.dht_status.set(node.clone());
+    }
     // Bound with the other doors; served once the DHT exists, so the streams it receives can
     // be announced.
     let reflector_addr = doors.serve_reflector(dht.as_ref(), &mut tasks, &shutdown);
-    let prefetcher = match (config.prefetch.clone(), prefetch_status) {
+    let prefetcher = match (config.prefetch.clone(), admin.prefetch_status) {
         (Some(prefetch), Some(status)) => Some(start_prefetch(
             prefetch, status, &root, &metrics, &mut tasks, &shutdown,
         )?),
@@ -219,16 +209,12 @@ async fn start_with_raw(
         raw,
         Arc::clone(&policy),
         Arc::clone(&root),
-        reload::LiveDoors {
-            http: doors.http.as_ref().map(|d| Arc::clone(d.door())),
-            http3: doors.http3.as_ref().map(|d| Arc::clone(d.door())),
-            peer: doors.peer.as_ref().map(|d| Arc::clone(d.door())),
-            budget,
-        },
+        doors.live(budget),
         blocklist_settings,
         prefetcher,
     ));
     ready.store(true, Ordering::Release);
+    let metrics_addr = admin.addr;
     tracing::info!(%metrics_addr, "metrics listening; ready");
     Ok(Running {
         http_addr: doors.http_addr,
@@ -244,6 +230,46 @@ async fn start_with_raw(
         reloader,
         shutdown,
         tasks,
+    })
+}
+
+/// The metrics port, serving, and the status it shows that later start-up steps fill in.
+struct StartedAdmin {
+    addr: SocketAddr,
+    prefetch_status: Option<crate::prefetch::report::StatusHandle>,
+    /// Set once the DHT is bound (after the peer door, whose port it announces).
+    dht_status: Arc<std::sync::OnceLock<crate::dht::Dht>>,
+}
+
+/// Binds the metrics port and serves it (`/metrics`, health, status).
+async fn start_admin(
+    config: &BlobcacheConfig,
+    metrics: &Arc<Metrics>,
+    ready: &Arc<AtomicBool>,
+    addr: SocketAddr,
+    tasks: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<StartedAdmin> {
+    let prefetch_status = config
+        .prefetch
+        .as_ref()
+        .map(|p| crate::prefetch::report::StatusHandle::new(p.enabled, &p.api));
+    let dht_status = Arc::new(std::sync::OnceLock::new());
+    let admin = Arc::new(AdminServer {
+        metrics: Arc::clone(metrics),
+        ready: Arc::clone(ready),
+        prefetch: prefetch_status.clone(),
+        dht: Arc::clone(&dht_status),
+    });
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding metrics port {addr}"))?;
+    let bound = listener.local_addr()?;
+    tasks.spawn(admin.serve(listener, shutdown.clone()));
+    Ok(StartedAdmin {
+        addr: bound,
+        prefetch_status,
+        dht_status,
     })
 }
 
@@ -322,6 +348,16 @@ impl Doors {
         Ok(doors)
     }
 
+    /// What a reload reconfigures: each serving door's settings, and the shared budget.
+    fn live(&self, budget: Arc<InflightBudget>) -> reload::LiveDoors {
+        reload::LiveDoors {
+            http: self.http.as_ref().map(|d| Arc::clone(d.door())),
+            http3: self.http3.as_ref().map(|d| Arc::clone(d.door())),
+            peer: self.peer.as_ref().map(|d| Arc::clone(d.door())),
+            budget,
+        }
+    }
+
     fn reflector_addr(&self) -> Option<SocketAddr> {
         self.reflector
             .as_ref()
@@ -346,22 +382,28 @@ impl Doors {
     }
 }
 
-/// Loads the blocklist, purges what it newly blocks, and keeps it fresh.
+/// Loads the blocklist, purges what it newly blocks, and keeps it fresh; `settings` is `None`
+/// under `--disable-blocklist`.
 async fn start_blocklist(
     config: &BlobcacheConfig,
-    settings: &Arc<ArcSwap<Option<crate::config::BlocklistConfig>>>,
+    settings: Option<&Arc<ArcSwap<Option<crate::config::BlocklistConfig>>>>,
     policy: &Arc<Policy>,
     root: &Arc<dyn BlobStore>,
     tasks: &mut JoinSet<()>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
-    if let Some(cfg) = &config.blocklist {
-        let hashes = blocklist::load(cfg, &blocklist::list_client(), policy).await?;
-        let newly = policy.set_blocked(hashes);
-        tracing::info!(blocked = newly.len(), "blocklist loaded");
-        let store = Arc::clone(root);
-        tasks.spawn(async move { blocklist::purge(store.as_ref(), &newly).await });
-    }
+    let Some(settings) = settings else {
+        tracing::info!("blocklist disabled by --disable-blocklist");
+        return Ok(());
+    };
+    let Some(cfg) = &config.blocklist else {
+        return Ok(());
+    };
+    let hashes = blocklist::load(cfg, &blocklist::list_client(), policy).await?;
+    let newly = policy.set_blocked(hashes);
+    tracing::info!(blocked = newly.len(), "blocklist loaded");
+    let store = Arc::clone(root);
+    tasks.spawn(async move { blocklist::purge(store.as_ref(), &newly).await });
     tasks.spawn(blocklist::refresh_loop(
         Arc::clone(settings),
         Arc::clone(policy),

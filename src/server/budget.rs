@@ -254,19 +254,6 @@ impl InflightBudget {
     }
 }
 
-impl Charge {
-    /// The charge for `data`, a buffer made from the one this charge holds (playback's
-    /// plaintext from its ciphertext), which is given back. `data` is counted before the old
-    /// buffer is released, so the budget never shows less than is held.
-    pub fn move_to(self, data: &Bytes) -> Charge {
-        let budget = Arc::clone(&self.budget);
-        let state = budget.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let moved = budget.hold(state, self.ip, data);
-        drop(self);
-        moved
-    }
-}
-
 impl Drop for Reservation {
     fn drop(&mut self) {
         if self.bytes == 0 {
@@ -350,21 +337,6 @@ mod tests {
         assert_eq!(b.held(), MIB + MAX_BLOB_SIZE as u64);
         drop(c2);
         assert_eq!(b.held(), MAX_BLOB_SIZE as u64);
-    }
-
-    #[tokio::test]
-    async fn a_moved_charge_counts_the_new_buffer_and_frees_the_old() {
-        let b = budget(16 * MIB, 16 * MIB, Duration::from_millis(20));
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let cipher = Bytes::from(vec![1u8; 2 * MIB as usize]);
-        let plain = Bytes::from(vec![2u8; MIB as usize]);
-        let charge = charge(&b, a, &cipher).unwrap();
-        assert_eq!(b.held(), 2 * MIB);
-        let moved = charge.move_to(&plain);
-        assert_eq!(b.held(), MIB, "only the new buffer is counted");
-        drop(moved);
-        assert_eq!(b.held(), 0);
-        assert!(b.try_reserve(a).is_some(), "the address's share is back");
     }
 
     #[tokio::test]

@@ -24,7 +24,7 @@ use crate::config::DoorSettings;
 use crate::metrics::{Metrics, DIRECTION_DOWNLOAD};
 use crate::policy::Policy;
 use crate::secret::ExposeSecret;
-use crate::server::budget::{Charge, InflightBudget};
+use crate::server::budget::{Charge, InflightBudget, Reservation};
 use crate::server::door::{Door, DoorKind};
 use crate::store::{Blob, BlobStore, StoreError};
 
@@ -254,16 +254,28 @@ impl BlobService {
         hash: BlobHash,
         client: IpAddr,
     ) -> Result<Served, Refusal> {
+        let (blob, reservation) = self.fetch_reserved(door, hash, client).await?;
+        Ok(Served {
+            charge: reservation.charge(&blob.data),
+            hash,
+            blob,
+        })
+    }
+
+    /// Steps 3 to 5, leaving the reservation unspent: for a caller that sends a buffer made
+    /// from the blob rather than the blob (playback sends plaintext), and charges that.
+    pub async fn fetch_reserved(
+        &self,
+        door: &Door,
+        hash: BlobHash,
+        client: IpAddr,
+    ) -> Result<(Blob, Reservation), Refusal> {
         let _slot = self.slot(door).await?;
         let Some(reservation) = self.budget.reserve(client).await else {
             return Err(self.refuse(door, Some(&hash), Refusal::OverBudget));
         };
         match self.store.get(&hash).await {
-            Ok(blob) => Ok(Served {
-                charge: reservation.charge(&blob.data),
-                hash,
-                blob,
-            }),
+            Ok(blob) => Ok((blob, reservation)),
             Err(e) => Err(self.refuse(door, Some(&hash), Refusal::Store(e))),
         }
     }

@@ -165,7 +165,7 @@ impl Reader {
         let served = self
             .ctx
             .service
-            .fetch_admitted(&self.ctx.door, planned.hash, self.ctx.client)
+            .fetch_reserved(&self.ctx.door, planned.hash, self.ctx.client)
             .await
             .map_err(|refusal| match refusal {
                 Refusal::Busy => StreamCut::Busy { num },
@@ -177,7 +177,7 @@ impl Reader {
                     message: other.to_string(),
                 },
             })?;
-        let (blob, charge) = (served.blob, served.charge);
+        let (blob, reservation) = served;
         // Hashing and decrypting 2 MiB takes milliseconds: off the async workers.
         let plan = Arc::clone(&self.plan);
         let plain = tokio::task::spawn_blocking(move || plan.decrypt(index, &blob))
@@ -188,9 +188,9 @@ impl Reader {
             })??;
         let start = self.range.first.saturating_sub(planned.offset);
         let end = (self.range.last + 1 - planned.offset).min(planned.plain_len);
-        // The plaintext is a fresh buffer per response: it counts in full, in place of the
-        // ciphertext it was made from.
-        let charge = charge.move_to(&plain);
+        // The plaintext is a fresh buffer per response: it counts in full. (The reservation
+        // was held through the decrypt, so waiting responses cannot overtake it.)
+        let charge = reservation.charge(&plain);
         // start <= end <= plain.len(): the range overlaps this blob, and decrypt() checked the
         // plaintext has the planned length.
         Ok(Chunk {

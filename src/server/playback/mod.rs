@@ -155,56 +155,12 @@ impl Playback {
             }
         }
 
-        let range_header = header_str(headers, header::RANGE).filter(|_| {
-            // If-Range: honour Range only while the client's copy is this one.
-            header_str(headers, header::IF_RANGE).is_none_or(|v| v.trim() == etag)
-        });
-        let wanted = match range_header {
-            Some(h) => range::parse(h, plan.size),
-            None => RangeRequest::Whole,
+        let (status, range) = match chosen_range(headers, &etag, plan.size) {
+            Ok(chosen) => chosen,
+            Err(response) => return response,
         };
-        let (status, range) = match wanted {
-            RangeRequest::Unsatisfiable => {
-                let mut r = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
-                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", plan.size)) {
-                    r.headers_mut().insert(header::CONTENT_RANGE, v);
-                }
-                return r;
-            }
-            RangeRequest::Partial(range) => (StatusCode::PARTIAL_CONTENT, Some(range)),
-            RangeRequest::Whole => (
-                StatusCode::OK,
-                (plan.size > 0).then(|| ByteRange {
-                    first: 0,
-                    last: plan.size - 1,
-                }),
-            ),
-        };
-        let mut response = Response::new(PlaybackBody::Full(Bytes::new()));
-        *response.status_mut() = status;
-        let h = response.headers_mut();
-        set_cache_headers(h, &etag);
-        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-        let content_type = plan
-            .file_name
-            .as_deref()
-            .and_then(|name| mime_guess::from_path(name).first_raw())
-            .unwrap_or("application/octet-stream");
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        if query.download {
-            let name = attachment_name(plan.file_name.as_deref(), &sd_hash);
-            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
-                h.insert(header::CONTENT_DISPOSITION, v);
-            }
-        }
-        let length = range.map_or(0, |r| r.byte_count());
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-        if let (StatusCode::PARTIAL_CONTENT, Some(r)) = (status, range) {
-            let value = format!("bytes {}-{}/{}", r.first, r.last, plan.size);
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                h.insert(header::CONTENT_RANGE, v);
-            }
-        }
+        let download = query.download.then_some(&sd_hash);
+        let mut response = stream_head(&plan, &etag, status, range, download);
         let (Some(range), false) = (range, is_head) else {
             return response;
         };
@@ -355,6 +311,78 @@ fn set_cache_headers(h: &mut HeaderMap, etag: &str) {
         header::CACHE_CONTROL,
         HeaderValue::from_static(CACHE_CONTROL),
     );
+}
+
+/// The status and byte range to send: the `Range` asked for (while `If-Range`, if any, names
+/// this stream), else the whole stream (no range for an empty one); a 416 answer when the
+/// range is outside it.
+fn chosen_range(
+    headers: &HeaderMap,
+    etag: &str,
+    size: u64,
+) -> Result<(StatusCode, Option<ByteRange>), Response<PlaybackBody>> {
+    let range_header = header_str(headers, header::RANGE).filter(|_| {
+        // If-Range: honour Range only while the client's copy is this one.
+        header_str(headers, header::IF_RANGE).is_none_or(|v| v.trim() == etag)
+    });
+    let wanted = match range_header {
+        Some(h) => range::parse(h, size),
+        None => RangeRequest::Whole,
+    };
+    match wanted {
+        RangeRequest::Unsatisfiable => {
+            let mut r = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            Err(r)
+        }
+        RangeRequest::Partial(range) => Ok((StatusCode::PARTIAL_CONTENT, Some(range))),
+        RangeRequest::Whole => Ok((
+            StatusCode::OK,
+            (size > 0).then(|| ByteRange {
+                first: 0,
+                last: size - 1,
+            }),
+        )),
+    }
+}
+
+/// The head of a stream answer (its body is set by the caller): cache headers, type, length,
+/// the range sent, and an attachment name when `download` names the stream's sd hash.
+fn stream_head(
+    plan: &layout::StreamPlan,
+    etag: &str,
+    status: StatusCode,
+    range: Option<ByteRange>,
+    download: Option<&BlobHash>,
+) -> Response<PlaybackBody> {
+    let mut response = Response::new(PlaybackBody::Full(Bytes::new()));
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    set_cache_headers(h, etag);
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    let content_type = plan
+        .file_name
+        .as_deref()
+        .and_then(|name| mime_guess::from_path(name).first_raw())
+        .unwrap_or("application/octet-stream");
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(sd_hash) = download {
+        let name = attachment_name(plan.file_name.as_deref(), sd_hash);
+        if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+            h.insert(header::CONTENT_DISPOSITION, v);
+        }
+    }
+    let length = range.map_or(0, |r| r.byte_count());
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    if let (StatusCode::PARTIAL_CONTENT, Some(r)) = (status, range) {
+        let value = format!("bytes {}-{}/{}", r.first, r.last, plan.size);
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    response
 }
 
 /// A refusal from the serving core on the playback routes: a blocked stream is "not found"
