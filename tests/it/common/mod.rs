@@ -1,4 +1,5 @@
-//! Shared test support: fixtures, a controllable origin, metrics scraping.
+//! Shared test support: fixtures, blobs, a controllable origin, caches and stores built for a
+//! test ([`Cache`], [`Store`]), metrics scraping.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,10 +12,12 @@ use prism_lite::blob::BlobHash;
 use prism_lite::store::{Blob, BlobStore, StoreError, StoreResult};
 use tokio::sync::{Notify, Semaphore};
 
+mod cache;
 mod h3;
 mod net;
 mod process;
 mod relay;
+pub use cache::*;
 pub use h3::*;
 pub use net::*;
 pub use process::*;
