@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{free_port, start_cache};
+use crate::common::{blob, free_port, start_cache};
 use bytes::Bytes;
 use prism_lite::app::Running;
 use prism_lite::blob::{verify, BlobHash, MAX_BLOB_SIZE};
@@ -52,20 +52,6 @@ async fn mem_cache(extra: &str) -> Running {
         "servers:\n  peer: {{address: 127.0.0.1, port: 0, lbrycrd_address: bTestAddress{extra}}}\nstore: {{mem: {{}}}}\n"
     ))
     .await
-}
-
-/// Deterministic pseudo-random bytes (xorshift), so blobs do not compress or repeat.
-fn blob(seed: u64, len: usize) -> (BlobHash, Bytes) {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let data: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    (BlobHash::of(&data), Bytes::from(data))
 }
 
 async fn put(running: &Running, hash: &BlobHash, data: &Bytes) {

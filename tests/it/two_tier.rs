@@ -49,7 +49,7 @@ async fn seed_bucket(endpoint: &str, n: u8) -> Vec<(BlobHash, bytes::Bytes)> {
     create_bucket(&sdk).await;
     let mut blobs = Vec::new();
     for i in 0..n {
-        let (h, d) = blob(100 + i, 200_000 + usize::from(i) * 1000);
+        let (h, d) = blob(100 + u64::from(i), 200_000 + usize::from(i) * 1000);
         put_object(&sdk, &h.sharded_path(2), d.clone()).await;
         blobs.push((h, d));
     }

@@ -76,6 +76,12 @@ pub fn blob_bytes(seed: u64, len: usize) -> Bytes {
     Bytes::from(v)
 }
 
+/// A blob of [`blob_bytes`]`(seed, len)` with its hash.
+pub fn blob(seed: u64, len: usize) -> (BlobHash, Bytes) {
+    let data = blob_bytes(seed, len);
+    (BlobHash::of(&data), data)
+}
+
 /// How the test origin answers.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum OriginMode {

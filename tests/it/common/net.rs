@@ -287,11 +287,3 @@ pub async fn scrape(metrics_addr: SocketAddr) -> String {
     assert_eq!(resp.status().as_u16(), 200);
     within("metrics body", resp.text()).await.unwrap()
 }
-
-/// A random-looking blob of `len` bytes (content differs per `seed`).
-pub fn blob(seed: u8, len: usize) -> (prism_lite::blob::BlobHash, Bytes) {
-    let data: Vec<u8> = (0..len)
-        .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[i % 4] ^ seed)
-        .collect();
-    prism_lite::blob::named(data)
-}
