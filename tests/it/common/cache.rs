@@ -28,12 +28,17 @@ use prism_lite::config::{self, BlobcacheConfig, StoreConfig};
 use prism_lite::metrics::Metrics;
 use prism_lite::store::{self, BlobStore, BuildContext};
 
-use super::net::{within, HttpOrigin};
+use super::net::{within, HttpOrigin, ACCESS_KEY, BUCKET, SECRET_KEY};
 use super::process::{free_port, Blobcache};
 
 /// `s` as a YAML double-quoted scalar (a JSON string is one).
 pub fn quoted(s: impl AsRef<str>) -> String {
     serde_json::to_string(s.as_ref()).expect("a string serializes")
+}
+
+/// A path as a YAML scalar.
+fn path_value(path: &Path) -> String {
+    quoted(path.to_str().expect("test paths are UTF-8"))
 }
 
 /// `key: value` pairs of one flow mapping, in the order set; setting a key again replaces it.
@@ -99,9 +104,18 @@ impl Store {
         self.set("max_size", size)
     }
 
+    pub fn sharding(self, size: usize) -> Store {
+        self.set("sharding_size", size)
+    }
+
     /// `mem` with the default size (set one with [`Store::max_size`]).
     pub fn mem() -> Store {
         Store::new("mem")
+    }
+
+    /// `disk` at `dir`.
+    pub fn disk(dir: impl AsRef<Path>) -> Store {
+        Store::new("disk").set("mount_point", path_value(dir.as_ref()))
     }
 
     /// `http` origin reading the test origin's `/bucket/` (see [`HttpOrigin::endpoint`]).
@@ -114,10 +128,26 @@ impl Store {
         Store::new("http").set("endpoint", quoted(endpoint))
     }
 
+    /// `upstream` with one cache at `url` (`upstream: "http://..."`).
+    pub fn upstream(url: &str) -> Store {
+        Store::new("upstream").set("upstream", quoted(url))
+    }
+
     /// `upstream` pooling the caches at `urls` (`upstreams: [...]`).
     pub fn upstreams<S: AsRef<str>>(urls: &[S]) -> Store {
         let list: Vec<String> = urls.iter().map(quoted).collect();
         Store::new("upstream").set("upstreams", format!("[{}]", list.join(", ")))
+    }
+
+    /// `s3` on the test S3 server at `endpoint` (its keys, region and bucket; one retry).
+    pub fn s3(endpoint: &str) -> Store {
+        Store::new("s3")
+            .set("aws_id", ACCESS_KEY)
+            .set("aws_secret", SECRET_KEY)
+            .set("region", "us-east-1")
+            .set("bucket", BUCKET)
+            .set("endpoint", quoted(endpoint))
+            .set("retries", 1)
     }
 
     /// `caching`: `cache` in front of `origin`.
@@ -125,6 +155,13 @@ impl Store {
         Store::new("caching")
             .set("cache", cache.yaml())
             .set("origin", origin.yaml())
+    }
+
+    /// `ittt`: `this`, and `that` when `this` does not have the blob.
+    pub fn ittt(this: Store, that: Store) -> Store {
+        Store::new("ittt")
+            .set("this", this.yaml())
+            .set("that", that.yaml())
     }
 
     /// This store as a one-line YAML node: `{kind: {key: value, ...}}`.
@@ -145,6 +182,11 @@ impl Store {
     pub fn build_with(&self, metrics: &Arc<Metrics>) -> Arc<dyn BlobStore> {
         self.try_build_with(metrics)
             .unwrap_or_else(|e| panic!("store {} builds: {e:#}", self.yaml()))
+    }
+
+    /// Builds the store with metrics of its own (not looked at).
+    pub fn build(&self) -> Arc<dyn BlobStore> {
+        self.build_with(&Arc::new(Metrics::new()))
     }
 }
 
