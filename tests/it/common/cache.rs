@@ -164,6 +164,12 @@ impl Store {
             .set("that", that.yaml())
     }
 
+    /// `multiwriter` over `stores`.
+    pub fn multiwriter(stores: &[Store]) -> Store {
+        let list: Vec<String> = stores.iter().map(Store::yaml).collect();
+        Store::new("multiwriter").set("stores", format!("[{}]", list.join(", ")))
+    }
+
     /// This store as a one-line YAML node: `{kind: {key: value, ...}}`.
     pub fn yaml(&self) -> String {
         format!("{{{}: {}}}", self.kind, self.fields.flow())
@@ -216,6 +222,14 @@ impl Door {
 
     pub fn http() -> Door {
         Door::new("http")
+    }
+
+    pub fn peer() -> Door {
+        Door::new("peer")
+    }
+
+    pub fn reflector() -> Door {
+        Door::new("reflector")
     }
 
     /// Listens on `port` instead of any free one.
@@ -273,6 +287,27 @@ impl Cache {
         self.door(Door::http())
     }
 
+    pub fn peer(self) -> Cache {
+        self.door(Door::peer())
+    }
+
+    pub fn reflector(self) -> Cache {
+        self.door(Door::reflector())
+    }
+
+    /// A DHT node on 127.0.0.1 (any port), bootstrapping from nobody, private addresses
+    /// allowed, its state in `data_dir`.
+    pub fn dht(self, data_dir: impl AsRef<Path>) -> Cache {
+        self.section(
+            "dht",
+            format!(
+                "{{enabled: true, port: 0, address: 127.0.0.1, bootstrap: [], allow_private: true, \
+                 data_dir: {}}}",
+                path_value(data_dir.as_ref())
+            ),
+        )
+    }
+
     /// Names the outermost caching layer.
     pub fn name(mut self, name: &str) -> Cache {
         self.name = Some(name.to_string());
@@ -288,6 +323,28 @@ impl Cache {
     /// What the lowest tier fills from.
     pub fn origin(mut self, origin: impl Into<Store>) -> Cache {
         self.origin = Some(origin.into());
+        self
+    }
+
+    /// The whole store tree (instead of tiers and an origin).
+    pub fn store(mut self, store: Store) -> Cache {
+        self.store = Some(store);
+        self
+    }
+
+    pub fn blocklist_file(self, path: impl AsRef<Path>) -> Cache {
+        let value = format!("{{file: {}}}", path_value(path.as_ref()));
+        self.section("blocklist", value)
+    }
+
+    /// A top-level section `key: value` (value as YAML, e.g. `"{readahead: 0}"`); setting a
+    /// key again replaces it.
+    pub fn section(mut self, key: &str, value: impl Display) -> Cache {
+        let value = value.to_string();
+        match self.sections.iter_mut().find(|(k, _)| k == key) {
+            Some(entry) => entry.1 = value,
+            None => self.sections.push((key.to_string(), value)),
+        }
         self
     }
 

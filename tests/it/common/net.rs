@@ -115,14 +115,6 @@ pub async fn put_object(client: &aws_sdk_s3::Client, key: &str, data: Bytes) {
     .expect("put object");
 }
 
-/// The YAML of an `s3` store pointing at the test server.
-pub fn s3_yaml(endpoint: &str, name: &str, sharding: usize, timeout: &str) -> String {
-    format!(
-        "s3: {{name: {name}, aws_id: {ACCESS_KEY}, aws_secret: {SECRET_KEY}, region: us-east-1, \
-         bucket: {BUCKET}, endpoint: \"{endpoint}\", sharding_size: {sharding}, timeout: {timeout}, retries: 1}}"
-    )
-}
-
 /// A scripted HTTP origin: path -> (status, body); unknown paths get 404.
 #[derive(Clone, Default)]
 pub struct Script(Arc<Mutex<HashMap<String, (u16, Bytes)>>>);
