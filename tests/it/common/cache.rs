@@ -237,6 +237,10 @@ impl Door {
         self.set("port", port)
     }
 
+    pub fn token(self, edge_token: &str) -> Door {
+        self.set("edge_token", edge_token)
+    }
+
     /// Sets `key` to `value`, written as YAML.
     pub fn set(mut self, key: &str, value: impl Display) -> Door {
         self.fields.set(key, value);
@@ -330,6 +334,11 @@ impl Cache {
     pub fn store(mut self, store: Store) -> Cache {
         self.store = Some(store);
         self
+    }
+
+    pub fn protected_list(self, path: impl AsRef<Path>) -> Cache {
+        let value = path_value(path.as_ref());
+        self.section("protected_list", value)
     }
 
     pub fn blocklist_file(self, path: impl AsRef<Path>) -> Cache {
