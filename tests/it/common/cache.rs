@@ -118,6 +118,10 @@ impl Store {
         Store::new("disk").set("mount_point", path_value(dir.as_ref()))
     }
 
+    pub fn noop() -> Store {
+        Store::new("noop")
+    }
+
     /// `http` origin reading the test origin's `/bucket/` (see [`HttpOrigin::endpoint`]).
     pub fn http(origin: &HttpOrigin) -> Store {
         Store::http_url(&origin.endpoint())
@@ -137,6 +141,16 @@ impl Store {
     pub fn upstreams<S: AsRef<str>>(urls: &[S]) -> Store {
         let list: Vec<String> = urls.iter().map(quoted).collect();
         Store::new("upstream").set("upstreams", format!("[{}]", list.join(", ")))
+    }
+
+    /// `peer` origin asking the peer door at `addr`.
+    pub fn peer(addr: SocketAddr) -> Store {
+        Store::new("peer").set("address", quoted(addr.to_string()))
+    }
+
+    /// `http3` origin asking the HTTP/3 door at `addr`.
+    pub fn http3(addr: SocketAddr) -> Store {
+        Store::new("http3").set("address", quoted(addr.to_string()))
     }
 
     /// `s3` on the test S3 server at `endpoint` (its keys, region and bucket; one retry).
@@ -224,6 +238,10 @@ impl Door {
         Door::new("http")
     }
 
+    pub fn http3() -> Door {
+        Door::new("http3")
+    }
+
     pub fn peer() -> Door {
         Door::new("peer")
     }
@@ -289,6 +307,10 @@ impl Cache {
 
     pub fn http(self) -> Cache {
         self.door(Door::http())
+    }
+
+    pub fn http3(self) -> Cache {
+        self.door(Door::http3())
     }
 
     pub fn peer(self) -> Cache {
@@ -357,6 +379,12 @@ impl Cache {
         self
     }
 
+    /// Starts with `--disable-blocklist`.
+    pub fn disable_blocklist(mut self) -> Cache {
+        self.disable_blocklist = true;
+        self
+    }
+
     fn tree(&self) -> Store {
         if let Some(store) = &self.store {
             assert!(
@@ -399,6 +427,12 @@ impl Cache {
         yaml
     }
 
+    /// The parsed configuration.
+    pub fn config(&self) -> BlobcacheConfig {
+        config::parse(&self.yaml(), "test.yaml")
+            .unwrap_or_else(|e| panic!("test config parses: {e}\n{}", self.yaml()))
+    }
+
     fn options(&self, conf_dir: PathBuf) -> RunOptions {
         RunOptions {
             conf_dir,
@@ -419,6 +453,25 @@ impl Cache {
         let cfg: BlobcacheConfig = config::parse(&self.yaml(), "test.yaml")?;
         let conf_dir = self.conf_dir.clone().unwrap_or_else(|| ".".into());
         within("cache start", app::start(cfg, self.options(conf_dir))).await
+    }
+
+    /// Writes `dir/blobcache.yaml`.
+    pub fn write_to(&self, dir: impl AsRef<Path>) {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("blobcache.yaml"), self.yaml()).unwrap();
+    }
+
+    /// Writes `dir/blobcache.yaml` and starts from it in this process (`app::start_from_dir`),
+    /// as the binary does; a reload re-reads that file.
+    pub async fn start_in(&self, dir: impl AsRef<Path>) -> Running {
+        self.write_to(&dir);
+        within(
+            "cache start",
+            app::start_from_dir(self.options(dir.as_ref().to_path_buf())),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("cache starts: {e:#}\n{}", self.yaml()))
     }
 
     /// Gives every door still on port 0 a free port of its own, for a process whose
