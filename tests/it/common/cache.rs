@@ -189,6 +189,11 @@ impl Store {
         format!("{{{}: {}}}", self.kind, self.fields.flow())
     }
 
+    /// The parsed configuration, as the loader reads it.
+    pub fn config(&self) -> StoreConfig {
+        config::parse(&self.yaml(), "test-store.yaml").expect("store config parses")
+    }
+
     /// Builds the store with its metrics in `metrics`; an error is the loader's or the build's.
     pub fn try_build_with(&self, metrics: &Arc<Metrics>) -> anyhow::Result<Arc<dyn BlobStore>> {
         let cfg: StoreConfig = config::parse(&self.yaml(), "test-store.yaml")?;
@@ -368,6 +373,11 @@ impl Cache {
         self.section("blocklist", value)
     }
 
+    /// `limits:` as a flow mapping, e.g. `"{max_inflight_bytes: 8MiB}"`.
+    pub fn limits(self, limits: &str) -> Cache {
+        self.section("limits", limits)
+    }
+
     /// A top-level section `key: value` (value as YAML, e.g. `"{readahead: 0}"`); setting a
     /// key again replaces it.
     pub fn section(mut self, key: &str, value: impl Display) -> Cache {
@@ -376,6 +386,13 @@ impl Cache {
             Some(entry) => entry.1 = value,
             None => self.sections.push((key.to_string(), value)),
         }
+        self
+    }
+
+    /// The configuration directory an in-process cache reloads from (default: the current
+    /// directory).
+    pub fn conf_dir(mut self, dir: impl AsRef<Path>) -> Cache {
+        self.conf_dir = Some(dir.as_ref().to_path_buf());
         self
     }
 

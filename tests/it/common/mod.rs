@@ -229,15 +229,3 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
-
-/// Builds a store tree from YAML (`store:` section only).
-pub fn build_store(
-    yaml: &str,
-    metrics: &Arc<prism_lite::metrics::Metrics>,
-) -> anyhow::Result<Arc<dyn BlobStore>> {
-    let cfg: prism_lite::config::BlobcacheConfig = prism_lite::config::parse(yaml, "test.yaml")?;
-    let ctx = prism_lite::store::BuildContext {
-        metrics: Arc::clone(metrics),
-    };
-    prism_lite::store::build(&cfg.store, &ctx)
-}

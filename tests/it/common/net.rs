@@ -1,5 +1,5 @@
 //! Network test plumbing: an in-process S3 server (s3s + s3s-fs), a tiny scripted HTTP origin,
-//! a hanging origin, blobcache start-up, and `/metrics` scraping. Everything binds 127.0.0.1;
+//! a hanging origin, the test HTTP client, and `/metrics` scraping. Everything binds 127.0.0.1;
 //! readiness is "the listener is bound", never a sleep.
 
 use std::collections::HashMap;
@@ -14,8 +14,6 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use prism_lite::app::{self, RunOptions, Running};
-use prism_lite::config::{self, BlobcacheConfig};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -214,28 +212,6 @@ impl Drop for HangingOrigin {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-/// Starts a blobcache in this process from YAML (servers.http must use port 0).
-pub async fn start_cache(yaml: &str) -> Running {
-    try_start_cache(yaml).await.expect("cache starts")
-}
-
-/// [`start_cache`] for tests that expect (or retry) a failed start, e.g. a port still held.
-pub async fn try_start_cache(yaml: &str) -> anyhow::Result<Running> {
-    let cfg: BlobcacheConfig = config::parse(yaml, "test.yaml")?;
-    within(
-        "cache start",
-        app::start(
-            cfg,
-            RunOptions {
-                conf_dir: ".".into(),
-                metrics_addr: "127.0.0.1:0".parse().unwrap(),
-                disable_blocklist: false,
-            },
-        ),
-    )
-    .await
 }
 
 pub fn http_client() -> reqwest::Client {
