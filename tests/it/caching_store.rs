@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use crate::common::{blob_bytes, metric, wait_until, OriginMode, TestOrigin, TEST_TIMEOUT};
+use crate::common::{blob_bytes, metric, wait_until, OriginMode, Store, TestOrigin, TEST_TIMEOUT};
 use bytes::Bytes;
-use prism_lite::config::{BlobcacheConfig, StoreConfig};
+use prism_lite::config::StoreConfig;
 use prism_lite::metrics::Metrics;
 use prism_lite::store::caching::CachingStore;
 use prism_lite::store::memory::MemoryStore;
@@ -19,22 +19,21 @@ fn ctx(metrics: &Arc<Metrics>) -> BuildContext {
     }
 }
 
-/// A caching store named `edge` over a 64 MiB memory tier and `origin`.
+/// The configuration of a caching layer named `edge` (its tiers are given in code).
+fn edge() -> Store {
+    Store::caching(Store::noop(), Store::noop()).named("edge")
+}
+
+/// A caching store configured as `layer` over a 64 MiB memory tier and `origin`.
 fn caching(
     origin: Arc<dyn BlobStore>,
     metrics: &Arc<Metrics>,
-    extra: &str,
+    layer: Store,
 ) -> (Arc<CachingStore>, Arc<dyn BlobStore>) {
-    let yaml = format!(
-        "store: {{caching: {{name: edge, cache: {{noop: {{}}}}, origin: {{noop: {{}}}}{extra}}}}}"
-    );
-    let cfg: BlobcacheConfig = prism_lite::config::parse(&yaml, "t.yaml").unwrap();
-    let StoreConfig::Caching(c) = cfg.store else {
+    let StoreConfig::Caching(c) = layer.config() else {
         unreachable!()
     };
-    let mem_cfg: BlobcacheConfig =
-        prism_lite::config::parse("store: {mem: {name: ram, max_size: 64MiB}}", "t.yaml").unwrap();
-    let StoreConfig::Mem(m) = mem_cfg.store else {
+    let StoreConfig::Mem(m) = Store::mem().named("ram").max_size("64MiB").config() else {
         unreachable!()
     };
     let cache: Arc<dyn BlobStore> = Arc::new(MemoryStore::new(&m, &ctx(metrics)));
@@ -54,7 +53,7 @@ async fn miss_fills_cache_then_hits() {
     let metrics = Arc::new(Metrics::new());
     let origin = TestOrigin::new(false);
     let hash = origin.insert(blob_bytes(1, 5000));
-    let (store, cache) = caching(origin.clone(), &metrics, "");
+    let (store, cache) = caching(origin.clone(), &metrics, edge());
 
     let first = store.get(&hash).await.unwrap();
     assert_eq!(first.data, blob_bytes(1, 5000));
@@ -84,7 +83,7 @@ async fn hundred_concurrent_misses_make_one_origin_get() {
     let origin = TestOrigin::new(true);
     let data = blob_bytes(2, 100_000);
     let hash = origin.insert(data.clone());
-    let (store, _) = caching(origin.clone(), &metrics, "");
+    let (store, _) = caching(origin.clone(), &metrics, edge());
 
     let mut tasks = Vec::new();
     for _ in 0..100 {
@@ -114,7 +113,7 @@ async fn leader_disconnecting_does_not_fail_the_others() {
     let origin = TestOrigin::new(true);
     let data = blob_bytes(3, 70_000);
     let hash = origin.insert(data.clone());
-    let (store, cache) = caching(origin.clone(), &metrics, "");
+    let (store, cache) = caching(origin.clone(), &metrics, edge());
 
     let leader = {
         let store = Arc::clone(&store);
@@ -152,7 +151,7 @@ async fn failed_fill_wakes_every_waiter_with_the_error() {
     let origin = TestOrigin::new(true);
     let hash = origin.insert(blob_bytes(4, 1000));
     origin.set_mode(OriginMode::Failing);
-    let (store, cache) = caching(origin.clone(), &metrics, "");
+    let (store, cache) = caching(origin.clone(), &metrics, edge());
     let tasks: Vec<_> = (0..20)
         .map(|_| {
             let store = Arc::clone(&store);
@@ -185,7 +184,7 @@ async fn corrupt_origin_blob_is_rejected_and_not_cached() {
     let origin = TestOrigin::new(false);
     let hash = origin.insert(blob_bytes(5, 4096));
     origin.set_mode(OriginMode::Corrupt);
-    let (store, cache) = caching(origin.clone(), &metrics, "");
+    let (store, cache) = caching(origin.clone(), &metrics, edge());
     let err = store.get(&hash).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     wait_until("fill finished", || store.fills_in_flight() == 0).await;
@@ -206,7 +205,7 @@ async fn corrupt_origin_blob_is_rejected_and_not_cached() {
 async fn origin_not_found_is_negatively_cached_until_put() {
     let metrics = Arc::new(Metrics::new());
     let origin = TestOrigin::new(false);
-    let (store, _) = caching(origin.clone(), &metrics, "");
+    let (store, _) = caching(origin.clone(), &metrics, edge());
     let data = blob_bytes(6, 2048);
     let hash = prism_lite::blob::BlobHash::of(&data);
     for _ in 0..5 {
@@ -225,7 +224,11 @@ async fn origin_not_found_is_negatively_cached_until_put() {
 async fn negative_cache_can_be_disabled() {
     let metrics = Arc::new(Metrics::new());
     let origin = TestOrigin::new(false);
-    let (store, _) = caching(origin.clone(), &metrics, ", negative_cache_ttl: 0s");
+    let (store, _) = caching(
+        origin.clone(),
+        &metrics,
+        edge().set("negative_cache_ttl", "0s"),
+    );
     let hash = prism_lite::blob::BlobHash::of(b"absent");
     for _ in 0..3 {
         assert!(store.get(&hash).await.unwrap_err().is_not_found());
@@ -282,12 +285,7 @@ async fn cache_write_failure_still_answers_from_origin() {
     let origin = TestOrigin::new(false);
     let data = blob_bytes(7, 3000);
     let hash = origin.insert(data.clone());
-    let cfg: BlobcacheConfig = prism_lite::config::parse(
-        "store: {caching: {name: edge, cache: {noop: {}}, origin: {noop: {}}}}",
-        "t.yaml",
-    )
-    .unwrap();
-    let StoreConfig::Caching(c) = cfg.store else {
+    let StoreConfig::Caching(c) = edge().config() else {
         unreachable!()
     };
     let store = CachingStore::new(&c, Arc::new(FullDisk), origin.clone(), &ctx(&metrics));
@@ -305,7 +303,7 @@ async fn cache_write_failure_still_answers_from_origin() {
 async fn put_refuses_bytes_that_do_not_match_their_name() {
     let metrics = Arc::new(Metrics::new());
     let origin = TestOrigin::new(false);
-    let (store, cache) = caching(origin.clone(), &metrics, "");
+    let (store, cache) = caching(origin.clone(), &metrics, edge());
     let data = blob_bytes(8, 4096);
     let wrong = prism_lite::blob::BlobHash::of(b"another blob");
     let err = store.put(&wrong, data.clone()).await.unwrap_err();

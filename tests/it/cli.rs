@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{fixture_blobs, free_port, TEST_TIMEOUT};
+use crate::common::{fixture_blobs, free_port, http_client, TEST_TIMEOUT};
 
 const BIN: &str = env!("CARGO_BIN_EXE_prism-lite");
 
@@ -169,10 +169,7 @@ async fn blobcache_process_serves_existing_files_and_stops_on_sigterm() {
     .unwrap();
     let proc = Proc::start(dir.path(), dir.path(), metrics_port);
     wait_ready(metrics_port).await;
-    let client = reqwest::Client::builder()
-        .timeout(TEST_TIMEOUT)
-        .build()
-        .unwrap();
+    let client = http_client();
     for (hash, data) in &blobs {
         let r = client
             .get(format!("http://127.0.0.1:{http_port}/blob?hash={hash}"))
@@ -207,10 +204,7 @@ async fn shipped_config_starts_and_serves() {
     let conf = repo().join("config");
     let proc = Proc::start(&conf, cwd.path(), 2112);
     wait_ready(2112).await;
-    let client = reqwest::Client::builder()
-        .timeout(TEST_TIMEOUT)
-        .build()
-        .unwrap();
+    let client = http_client();
     let absent = prism_lite::blob::BlobHash::of(b"not cached anywhere");
     let r = client
         .head(format!("http://127.0.0.1:5569/blob?hash={absent}"))

@@ -25,42 +25,31 @@ const EDGE_TIMEOUT: Duration = Duration::from_secs(2);
 const BLOBS: usize = 300;
 const LATER_BLOBS: usize = 60;
 
-fn regional_yaml(n: usize, http_port: u16, origin: &HttpOrigin) -> String {
-    format!(
-        r#"
-servers:
-  http: {{port: {http_port}, address: 127.0.0.1}}
-store:
-  caching:
-    name: regional-{n}
-    cache: {{mem: {{name: regional-{n}-mem, max_size: 64MiB}}}}
-    origin:
-      http: {{name: origin, endpoint: "{}", timeout: 5s}}
-"#,
-        origin.endpoint()
-    )
+/// Regional `n` (from 1): a memory tier over the origin, named so `Via` and its metrics say which.
+fn regional(n: usize, origin: &HttpOrigin) -> Cache {
+    Cache::new()
+        .http()
+        .name(&format!("regional-{n}"))
+        .tier(
+            Store::mem()
+                .named(&format!("regional-{n}-mem"))
+                .max_size("64MiB"),
+        )
+        .origin(Store::http(origin).named("origin").timeout("5s"))
 }
 
-fn edge_yaml(http_port: u16, regionals: &[String]) -> String {
-    let list: Vec<String> = regionals.iter().map(|u| format!("\"{u}\"")).collect();
-    format!(
-        r#"
-servers:
-  http: {{port: {http_port}, address: 127.0.0.1}}
-store:
-  caching:
-    name: edge
-    cache: {{mem: {{name: edge-mem, max_size: 64MiB}}}}
-    origin:
-      upstream:
-        name: regionals
-        upstreams: [{}]
-        timeout: {}ms
-        health: {{failures: 3, cooldown: 200ms, max_cooldown: 1s}}
-"#,
-        list.join(", "),
-        EDGE_TIMEOUT.as_millis()
-    )
+/// An edge: a memory tier over the pool of `regionals` (URLs, in this order).
+fn edge(regionals: &[String]) -> Cache {
+    Cache::new()
+        .http()
+        .name("edge")
+        .tier(Store::mem().named("edge-mem").max_size("64MiB"))
+        .origin(
+            Store::upstreams(regionals)
+                .named("regionals")
+                .timeout(&format!("{}ms", EDGE_TIMEOUT.as_millis()))
+                .set("health", "{failures: 3, cooldown: 200ms, max_cooldown: 1s}"),
+        )
 }
 
 /// The cluster's processes and the test's view of them.
@@ -80,8 +69,10 @@ impl Cluster {
 
     async fn start_regional(&mut self, i: usize) {
         let conf = self.dir.path().join(format!("regional-{}", i + 1));
-        let yaml = regional_yaml(i + 1, self.ports[i], &self.origin);
-        let process = Blobcache::start(&conf, self.ports[i], &yaml).await;
+        let process = regional(i + 1, &self.origin)
+            .door(Door::http().port(self.ports[i]))
+            .spawn(&conf)
+            .await;
         if i == self.regionals.len() {
             self.regionals.push(Some(process));
         } else {
@@ -93,9 +84,8 @@ impl Cluster {
     async fn start_edge(&mut self, order: &[usize]) -> Blobcache {
         self.edges += 1;
         let urls: Vec<String> = order.iter().map(|&i| self.url(i)).collect();
-        let port = free_port();
         let conf = self.dir.path().join(format!("edge-{}", self.edges));
-        Blobcache::start(&conf, port, &edge_yaml(port, &urls)).await
+        edge(&urls).spawn(&conf).await
     }
 
     /// The ranking the edges use for the regionals `members`, as the library documents it.
@@ -377,7 +367,7 @@ fn blobs_for_later() -> Vec<(BlobHash, Bytes)> {
 
 /// A regional cache in this process over `origin`.
 async fn in_process_regional(n: usize, origin: &HttpOrigin) -> prism_lite::app::Running {
-    start_cache(&regional_yaml(n, 0, origin)).await
+    regional(n, origin).start().await
 }
 
 #[tokio::test]
@@ -403,18 +393,10 @@ async fn endpoints_that_hang_or_fail_cost_a_few_timeouts_not_one_per_blob() {
         format!("http://{}", b.http_addr.unwrap()),
     ];
     let metrics = Arc::new(prism_lite::metrics::Metrics::new());
-    let store = build_store(
-        &format!(
-            "store:\n  upstream: {{name: pool, upstreams: [{}], timeout: {}ms}}\n",
-            urls.iter()
-                .map(|u| format!("\"{u}\""))
-                .collect::<Vec<_>>()
-                .join(", "),
-            TIMEOUT.as_millis()
-        ),
-        &metrics,
-    )
-    .unwrap();
+    let store = Store::upstreams(&urls)
+        .named("pool")
+        .timeout(&format!("{}ms", TIMEOUT.as_millis()))
+        .build_with(&metrics);
     let started = Instant::now();
     for (hash, data) in &blobs {
         let blob = within("pool get", store.get(hash)).await.unwrap();

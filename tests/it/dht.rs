@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::common::{metric, within};
+use crate::common::{metric, quoted, within, Cache, Door, Store};
 use prism_lite::blob::BlobHash;
 use prism_lite::dht::bencode::{Key, Value};
 use prism_lite::dht::wire::{Body, Datagram, FindValueResult, Request, RpcId};
@@ -557,13 +557,12 @@ fn wire_format_matches_the_sdk_bytes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blobcache_runs_the_dht_and_reports_status() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let yaml = format!(
-        "store:\n  mem: {{}}\nservers:\n  peer: {{port: 0, address: 127.0.0.1}}\n\
-         dht:\n  enabled: true\n  port: 0\n  address: 127.0.0.1\n  bootstrap: []\n  \
-         allow_private: true\n  data_dir: {}\n",
-        dir.path().display()
-    );
-    let running = crate::common::start_cache(&yaml).await;
+    let running = Cache::new()
+        .peer()
+        .store(Store::mem())
+        .dht(dir.path())
+        .start()
+        .await;
     let dht_addr = running.dht_addr.expect("dht address");
     let node = running.dht.clone().expect("dht handle");
     assert_eq!(SocketAddr::V4(node.local_addr()), dht_addr);
@@ -605,15 +604,12 @@ async fn streams_served_through_a_door_are_announced_and_survive_a_restart() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let yaml = format!(
-        "store:\n  disk: {{mount_point: {}}}\nservers:\n  http: {{port: 0, address: 127.0.0.1}}\n  \
-         peer: {{port: 0, address: 127.0.0.1}}\n\
-         dht:\n  enabled: true\n  port: 0\n  address: 127.0.0.1\n  bootstrap: []\n  \
-         allow_private: true\n  data_dir: {}\n",
-        dir.path().join("blobs").display(),
-        dir.path().join("dht").display()
-    );
-    let running = crate::common::start_cache(&yaml).await;
+    let cache = Cache::new()
+        .http()
+        .peer()
+        .store(Store::disk(dir.path().join("blobs")))
+        .dht(dir.path().join("dht"));
+    let running = cache.start().await;
     let announcer = running.dht.clone().expect("dht handle").announcer();
     for (hash, data) in crate::common::fixture_blobs() {
         running.store.put(&hash, data).await.expect("put");
@@ -649,7 +645,7 @@ async fn streams_served_through_a_door_are_announced_and_survive_a_restart() {
     running.stop().await;
 
     // Restart on the same disk tier and data directory: nothing is requested this time.
-    let running = crate::common::start_cache(&yaml).await;
+    let running = cache.start().await;
     let announcer = running.dht.clone().expect("dht handle").announcer();
     crate::common::wait_until("announcements restored", || {
         announcer.is_announced(&sd) && announcer.is_announced(&first)
@@ -676,17 +672,18 @@ async fn dht_peers_command_lists_the_announcer_and_marks_this_cache() {
     std::fs::create_dir_all(&data).expect("mkdir");
     // This cache *is* node 1: same node id file.
     std::fs::write(data.join("node_id"), format!("{}\n", announcer.node_id())).expect("write");
-    std::fs::write(
-        conf.path().join("blobcache.yaml"),
-        format!(
-            "store:\n  mem: {{}}\nservers:\n  peer: {{port: {}}}\ndht:\n  bootstrap: [\"{}\"]\n  \
-             allow_private: true\n  data_dir: {}\n  rpc_timeout: 2s\n",
-            tcp_port(1),
-            net.nodes[0].local_addr(),
-            data.display()
-        ),
-    )
-    .expect("write conf");
+    Cache::new()
+        .door(Door::peer().port(tcp_port(1)))
+        .store(Store::mem())
+        .section(
+            "dht",
+            format!(
+                "{{bootstrap: [{}], allow_private: true, data_dir: {}, rpc_timeout: 2s}}",
+                quoted(net.nodes[0].local_addr().to_string()),
+                quoted(data.to_str().unwrap())
+            ),
+        )
+        .write_to(conf.path());
     let output = within(
         "dht peers",
         tokio::process::Command::new(env!("CARGO_BIN_EXE_prism-lite"))

@@ -9,28 +9,28 @@ mod rebuild;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::common::{blob_bytes, metric, TEST_TIMEOUT};
+use crate::common::{blob_bytes, metric, Store, TEST_TIMEOUT};
 use prism_lite::blob::BlobHash;
-use prism_lite::config::{BlobcacheConfig, StoreConfig};
+use prism_lite::config::StoreConfig;
 use prism_lite::metrics::Metrics;
 use prism_lite::store::disk::{DiskStore, OpenOptions, RebuildGate};
 use prism_lite::store::{BlobStore, BuildContext};
 
+/// The disk store at `dir` every test here opens: named `local`, the loader's defaults.
+fn local(dir: &Path) -> Store {
+    Store::disk(dir).named("local")
+}
+
 /// Opens the store and waits for its start-up index rebuild.
-fn open(dir: &Path, extra: &str) -> (DiskStore, Arc<Metrics>) {
-    let (store, metrics) = open_with(dir, extra, OpenOptions::default());
+fn open(disk: Store) -> (DiskStore, Arc<Metrics>) {
+    let (store, metrics) = open_with(disk, OpenOptions::default());
     assert!(store.wait_indexed(Some(TEST_TIMEOUT)), "index rebuilt");
     (store, metrics)
 }
 
 /// Opens the store; its index rebuild runs in the background (held by `options`' gate).
-fn open_with(dir: &Path, extra: &str, options: OpenOptions) -> (DiskStore, Arc<Metrics>) {
-    let yaml = format!(
-        "store: {{disk: {{name: local, mount_point: {}{extra}}}}}",
-        dir.display()
-    );
-    let cfg: BlobcacheConfig = prism_lite::config::parse(&yaml, "t.yaml").unwrap();
-    let StoreConfig::Disk(d) = cfg.store else {
+fn open_with(disk: Store, options: OpenOptions) -> (DiskStore, Arc<Metrics>) {
+    let StoreConfig::Disk(d) = disk.config() else {
         unreachable!()
     };
     let metrics = Arc::new(Metrics::new());
@@ -41,11 +41,10 @@ fn open_with(dir: &Path, extra: &str, options: OpenOptions) -> (DiskStore, Arc<M
 }
 
 /// Opens the store with its rebuild held before it reads any directory.
-fn open_held(dir: &Path, extra: &str) -> (DiskStore, Arc<Metrics>, RebuildGate) {
+fn open_held(disk: Store) -> (DiskStore, Arc<Metrics>, RebuildGate) {
     let gate = RebuildGate::closed();
     let (store, metrics) = open_with(
-        dir,
-        extra,
+        disk,
         OpenOptions {
             rebuild_gate: Some(gate.clone()),
         },
@@ -107,7 +106,7 @@ fn files_on_disk(dir: &Path) -> Vec<(String, u64)> {
 #[tokio::test]
 async fn put_get_delete_with_sharded_layout() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = open(dir.path(), ", sharding_size: 2");
+    let (store, _) = open(local(dir.path()).sharding(2));
     let data = blob_bytes(1, 10_000);
     let hash = BlobHash::of(&data);
     assert!(store.get(&hash).await.unwrap_err().is_not_found());
@@ -129,7 +128,7 @@ async fn put_get_delete_with_sharded_layout() {
 #[tokio::test]
 async fn oversized_and_empty_blobs_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = open(dir.path(), "");
+    let (store, _) = open(local(dir.path()));
     let big = bytes::Bytes::from(vec![1u8; prism_lite::blob::MAX_BLOB_SIZE + 1]);
     assert!(store.put(&BlobHash::of(&big), big).await.is_err());
     let empty = bytes::Bytes::new();
@@ -147,7 +146,7 @@ async fn crash_leftovers_are_swept_and_never_served() {
     std::fs::create_dir_all(&tmp).unwrap();
     std::fs::write(tmp.join(format!("{hash}.123.0")), &data[..100]).unwrap();
     std::fs::write(tmp.join(hash.to_string()), &data[..100]).unwrap();
-    let (store, _) = open(dir.path(), "");
+    let (store, _) = open(local(dir.path()));
     assert_eq!(
         std::fs::read_dir(&tmp).unwrap().count(),
         0,
@@ -161,7 +160,7 @@ async fn crash_leftovers_are_swept_and_never_served() {
 async fn capacity_is_never_exceeded_and_evicted_files_are_deleted() {
     let dir = tempfile::tempdir().unwrap();
     // Room for exactly five 1000-byte blobs.
-    let (store, metrics) = open(dir.path(), ", max_size: 5000, sharding_size: 1");
+    let (store, metrics) = open(local(dir.path()).max_size("5000").sharding(1));
     let blobs: Vec<_> = (0..12).map(|i| blob_bytes(100 + i, 1000)).collect();
     for (i, data) in blobs.iter().enumerate() {
         store.put(&BlobHash::of(data), data.clone()).await.unwrap();
@@ -213,12 +212,12 @@ async fn restart_rebuilds_the_index_with_content_intact() {
         .map(|i| blob_bytes(200 + i, 3000 + i as usize))
         .collect();
     {
-        let (store, _) = open(dir.path(), ", sharding_size: 2, max_size: 1MB");
+        let (store, _) = open(local(dir.path()).sharding(2).max_size("1MB"));
         for d in &blobs {
             store.put(&BlobHash::of(d), d.clone()).await.unwrap();
         }
     }
-    let (store, _) = open(dir.path(), ", sharding_size: 2, max_size: 1MB");
+    let (store, _) = open(local(dir.path()).sharding(2).max_size("1MB"));
     assert_eq!(store.list().unwrap().len(), 20);
     let expected: u64 = blobs.iter().map(|b| b.len() as u64).sum();
     assert_eq!(store.used_bytes(), expected);
@@ -233,7 +232,7 @@ async fn restart_with_a_smaller_capacity_evicts_the_oldest() {
     let blobs: Vec<_> = (0..6).map(|i| blob_bytes(300 + i, 1000)).collect();
     let base = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
     {
-        let (store, _) = open(dir.path(), "");
+        let (store, _) = open(local(dir.path()));
         for (i, d) in blobs.iter().enumerate() {
             let hash = BlobHash::of(d);
             store.put(&hash, d.clone()).await.unwrap();
@@ -246,7 +245,7 @@ async fn restart_with_a_smaller_capacity_evicts_the_oldest() {
                 .unwrap();
         }
     }
-    let (store, _) = open(dir.path(), ", max_size: 3000");
+    let (store, _) = open(local(dir.path()).max_size("3000"));
     let kept: Vec<bool> = {
         let mut v = Vec::new();
         for d in &blobs {
@@ -283,7 +282,7 @@ async fn untrusted_files_are_skipped_or_removed() {
     std::fs::create_dir_all(dir.path().join(wrong)).unwrap();
     std::fs::write(dir.path().join(wrong).join(&stray), b"stray").unwrap();
 
-    let (store, _) = open(dir.path(), ", sharding_size: 2");
+    let (store, _) = open(local(dir.path()).sharding(2));
     assert_eq!(store.list().unwrap(), vec![good_hash]);
     assert_eq!(store.get(&good_hash).await.unwrap().data, good);
     assert!(dir.path().join("README.txt").exists());
@@ -298,7 +297,7 @@ async fn untrusted_files_are_skipped_or_removed() {
 #[tokio::test]
 async fn a_file_changed_behind_our_back_is_not_served() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = open(dir.path(), "");
+    let (store, _) = open(local(dir.path()));
     let data = blob_bytes(500, 4000);
     let hash = BlobHash::of(&data);
     store.put(&hash, data).await.unwrap();
@@ -317,7 +316,7 @@ async fn a_file_changed_behind_our_back_is_not_served() {
 #[tokio::test]
 async fn write_failure_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = open(dir.path(), ", sharding_size: 2");
+    let (store, _) = open(local(dir.path()).sharding(2));
     let data = blob_bytes(600, 4000);
     let hash = BlobHash::of(&data);
     // Make the shard directory impossible to create: a plain file sits where it must go.
@@ -335,7 +334,7 @@ async fn write_failure_leaves_nothing_behind() {
 #[tokio::test]
 async fn concurrent_puts_and_reads_keep_index_and_files_in_step() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = open(dir.path(), ", max_size: 20000, sharding_size: 1");
+    let (store, _) = open(local(dir.path()).max_size("20000").sharding(1));
     let store = Arc::new(store);
     let mut tasks = Vec::new();
     for worker in 0..8u64 {

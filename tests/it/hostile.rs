@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::common::{blob_bytes, free_port, metric, H3Client, H3Stream, TEST_TIMEOUT};
-use crate::common::{scrape, start_cache, within, HttpOrigin};
+use crate::common::{scrape, within, Cache, Door, HttpOrigin, Store};
 
 const BIN: &str = env!("CARGO_BIN_EXE_prism-lite");
 const ATTACKER: &str = "127.0.0.2";
@@ -102,6 +102,8 @@ struct Server {
     peer: SocketAddr,
     http3: SocketAddr,
     metrics: SocketAddr,
+    /// What `_dir/blobcache.yaml` holds.
+    config: Cache,
     _dir: tempfile::TempDir,
 }
 
@@ -121,16 +123,15 @@ async fn server_process(blobs: &[Bytes], limits: &str) -> Server {
     for b in blobs {
         std::fs::write(data.join(BlobHash::of(b).to_string()), b).unwrap();
     }
-    let (http, peer, http3, metrics) = (free_port(), free_port(), free_port(), free_port());
-    std::fs::write(
-        dir.path().join("blobcache.yaml"),
-        format!(
-            "servers:\n  http: {{port: {http}, address: 127.0.0.1}}\n  peer: {{port: {peer}, address: 127.0.0.1}}\n  \
-             http3: {{port: {http3}, address: 127.0.0.1}}\nstore: {{disk: {{mount_point: {}, max_size: 1GiB}}}}\nlimits: {limits}\n",
-            data.display()
-        ),
-    )
-    .unwrap();
+    let config = Cache::new()
+        .http()
+        .peer()
+        .http3()
+        .store(Store::disk(&data).max_size("1GiB"))
+        .limits(limits)
+        .fixed_ports();
+    config.write_to(dir.path());
+    let metrics = free_port();
     let child = Command::new(BIN)
         .args(["--conf-dir", dir.path().to_str().unwrap(), "blobcache"])
         .args(["--metrics-port", &metrics.to_string()])
@@ -139,10 +140,11 @@ async fn server_process(blobs: &[Bytes], limits: &str) -> Server {
         .unwrap();
     let server = Server {
         child,
-        http: format!("127.0.0.1:{http}").parse().unwrap(),
-        peer: format!("127.0.0.1:{peer}").parse().unwrap(),
-        http3: format!("127.0.0.1:{http3}").parse().unwrap(),
+        http: config.addr("http"),
+        peer: config.addr("peer"),
+        http3: config.addr("http3"),
         metrics: format!("127.0.0.1:{metrics}").parse().unwrap(),
+        config,
         _dir: dir,
     };
     let ready = format!("http://{}/readyz", server.metrics);
@@ -295,11 +297,20 @@ async fn wait_for_inflight(server: &Server, done: impl Fn(f64) -> bool, what: &s
 /// address is still answered at once (its cap is below the global one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_flood_from_one_address_does_not_lock_out_another() {
-    let running = start_cache(
-        "servers:\n  http: {port: 0, address: 127.0.0.1, max_connections: 64, max_connections_per_ip: 16}\n  \
-         peer: {port: 0, address: 127.0.0.1, max_connections: 64, max_connections_per_ip: 16}\nstore: {mem: {}}\n",
-    )
-    .await;
+    let running = Cache::new()
+        .door(
+            Door::http()
+                .set("max_connections", 64)
+                .set("max_connections_per_ip", 16),
+        )
+        .door(
+            Door::peer()
+                .set("max_connections", 64)
+                .set("max_connections_per_ip", 16),
+        )
+        .store(Store::mem())
+        .start()
+        .await;
     let data = blob_bytes(14, 5000);
     let hash = BlobHash::of(&data);
     running.store.put(&hash, data.clone()).await.unwrap();
@@ -347,12 +358,17 @@ async fn idle_flood_from_one_address_does_not_lock_out_another() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn availability_checks_do_not_amplify_onto_the_origin() {
     let origin = HttpOrigin::start().await;
-    let running = start_cache(&format!(
-        "servers:\n  http: {{port: 0, address: 127.0.0.1}}\n  peer: {{port: 0, address: 127.0.0.1, max_requested_blobs: 64, max_request_size: 16KiB}}\n\
-         store: {{caching: {{cache: {{mem: {{}}}}, origin: {{http: {{endpoint: \"{}\"}}}}}}}}\n",
-        origin.endpoint()
-    ))
-    .await;
+    let running = Cache::new()
+        .http()
+        .door(
+            Door::peer()
+                .set("max_requested_blobs", 64)
+                .set("max_request_size", "16KiB"),
+        )
+        .tier(Store::mem())
+        .origin(&origin)
+        .start()
+        .await;
     let unknown = BlobHash::of(b"nobody has this");
     let url = format!("http://{}/blob?hash={unknown}", running.http_addr.unwrap());
     let client = client_from(BYSTANDER);
@@ -413,11 +429,11 @@ async fn quic_connect_from(from: &str, to: SocketAddr) -> Result<quinn::Connecti
 /// while another address still connects and is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quic_connections_are_capped_per_address() {
-    let running = start_cache(
-        "servers:\n  http3: {port: 0, address: 127.0.0.1, max_connections_per_ip: 2}\n\
-         store: {mem: {}}\n",
-    )
-    .await;
+    let running = Cache::new()
+        .door(Door::http3().set("max_connections_per_ip", 2))
+        .store(Store::mem())
+        .start()
+        .await;
     let addr = SocketAddr::from(([127, 0, 0, 1], running.http3_addr.unwrap().port()));
     let mut held = Vec::new();
     for i in 0..2 {
@@ -478,12 +494,13 @@ async fn a_reload_applies_new_limits_to_the_running_budget() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let conf = server._dir.path().join("blobcache.yaml");
-    let text = std::fs::read_to_string(&conf).unwrap().replace(
-        "max_inflight_bytes_per_ip: 3MiB",
-        "max_inflight_bytes_per_ip: 64MiB",
-    );
-    std::fs::write(&conf, text).unwrap();
+    server
+        .config
+        .clone()
+        .limits(
+            "{max_inflight_bytes_per_ip: 64MiB, inflight_wait: 100ms, write_stall_timeout: 60s}",
+        )
+        .write_to(server._dir.path());
     let hup = Command::new("kill")
         .args(["-HUP", &server.child.id().to_string()])
         .status()

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::common::{
-    blob_bytes, build_store, fixture_blobs, metric, try_start_cache, wait_until, H3Client,
+    blob_bytes, fixture_blobs, metric, quoted, wait_until, Cache, Door, H3Client, Store,
     TEST_TIMEOUT,
 };
 use bytes::Bytes;
@@ -17,18 +17,11 @@ use prism_lite::quic;
 use prism_lite::store::StoreError;
 use tokio::time::timeout;
 
-/// A cache serving a `mem` store over HTTP/3 on `port` (0 = any), with optional extra
-/// `servers.http3` keys and top-level YAML.
-pub(crate) async fn mem_server(
-    port: u16,
-    extra_http3: &str,
-    extra_top: &str,
-) -> anyhow::Result<app::Running> {
-    try_start_cache(&format!(
-        "servers:\n  http3: {{port: {port}, address: 127.0.0.1{extra_http3}}}\n\
-         store: {{mem: {{name: ram, max_size: 256MiB}}}}\n{extra_top}"
-    ))
-    .await
+/// A cache serving a `mem` store over HTTP/3 (any port; another with `.door()`).
+pub(crate) fn mem_server() -> Cache {
+    Cache::new()
+        .http3()
+        .store(Store::mem().named("ram").max_size("256MiB"))
 }
 
 /// An edge cache (HTTP/3 door, memory tier) whose origin is the `http3` store `origin` pointed
@@ -39,13 +32,18 @@ async fn edge_over_http3(
     upstream: SocketAddr,
     timeout: &str,
 ) -> app::Running {
-    try_start_cache(&format!(
-        "servers:\n  http3: {{port: 0, address: 127.0.0.1}}\nstore:\n  caching:\n    name: edge\n    \
-         cache: {{mem: {{name: {ram}, max_size: 64MiB}}}}\n    \
-         origin: {{http3: {{name: {origin}, address: \"{upstream}\", timeout: {timeout}, insecure_skip_verify: true}}}}\n"
-    ))
-    .await
-    .unwrap()
+    Cache::new()
+        .http3()
+        .name("edge")
+        .tier(Store::mem().named(ram).max_size("64MiB"))
+        .origin(
+            Store::http3(upstream)
+                .named(origin)
+                .timeout(timeout)
+                .set("insecure_skip_verify", true),
+        )
+        .start()
+        .await
 }
 
 fn json(body: &[u8]) -> serde_json::Value {
@@ -68,13 +66,11 @@ async fn routes_statuses_protected_and_fixtures() {
     let protected_hash = BlobHash::of(&protected);
     let list = dir.path().join("protected.txt");
     std::fs::write(&list, format!("{protected_hash}\n")).unwrap();
-    let running = mem_server(
-        0,
-        ", edge_token: secret",
-        &format!("protected_list: {}\n", list.display()),
-    )
-    .await
-    .unwrap();
+    let running = mem_server()
+        .door(Door::http3().token("secret"))
+        .protected_list(&list)
+        .start()
+        .await;
     let data = blob_bytes(1, 300_000);
     let hash = BlobHash::of(&data);
     running.store.put(&hash, data.clone()).await.unwrap();
@@ -181,7 +177,7 @@ async fn routes_statuses_protected_and_fixtures() {
 
 #[tokio::test]
 async fn http3_store_gets_has_and_verifies() {
-    let upstream = mem_server(0, "", "").await.unwrap();
+    let upstream = mem_server().start().await;
     let data = blob_bytes(2, 2 * 1024 * 1024);
     let hash = BlobHash::of(&data);
     upstream.store.put(&hash, data.clone()).await.unwrap();
@@ -190,14 +186,11 @@ async fn http3_store_gets_has_and_verifies() {
         upstream.store.put(h, d.clone()).await.unwrap();
     }
     let metrics = Arc::new(Metrics::new());
-    let store = build_store(
-        &format!(
-            "store: {{http3: {{name: up, address: \"{}\", timeout: 10s, insecure_skip_verify: true}}}}",
-            upstream.http3_addr.unwrap()
-        ),
-        &metrics,
-    )
-    .unwrap();
+    let store = Store::http3(upstream.http3_addr.unwrap())
+        .named("up")
+        .timeout("10s")
+        .set("insecure_skip_verify", true)
+        .build_with(&metrics);
 
     let blob = timeout(TEST_TIMEOUT, store.get(&hash))
         .await
@@ -232,7 +225,7 @@ async fn http3_store_gets_has_and_verifies() {
 
 #[tokio::test]
 async fn sixty_four_concurrent_requests_on_one_connection() {
-    let running = mem_server(0, "", "").await.unwrap();
+    let running = mem_server().start().await;
     let mut blobs = Vec::new();
     for seed in 0..64u64 {
         let data = blob_bytes(100 + seed, 50_000 + seed as usize * 1000);
@@ -263,11 +256,9 @@ async fn sixty_four_concurrent_requests_on_one_connection() {
 
     // The store: 64 concurrent gets share one upstream connection.
     let metrics = Arc::new(Metrics::new());
-    let store = build_store(
-        &format!("store: {{http3: {{address: \"{addr}\", insecure_skip_verify: true}}}}"),
-        &metrics,
-    )
-    .unwrap();
+    let store = Store::http3(addr)
+        .set("insecure_skip_verify", true)
+        .build_with(&metrics);
     let mut tasks = tokio::task::JoinSet::new();
     for hash in blobs.clone() {
         let store = Arc::clone(&store);
@@ -292,7 +283,7 @@ async fn sixty_four_concurrent_requests_on_one_connection() {
 
 #[tokio::test]
 async fn both_alpns_are_served() {
-    let running = mem_server(0, "", "").await.unwrap();
+    let running = mem_server().start().await;
     let data = blob_bytes(3, 5000);
     let hash = BlobHash::of(&data);
     running.store.put(&hash, data.clone()).await.unwrap();
@@ -321,7 +312,11 @@ async fn both_alpns_are_served() {
 async fn restart_on(port: u16) -> app::Running {
     let deadline = tokio::time::Instant::now() + TEST_TIMEOUT;
     loop {
-        match mem_server(port, "", "").await {
+        match mem_server()
+            .door(Door::http3().port(port))
+            .try_start()
+            .await
+        {
             Ok(r) => return r,
             Err(e) => {
                 assert!(
@@ -336,7 +331,7 @@ async fn restart_on(port: u16) -> app::Running {
 
 #[tokio::test]
 async fn chain_reconnects_after_upstream_restart() {
-    let b = mem_server(0, "", "").await.unwrap();
+    let b = mem_server().start().await;
     let b_addr = b.http3_addr.unwrap();
     let first = blob_bytes(10, 1_000_000);
     let first_hash = BlobHash::of(&first);
@@ -393,31 +388,25 @@ async fn tls_verification_modes() {
     let key_path = dir.path().join("key.pem");
     std::fs::write(&cert_path, cert_pem).unwrap();
     std::fs::write(&key_path, key_pem).unwrap();
-    let running = mem_server(
-        0,
-        &format!(
-            ", cert_file: {}, key_file: {}",
-            cert_path.display(),
-            key_path.display()
-        ),
-        "",
-    )
-    .await
-    .unwrap();
+    let running = mem_server()
+        .door(
+            Door::http3()
+                .set("cert_file", quoted(cert_path.to_str().unwrap()))
+                .set("key_file", quoted(key_path.to_str().unwrap())),
+        )
+        .start()
+        .await;
     let data = blob_bytes(4, 40_000);
     let hash = BlobHash::of(&data);
     running.store.put(&hash, data.clone()).await.unwrap();
     let addr = running.http3_addr.unwrap();
     let metrics = Arc::new(Metrics::new());
 
-    let pinned = build_store(
-        &format!(
-            "store: {{http3: {{address: \"{addr}\", timeout: 5s, ca_file: {}}}}}",
-            cert_path.display()
-        ),
-        &metrics,
-    )
-    .unwrap();
+    let ca_file = quoted(cert_path.to_str().unwrap());
+    let pinned = Store::http3(addr)
+        .timeout("5s")
+        .set("ca_file", &ca_file)
+        .build_with(&metrics);
     let got = timeout(TEST_TIMEOUT, pinned.get(&hash))
         .await
         .unwrap()
@@ -425,11 +414,7 @@ async fn tls_verification_modes() {
     assert_eq!(got.data, data);
 
     // Default: verify against the web PKI roots, which do not include our certificate.
-    let strict = build_store(
-        &format!("store: {{http3: {{address: \"{addr}\", timeout: 5s}}}}"),
-        &metrics,
-    )
-    .unwrap();
+    let strict = Store::http3(addr).timeout("5s").build_with(&metrics);
     let err = timeout(TEST_TIMEOUT, strict.get(&hash))
         .await
         .unwrap()
@@ -439,20 +424,17 @@ async fn tls_verification_modes() {
         "untrusted certificate must fail: {err}"
     );
 
-    let both = build_store(
-        &format!(
-            "store: {{http3: {{address: \"{addr}\", ca_file: {}, insecure_skip_verify: true}}}}",
-            cert_path.display()
-        ),
-        &metrics,
-    );
+    let both = Store::http3(addr)
+        .set("ca_file", &ca_file)
+        .set("insecure_skip_verify", true)
+        .try_build_with(&metrics);
     assert!(both.is_err());
     timeout(TEST_TIMEOUT, running.stop()).await.unwrap();
 }
 
 #[tokio::test]
 async fn garbage_datagrams_do_not_hurt_the_server() {
-    let running = mem_server(0, "", "").await.unwrap();
+    let running = mem_server().start().await;
     let data = blob_bytes(5, 20_000);
     let hash = BlobHash::of(&data);
     running.store.put(&hash, data.clone()).await.unwrap();
@@ -487,7 +469,7 @@ async fn garbage_datagrams_do_not_hurt_the_server() {
 
 #[tokio::test]
 async fn stream_playback_over_http3() {
-    let running = mem_server(0, "", "").await.unwrap();
+    let running = mem_server().start().await;
     for (h, d) in fixture_blobs() {
         running.store.put(&h, d).await.unwrap();
     }
@@ -521,7 +503,7 @@ async fn get_verified(client: &H3Client, hash: &BlobHash) -> Bytes {
 /// the same port the edge reconnects once and goes on reusing that connection.
 #[tokio::test]
 async fn tuned_chain_reuses_one_connection_and_survives_a_regional_restart() {
-    let regional = mem_server(0, "", "").await.unwrap();
+    let regional = mem_server().start().await;
     let regional_addr = regional.http3_addr.unwrap();
     let mut blobs = Vec::new();
     for seed in 0..8u64 {
@@ -721,14 +703,11 @@ async fn http3_store_retries_once_when_its_reused_connection_dies() {
     // Request 2 kills the first connection; requests 4 and 5 kill the second and third.
     let upstream = FaultyUpstream::start(blobs.clone(), &[2, 4, 5]);
     let metrics = Arc::new(Metrics::new());
-    let store = build_store(
-        &format!(
-            "store: {{http3: {{name: up, address: \"{}\", timeout: 10s, insecure_skip_verify: true}}}}",
-            upstream.addr
-        ),
-        &metrics,
-    )
-    .unwrap();
+    let store = Store::http3(upstream.addr)
+        .named("up")
+        .timeout("10s")
+        .set("insecure_skip_verify", true)
+        .build_with(&metrics);
     let get = |i: usize| {
         let store = Arc::clone(&store);
         let hash = blobs[i].0;

@@ -19,9 +19,7 @@ use crate::http3::mem_server;
 
 /// A memory-store cache with an HTTP/3 door and the given `limits:`.
 async fn server(limits: &str) -> app::Running {
-    mem_server(0, "", &format!("limits: {limits}\n"))
-        .await
-        .unwrap()
+    mem_server().limits(limits).start().await
 }
 
 #[tokio::test]

@@ -1,30 +1,19 @@
 //! The `http` origin against a scripted HTTP server, directly and through a cache's front door.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
 use prism_lite::blob::{VerifyError, MAX_BLOB_SIZE};
-use prism_lite::config::{self, BlobcacheConfig};
-use prism_lite::metrics::Metrics;
-use prism_lite::store::{self, BlobStore, BuildContext, StoreError};
-
-fn build(yaml_store: &str) -> Arc<dyn BlobStore> {
-    let cfg: BlobcacheConfig =
-        config::parse(&format!("store:\n  {yaml_store}\n"), "t.yaml").expect("parses");
-    let ctx = BuildContext {
-        metrics: Arc::new(Metrics::new()),
-    };
-    store::build(&cfg.store, &ctx).expect("builds")
-}
+use prism_lite::store::StoreError;
 
 #[tokio::test]
 async fn http_origin_hit_missing_errors_oversized_and_corrupt() {
     let origin = HttpOrigin::start().await;
-    let s = build(&format!(
-        "http: {{name: cdn, endpoint: \"{}\", sharding_size: 4, timeout: 5s}}",
-        origin.endpoint()
-    ));
+    let s = Store::http(&origin)
+        .named("cdn")
+        .sharding(4)
+        .timeout("5s")
+        .build();
     let (hash, data) = blob(1, 100_000);
     let hex = hash.to_hex();
     let path = format!("/bucket/{}/{hex}", &hex[..4]);
@@ -109,25 +98,18 @@ async fn http_origin_hit_missing_errors_oversized_and_corrupt() {
 async fn front_door_maps_origin_failures_to_404_502_504() {
     let origin = HttpOrigin::start().await;
     let hanging = HangingOrigin::start().await;
-    let yaml = format!(
-        r#"
-servers:
-  http: {{port: 0, address: 127.0.0.1}}
-store:
-  caching:
-    name: edge
-    cache: {{mem: {{name: ram}}}}
-    origin:
-      ittt:
-        this:
-          http: {{name: cdn, endpoint: "{}", sharding_size: 0, timeout: 5s}}
-        that:
-          http: {{name: slow, endpoint: "http://{}/", timeout: 1s}}
-"#,
-        origin.endpoint(),
-        hanging.addr
-    );
-    let cache = start_cache(&yaml).await;
+    let cache = Cache::new()
+        .http()
+        .name("edge")
+        .tier(Store::mem().named("ram"))
+        .origin(Store::ittt(
+            Store::http(&origin).named("cdn").sharding(0).timeout("5s"),
+            Store::http_url(&format!("http://{}/", hanging.addr))
+                .named("slow")
+                .timeout("1s"),
+        ))
+        .start()
+        .await;
     let addr = cache.http_addr.unwrap();
 
     // Served by the first origin.
@@ -157,11 +139,12 @@ store:
     cache.stop().await;
 
     // Without the hanging fallback: a 500 from the origin is a 502; a missing blob is a 404.
-    let yaml = format!(
-        "servers: {{http: {{port: 0, address: 127.0.0.1}}}}\nstore: {{caching: {{cache: {{mem: {{}}}}, origin: {{http: {{name: cdn, endpoint: \"{}\"}}}}}}}}\n",
-        origin.endpoint()
-    );
-    let cache = start_cache(&yaml).await;
+    let cache = Cache::new()
+        .http()
+        .tier(Store::mem())
+        .origin(Store::http(&origin).named("cdn"))
+        .start()
+        .await;
     let addr = cache.http_addr.unwrap();
     let (status, _, body) = get_blob(addr, &h500.to_hex()).await;
     assert_eq!(status, 502, "{}", String::from_utf8_lossy(&body));
@@ -181,10 +164,10 @@ store:
 #[tokio::test]
 async fn hanging_origin_is_a_timeout_in_bounded_time() {
     let hanging = HangingOrigin::start().await;
-    let s = build(&format!(
-        "http: {{name: slow, endpoint: \"http://{}/\", timeout: 1s}}",
-        hanging.addr
-    ));
+    let s = Store::http_url(&format!("http://{}/", hanging.addr))
+        .named("slow")
+        .timeout("1s")
+        .build();
     let (hash, _) = blob(9, 10);
     let start = Instant::now();
     let err = within("get hanging", s.get(&hash)).await.unwrap_err();
@@ -230,9 +213,10 @@ async fn chunked_server(total: usize) -> (std::net::SocketAddr, tokio::task::Joi
 #[tokio::test]
 async fn chunked_body_is_capped_while_reading() {
     let (addr, task) = chunked_server(8 * 1024 * 1024).await;
-    let s = build(&format!(
-        "http: {{name: chunky, endpoint: \"http://{addr}/\", timeout: 5s}}"
-    ));
+    let s = Store::http_url(&format!("http://{addr}/"))
+        .named("chunky")
+        .timeout("5s")
+        .build();
     let (hash, _) = blob(10, 10);
     let err = within("get chunked", s.get(&hash)).await.unwrap_err();
     match err {
@@ -248,10 +232,10 @@ async fn chunked_body_is_capped_while_reading() {
 #[tokio::test]
 async fn upstream_maps_statuses_verifies_and_hints_at_edge_token() {
     let origin = HttpOrigin::start().await;
-    let s = build(&format!(
-        "upstream: {{name: up, upstream: \"{}\", timeout: 5s}}",
-        origin.addr
-    ));
+    let s = Store::upstream(&origin.addr.to_string())
+        .named("up")
+        .timeout("5s")
+        .build();
     let (hash, data) = blob(11, 4096);
     // The scripted server routes by path only; every upstream call is `/blob?hash=...`.
     origin.script.set("/blob", 404, "");

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 
 use crate::common::{
-    blob_bytes, fixture_blobs, free_port, metric, start_cache, wait_until, TestOrigin, TEST_TIMEOUT,
+    blob_bytes, fixture_blobs, free_port, http_client, metric, wait_until, Cache, Door, Store,
+    TestOrigin, TEST_TIMEOUT,
 };
 use prism_lite::app;
 use prism_lite::blob::BlobHash;
-use prism_lite::config::{self, BlobcacheConfig};
 use prism_lite::metrics::Metrics;
 use prism_lite::policy::Policy;
 use prism_lite::server::http::HttpServer;
@@ -18,39 +18,31 @@ use tokio::net::TcpListener;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(TEST_TIMEOUT)
-        .build()
-        .unwrap()
-}
-
-/// A server over a caching tree (mem over disk over nothing) with `blobs` put in.
-async fn server_with(dir: &std::path::Path, extra_http: &str) -> app::Running {
-    let yaml = format!(
-        r#"
-servers:
-  http: {{port: 0, address: 127.0.0.1{extra_http}}}
-store:
-  caching:
-    name: edge
-    cache: {{mem: {{name: ram, max_size: 32MiB}}}}
-    origin: {{disk: {{name: local, mount_point: {}, sharding_size: 2, max_size: 100MB}}}}
-"#,
-        dir.display()
-    );
-    start_cache(&yaml).await
+/// A server over a caching tree: memory over a disk in `dir` (over nothing).
+async fn server_with(dir: &std::path::Path) -> app::Running {
+    Cache::new()
+        .http()
+        .name("edge")
+        .tier(Store::mem().named("ram").max_size("32MiB"))
+        .origin(
+            Store::disk(dir)
+                .named("local")
+                .sharding(2)
+                .max_size("100MB"),
+        )
+        .start()
+        .await
 }
 
 #[tokio::test]
 async fn get_and_head_statuses() {
     let dir = tempfile::tempdir().unwrap();
-    let running = server_with(dir.path(), "").await;
+    let running = server_with(dir.path()).await;
     let data = blob_bytes(1, 300_000);
     let hash = BlobHash::of(&data);
     running.store.put(&hash, data.clone()).await.unwrap();
     let base = format!("http://{}", running.http_addr.unwrap());
-    let c = client();
+    let c = http_client();
 
     let r = c
         .get(format!("{base}/blob?hash={hash}"))
@@ -119,13 +111,13 @@ async fn fixture_blobs_are_served_byte_exact() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let running = server_with(dir.path(), "").await;
+    let running = server_with(dir.path()).await;
     for (hash, data) in &blobs {
         running.store.put(hash, data.clone()).await.unwrap();
     }
     let base = format!("http://{}", running.http_addr.unwrap());
     for (hash, data) in &blobs {
-        let got = client()
+        let got = http_client()
             .get(format!("{base}/blob?hash={hash}"))
             .send()
             .await
@@ -146,19 +138,15 @@ async fn protected_blobs_need_the_edge_token() {
     let hash = BlobHash::of(&data);
     let list = dir.path().join("protected.txt");
     std::fs::write(&list, format!("# paid content\n{hash}\n")).unwrap();
-    let yaml = format!(
-        r#"
-protected_list: {}
-servers:
-  http: {{port: 0, address: 127.0.0.1, edge_token: s3cret}}
-store: {{mem: {{}}}}
-"#,
-        list.display()
-    );
-    let running = start_cache(&yaml).await;
+    let running = Cache::new()
+        .door(Door::http().token("s3cret"))
+        .protected_list(&list)
+        .store(Store::mem())
+        .start()
+        .await;
     running.store.put(&hash, data.clone()).await.unwrap();
     let base = format!("http://{}/blob?hash={hash}", running.http_addr.unwrap());
-    let c = client();
+    let c = http_client();
     assert_eq!(c.get(&base).send().await.unwrap().status(), 403);
     let wrong = c
         .get(format!("{base}&edge_token=guess"))
@@ -189,11 +177,16 @@ async fn gated_server(
 ) {
     let origin = TestOrigin::new(true);
     let metrics = Arc::new(Metrics::new());
-    let http: BlobcacheConfig = config::parse(
-        &format!("servers: {{http: {{port: 0, max_concurrent_requests: {max}, max_queued_requests: {queued}, queue_timeout: 10s, shutdown_timeout: 10s}}}}\nstore: {{noop: {{}}}}"),
-        "t.yaml",
-    )
-    .unwrap();
+    let http = Cache::new()
+        .door(
+            Door::http()
+                .set("max_concurrent_requests", max)
+                .set("max_queued_requests", queued)
+                .set("queue_timeout", "10s")
+                .set("shutdown_timeout", "10s"),
+        )
+        .store(Store::noop())
+        .config();
     let service = BlobService::new(
         origin.clone() as Arc<dyn BlobStore>,
         Arc::new(Policy::default()),
@@ -221,7 +214,7 @@ async fn saturated_server_answers_503_beyond_the_queue() {
     let held: Vec<_> = (0..3)
         .map(|_| {
             let url = url.clone();
-            tokio::spawn(async move { client().get(url).send().await.unwrap().status() })
+            tokio::spawn(async move { http_client().get(url).send().await.unwrap().status() })
         })
         .collect();
     wait_until("two in flight", || origin.get_count() == 2).await;
@@ -229,7 +222,7 @@ async fn saturated_server_answers_503_beyond_the_queue() {
         metrics.http_blob_request_queue_size.get() == 1
     })
     .await;
-    let rejected = client().get(&url).send().await.unwrap();
+    let rejected = http_client().get(&url).send().await.unwrap();
     assert_eq!(rejected.status(), 503);
     assert_eq!(rejected.headers()["retry-after"], "1");
     origin.open_gate();
@@ -256,7 +249,7 @@ async fn shutdown_finishes_in_flight_requests_and_stops_accepting() {
     let in_flight = {
         let url = url.clone();
         tokio::spawn(async move {
-            let r = client().get(url).send().await.unwrap();
+            let r = http_client().get(url).send().await.unwrap();
             (r.status(), r.bytes().await.unwrap())
         })
     };
@@ -284,13 +277,13 @@ async fn shutdown_finishes_in_flight_requests_and_stops_accepting() {
 #[tokio::test]
 async fn metrics_endpoint_is_scraped_and_counters_move() {
     let dir = tempfile::tempdir().unwrap();
-    let running = server_with(dir.path(), "").await;
+    let running = server_with(dir.path()).await;
     let data = blob_bytes(5, 12_345);
     let hash = BlobHash::of(&data);
     running.store.put(&hash, data.clone()).await.unwrap();
     let base = format!("http://{}", running.http_addr.unwrap());
     let metrics_url = format!("http://{}/metrics", running.metrics_addr);
-    let c = client();
+    let c = http_client();
     for _ in 0..3 {
         c.get(format!("{base}/blob?hash={hash}"))
             .send()
@@ -370,24 +363,22 @@ async fn metrics_endpoint_is_scraped_and_counters_move() {
 #[tokio::test]
 async fn an_origin_failure_is_counted_once_per_request() {
     let closed = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let running = start_cache(&format!(
-        r#"
-servers: {{http: {{port: 0, address: 127.0.0.1}}}}
-store:
-  caching:
-    name: edge
-    cache: {{mem: {{name: ram}}}}
-    origin:
-      caching:
-        name: local
-        cache: {{mem: {{name: ram2}}}}
-        origin: {{http: {{endpoint: "http://{closed}/", timeout: 5s}}}}
-"#
-    ))
-    .await;
+    let running = Cache::new()
+        .http()
+        .name("edge")
+        .tier(Store::mem().named("ram"))
+        .origin(
+            Store::caching(
+                Store::mem().named("ram2"),
+                Store::http_url(&format!("http://{closed}/")).timeout("5s"),
+            )
+            .named("local"),
+        )
+        .start()
+        .await;
     let hash = BlobHash::of(b"nowhere");
     let url = format!("http://{}/blob?hash={hash}", running.http_addr.unwrap());
-    assert_eq!(client().get(&url).send().await.unwrap().status(), 502);
+    assert_eq!(http_client().get(&url).send().await.unwrap().status(), 502);
     let text = String::from_utf8(running.metrics.render()).unwrap();
     assert_eq!(
         metric(

@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use crate::common::{blob_bytes, free_port, metric, wait_until, TEST_TIMEOUT};
-use prism_lite::app::{self, RunOptions};
+use crate::common::{
+    blob_bytes, free_port, http_client, metric, quoted, wait_until, Cache, Door, Store,
+    TEST_TIMEOUT,
+};
 use prism_lite::blob::BlobHash;
 
 const BIN: &str = env!("CARGO_BIN_EXE_prism-lite");
@@ -15,36 +17,25 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(TEST_TIMEOUT)
-        .build()
-        .unwrap()
-}
-
-fn opts(conf_dir: &Path, disable_blocklist: bool) -> RunOptions {
-    RunOptions {
-        conf_dir: conf_dir.to_path_buf(),
-        metrics_addr: "127.0.0.1:0".parse().unwrap(),
-        disable_blocklist,
-    }
-}
-
-/// Writes a disk-backed cache config into `dir` and returns its path.
-fn write_conf(dir: &Path, extra: &str) {
-    std::fs::write(
-        dir.join("blobcache.yaml"),
-        format!(
-            "servers:\n  http: {{port: 0, address: 127.0.0.1, edge_token: tok}}\n{extra}\
-             store:\n  disk: {{name: local, mount_point: {}, sharding_size: 2, max_size: 100MB}}\n",
-            dir.join("cache").display()
-        ),
+/// A cache on a disk tier in `dir/cache`, its HTTP door locked with `tok`; started with
+/// [`Cache::start_in`]`(dir)`, so a reload re-reads `dir/blobcache.yaml`.
+fn disk_cache(dir: &Path) -> Cache {
+    Cache::new().door(Door::http().token("tok")).store(
+        Store::disk(dir.join("cache"))
+            .named("local")
+            .sharding(2)
+            .max_size("100MB"),
     )
-    .unwrap();
 }
 
 async fn status(url: &str) -> u16 {
-    client().get(url).send().await.unwrap().status().as_u16()
+    http_client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 #[tokio::test]
@@ -53,24 +44,17 @@ async fn blocklisted_blobs_are_refused_and_purged() {
     let (bad, good) = (blob_bytes(1, 4000), blob_bytes(2, 4000));
     let (bad_hash, good_hash) = (BlobHash::of(&bad), BlobHash::of(&good));
     // Cached before the blocklist exists.
-    write_conf(dir.path(), "");
-    let running = app::start_from_dir(opts(dir.path(), false)).await.unwrap();
+    let running = disk_cache(dir.path()).start_in(dir.path()).await;
     running.store.put(&bad_hash, bad).await.unwrap();
     running.store.put(&good_hash, good.clone()).await.unwrap();
     running.stop().await;
 
     std::fs::write(dir.path().join("blocked.txt"), format!("{bad_hash}\n")).unwrap();
-    write_conf(
-        dir.path(),
-        &format!(
-            "blocklist: {{file: {}}}\n",
-            dir.path().join("blocked.txt").display()
-        ),
-    );
-    let running = app::start_from_dir(opts(dir.path(), false)).await.unwrap();
+    let blocking = disk_cache(dir.path()).blocklist_file(dir.path().join("blocked.txt"));
+    let running = blocking.start_in(dir.path()).await;
     let base = format!("http://{}/blob?hash=", running.http_addr.unwrap());
     assert_eq!(status(&format!("{base}{bad_hash}")).await, 404);
-    let head = client()
+    let head = http_client()
         .head(format!("{base}{bad_hash}"))
         .send()
         .await
@@ -100,7 +84,7 @@ async fn blocklisted_blobs_are_refused_and_purged() {
     running.stop().await;
 
     // --disable-blocklist: the list is ignored.
-    let running = app::start_from_dir(opts(dir.path(), true)).await.unwrap();
+    let running = blocking.disable_blocklist().start_in(dir.path()).await;
     running
         .store
         .put(&bad_hash, blob_bytes(1, 4000))
@@ -147,11 +131,16 @@ async fn blocklist_url_is_refreshed() {
     let (ha, hb) = (BlobHash::of(&a), BlobHash::of(&b));
     let body = Arc::new(std::sync::Mutex::new(format!("[\"{ha}\"]")));
     let addr = list_server(Arc::clone(&body)).await;
-    write_conf(
-        dir.path(),
-        &format!("blocklist: {{url: \"http://{addr}/list\", refresh_interval: 50ms}}\n"),
-    );
-    let running = app::start_from_dir(opts(dir.path(), false)).await.unwrap();
+    let running = disk_cache(dir.path())
+        .section(
+            "blocklist",
+            format!(
+                "{{url: {}, refresh_interval: 50ms}}",
+                quoted(format!("http://{addr}/list"))
+            ),
+        )
+        .start_in(dir.path())
+        .await;
     assert!(running.policy.is_blocked(&ha) && !running.policy.is_blocked(&hb));
     *body.lock().unwrap() = format!("[\"{ha}\", \"{hb}\"]");
     let policy = Arc::clone(&running.policy);
@@ -172,9 +161,8 @@ async fn reload_applies_protected_list_and_rejects_broken_files() {
     let hash = BlobHash::of(&data);
     let list = dir.path().join("protected.txt");
     std::fs::write(&list, "").unwrap();
-    let protected = format!("protected_list: {}\n", list.display());
-    write_conf(dir.path(), &protected);
-    let running = app::start_from_dir(opts(dir.path(), false)).await.unwrap();
+    let conf = disk_cache(dir.path()).protected_list(&list);
+    let running = conf.start_in(dir.path()).await;
     running.store.put(&hash, data).await.unwrap();
     let url = format!("http://{}/blob?hash={hash}", running.http_addr.unwrap());
     assert_eq!(status(&url).await, 200);
@@ -201,7 +189,7 @@ async fn reload_applies_protected_list_and_rejects_broken_files() {
         "{err:#}"
     );
     std::fs::write(&list, "garbage\n").unwrap();
-    write_conf(dir.path(), &protected);
+    conf.write_to(dir.path());
     let err = running.reload().await.unwrap_err();
     assert!(format!("{err:#}").contains("line 1"), "{err:#}");
     assert_eq!(
@@ -212,14 +200,8 @@ async fn reload_applies_protected_list_and_rejects_broken_files() {
 
     // Live limits and token apply; a port change is reported as needing a restart.
     std::fs::write(&list, format!("{hash}\n")).unwrap();
-    std::fs::write(
-        dir.path().join("blobcache.yaml"),
-        std::fs::read_to_string(dir.path().join("blobcache.yaml"))
-            .unwrap()
-            .replace("port: 0", "port: 1")
-            .replace("edge_token: tok", "edge_token: newtok"),
-    )
-    .unwrap();
+    conf.door(Door::http().port(1).token("newtok"))
+        .write_to(dir.path());
     let report = running.reload().await.unwrap();
     assert_eq!(report.needs_restart, ["servers.http.port"], "{report:?}");
     assert_eq!(status(&format!("{url}&edge_token=tok")).await, 403);
@@ -234,16 +216,11 @@ async fn sighup_reloads_a_running_process() {
     let list = dir.path().join("protected.txt");
     std::fs::write(&list, "").unwrap();
     let (http_port, metrics_port) = (free_port(), free_port());
-    let conf = |list_line: &str| {
-        format!(
-            "{list_line}servers: {{http: {{port: {http_port}, address: 127.0.0.1}}}}\nstore: {{mem: {{}}}}\n"
-        )
-    };
-    std::fs::write(
-        dir.path().join("blobcache.yaml"),
-        conf(&format!("protected_list: {}\n", list.display())),
-    )
-    .unwrap();
+    Cache::new()
+        .door(Door::http().port(http_port))
+        .protected_list(&list)
+        .store(Store::mem())
+        .write_to(dir.path());
     let mut child = Command::new(BIN)
         .args(["--conf-dir", dir.path().to_str().unwrap(), "blobcache"])
         .args(["--metrics-port", &metrics_port.to_string()])
@@ -287,11 +264,10 @@ async fn wait_for_status(url: &str, want: u16) {
 #[tokio::test]
 async fn getblob_fetches_through_the_tree() {
     let dir = tempfile::tempdir().unwrap();
-    write_conf(dir.path(), "");
     let data = blob_bytes(6, 7000);
     let hash = BlobHash::of(&data);
     {
-        let running = app::start_from_dir(opts(dir.path(), false)).await.unwrap();
+        let running = disk_cache(dir.path()).start_in(dir.path()).await;
         running.store.put(&hash, data.clone()).await.unwrap();
         running.stop().await;
     }
@@ -333,10 +309,9 @@ async fn getblob_fetches_through_the_tree() {
 #[tokio::test]
 async fn check_integrity_removes_corrupt_blobs() {
     let dir = tempfile::tempdir().unwrap();
-    write_conf(dir.path(), "");
     let blobs: Vec<_> = (0..5).map(|i| blob_bytes(10 + i, 5000)).collect();
     {
-        let running = app::start_from_dir(opts(dir.path(), false)).await.unwrap();
+        let running = disk_cache(dir.path()).start_in(dir.path()).await;
         for b in &blobs {
             running
                 .store
@@ -412,37 +387,38 @@ async fn metrics_pass_promtool_and_dashboard_queries_use_exported_metrics() {
     // is a closed port: the run fails, which is fine, its metrics are what we need) and an
     // upstream pool behind the origin (never asked; its per-endpoint series exist from start).
     let closed_port = free_port();
-    std::fs::write(
-        dir.path().join("blobcache.yaml"),
-        format!(
-            r#"
-prefetch: {{api: "http://127.0.0.1:{closed_port}", channels: ["@x:1"], retries: 0}}
-servers: {{http: {{port: 0, address: 127.0.0.1}}}}
-store:
-  caching:
-    name: edge
-    cache: {{mem: {{name: ram}}}}
-    origin:
-      caching:
-        name: local
-        cache: {{disk: {{name: disk, mount_point: {}}}}}
-        origin:
-          ittt:
-            this: {{noop: {{}}}}
-            that: {{upstream: {{name: regionals, upstreams: ["http://127.0.0.1:{closed_port}", "http://127.0.0.2:{closed_port}"]}}}}
-"#,
-            dir.path().join("cache").display()
-        ),
-    )
-    .unwrap();
-    let running = app::start_from_dir(opts(dir.path(), false)).await.unwrap();
+    let closed = format!("http://127.0.0.1:{closed_port}");
+    let running = Cache::new()
+        .http()
+        .section(
+            "prefetch",
+            format!(
+                "{{api: {}, channels: [\"@x:1\"], retries: 0}}",
+                quoted(&closed)
+            ),
+        )
+        .name("edge")
+        .tier(Store::mem().named("ram"))
+        .origin(
+            Store::caching(
+                Store::disk(dir.path().join("cache")).named("disk"),
+                Store::ittt(
+                    Store::noop(),
+                    Store::upstreams(&[closed.clone(), format!("http://127.0.0.2:{closed_port}")])
+                        .named("regionals"),
+                ),
+            )
+            .named("local"),
+        )
+        .start_in(dir.path())
+        .await;
     let data = blob_bytes(20, 1000);
     let hash = BlobHash::of(&data);
     running.store.put(&hash, data).await.unwrap();
     let base = format!("http://{}/blob?hash=", running.http_addr.unwrap());
     status(&format!("{base}{hash}")).await;
     status(&format!("{base}bad")).await;
-    let text = client()
+    let text = http_client()
         .get(format!("http://{}/metrics", running.metrics_addr))
         .send()
         .await
@@ -603,12 +579,17 @@ async fn reload_applies_prefetch_channels_live() {
     // The API is a closed port: runs fail fast; what matters here is the configuration.
     let api = format!("http://127.0.0.1:{}", free_port());
     let prefetch = |channels: &str, api: &str| {
-        format!("prefetch: {{api: \"{api}\", channels: [{channels}], retries: 0, interval: 1h}}\n")
+        disk_cache(dir.path()).section(
+            "prefetch",
+            format!(
+                "{{api: {}, channels: [{channels}], retries: 0, interval: 1h}}",
+                quoted(api)
+            ),
+        )
     };
-    write_conf(dir.path(), &prefetch("\"@first:1\"", &api));
-    let running = app::start_from_dir(opts(dir.path(), false)).await.unwrap();
+    let running = prefetch("\"@first:1\"", &api).start_in(dir.path()).await;
 
-    write_conf(dir.path(), &prefetch("\"@first:1\", \"@second:2\"", &api));
+    prefetch("\"@first:1\", \"@second:2\"", &api).write_to(dir.path());
     let report = running.reload().await.unwrap();
     assert!(
         report
@@ -624,20 +605,11 @@ async fn reload_applies_prefetch_channels_live() {
         "new channel's series exist"
     );
 
-    write_conf(dir.path(), &prefetch("\"@first:1\"", "http://127.0.0.1:9"));
+    prefetch("\"@first:1\"", "http://127.0.0.1:9").write_to(dir.path());
     let report = running.reload().await.unwrap();
     assert_eq!(report.needs_restart, ["prefetch.api"], "{report:?}");
 
-    std::fs::write(
-        dir.path().join("blobcache.yaml"),
-        std::fs::read_to_string(dir.path().join("blobcache.yaml"))
-            .unwrap()
-            .lines()
-            .filter(|l| !l.starts_with("prefetch:"))
-            .collect::<Vec<_>>()
-            .join("\n"),
-    )
-    .unwrap();
+    disk_cache(dir.path()).write_to(dir.path());
     let report = running.reload().await.unwrap();
     assert_eq!(
         report.needs_restart,
@@ -654,18 +626,14 @@ async fn blocklisted_blobs_are_refused_on_every_front_door() {
     let (bad_hash, good_hash) = (BlobHash::of(&bad), BlobHash::of(&good));
     let list = dir.path().join("blocked.txt");
     std::fs::write(&list, "").unwrap();
-    std::fs::write(
-        dir.path().join("blobcache.yaml"),
-        format!(
-            "blocklist: {{file: {}}}\n\
-             servers:\n  http: {{port: 0, address: 127.0.0.1}}\n  peer: {{port: 0, address: 127.0.0.1}}\n  \
-             http3: {{port: 0, address: 127.0.0.1}}\n\
-             store: {{mem: {{}}}}\n",
-            list.display()
-        ),
-    )
-    .unwrap();
-    let running = app::start_from_dir(opts(dir.path(), false)).await.unwrap();
+    let running = Cache::new()
+        .http()
+        .peer()
+        .http3()
+        .blocklist_file(&list)
+        .store(Store::mem())
+        .start_in(dir.path())
+        .await;
     running.store.put(&bad_hash, bad.clone()).await.unwrap();
     running.store.put(&good_hash, good.clone()).await.unwrap();
     // Block it while running: a reload installs the list and purges the blob.
@@ -674,22 +642,13 @@ async fn blocklisted_blobs_are_refused_on_every_front_door() {
 
     // Real protocol clients: our own `peer` and `http3` origin stores.
     let metrics = Arc::new(prism_lite::metrics::Metrics::new());
-    let peer = crate::common::build_store(
-        &format!(
-            "store: {{peer: {{address: \"{}\", timeout: 10s}}}}",
-            running.peer_addr.unwrap()
-        ),
-        &metrics,
-    )
-    .unwrap();
-    let h3 = crate::common::build_store(
-        &format!(
-            "store: {{http3: {{address: \"{}\", timeout: 10s, insecure_skip_verify: true}}}}",
-            running.http3_addr.unwrap()
-        ),
-        &metrics,
-    )
-    .unwrap();
+    let peer = Store::peer(running.peer_addr.unwrap())
+        .timeout("10s")
+        .build_with(&metrics);
+    let h3 = Store::http3(running.http3_addr.unwrap())
+        .timeout("10s")
+        .set("insecure_skip_verify", true)
+        .build_with(&metrics);
     let http = format!("http://{}/blob?hash=", running.http_addr.unwrap());
     assert_eq!(status(&format!("{http}{bad_hash}")).await, 404, "http");
     assert_eq!(status(&format!("{http}{good_hash}")).await, 200, "http");

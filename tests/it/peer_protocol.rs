@@ -8,14 +8,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{free_port, start_cache};
+use crate::common::{blob, free_port, Cache, Door, Store};
 use bytes::Bytes;
 use prism_lite::app::Running;
 use prism_lite::blob::{verify, BlobHash, MAX_BLOB_SIZE};
-use prism_lite::config::{self, StoreConfig};
 use prism_lite::metrics::Metrics;
 use prism_lite::protocol::peer::{next_frame, Frame};
-use prism_lite::store::{self, BlobStore, BuildContext, StoreError};
+use prism_lite::store::{BlobStore, StoreError};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -46,26 +45,14 @@ async fn eventually(what: &str, cond: impl Fn() -> bool) {
     .await
 }
 
-/// A cache with a `mem` root and a peer server on 127.0.0.1 (`extra` goes under servers.peer).
-async fn mem_cache(extra: &str) -> Running {
-    start_cache(&format!(
-        "servers:\n  peer: {{address: 127.0.0.1, port: 0, lbrycrd_address: bTestAddress{extra}}}\nstore: {{mem: {{}}}}\n"
-    ))
-    .await
+/// The peer door of this file's caches, naming a payment address.
+fn peer_door() -> Door {
+    Door::peer().set("lbrycrd_address", "bTestAddress")
 }
 
-/// Deterministic pseudo-random bytes (xorshift), so blobs do not compress or repeat.
-fn blob(seed: u64, len: usize) -> (BlobHash, Bytes) {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let data: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    (BlobHash::of(&data), Bytes::from(data))
+/// A cache with a `mem` root behind `door`.
+async fn mem_cache(door: Door) -> Running {
+    Cache::new().door(door).store(Store::mem()).start().await
 }
 
 async fn put(running: &Running, hash: &BlobHash, data: &Bytes) {
@@ -165,7 +152,7 @@ fn error_count(m: &Metrics, kind: &str) -> u64 {
 
 #[tokio::test]
 async fn sdk_request_gets_header_and_exact_verified_bytes() {
-    let running = mem_cache("").await;
+    let running = mem_cache(peer_door()).await;
     let (hash, data) = blob(1, 300_001);
     put(&running, &hash, &data).await;
     let mut c = Client::new(running.peer_addr.unwrap()).await;
@@ -206,7 +193,7 @@ async fn sdk_request_gets_header_and_exact_verified_bytes() {
 
 #[tokio::test]
 async fn request_delivered_one_byte_per_write() {
-    let running = mem_cache("").await;
+    let running = mem_cache(peer_door()).await;
     let (hash, data) = blob(2, 4096);
     put(&running, &hash, &data).await;
     let mut c = Client::new(running.peer_addr.unwrap()).await;
@@ -221,7 +208,7 @@ async fn request_delivered_one_byte_per_write() {
 
 #[tokio::test]
 async fn two_requests_in_one_write_are_answered_in_order() {
-    let running = mem_cache("").await;
+    let running = mem_cache(peer_door()).await;
     let (h1, d1) = blob(3, 1000);
     let (h2, d2) = blob(4, 2000);
     put(&running, &h1, &d1).await;
@@ -243,7 +230,7 @@ async fn two_requests_in_one_write_are_answered_in_order() {
 
 #[tokio::test]
 async fn availability_only_and_rate_only_requests() {
-    let running = mem_cache("").await;
+    let running = mem_cache(peer_door()).await;
     let (hash, data) = blob(5, 100);
     let (absent, _) = blob(6, 100);
     put(&running, &hash, &data).await;
@@ -288,11 +275,12 @@ async fn missing_invalid_and_protected_blobs_get_errors_and_no_bytes() {
     let (absent, _) = blob(9, 10);
     let list = dir.path().join("protected.txt");
     std::fs::write(&list, format!("# test\n{secret}\n")).unwrap();
-    let running = start_cache(&format!(
-        "servers: {{peer: {{address: 127.0.0.1, port: 0}}}}\nprotected_list: {}\nstore: {{mem: {{}}}}\n",
-        list.display()
-    ))
-    .await;
+    let running = Cache::new()
+        .peer()
+        .protected_list(&list)
+        .store(Store::mem())
+        .start()
+        .await;
     put(&running, &hash, &data).await;
     put(&running, &secret, &secret_data).await;
     let mut c = Client::new(running.peer_addr.unwrap()).await;
@@ -328,7 +316,7 @@ async fn missing_invalid_and_protected_blobs_get_errors_and_no_bytes() {
 
 #[tokio::test]
 async fn oversized_invalid_and_garbage_requests_close_only_that_connection() {
-    let running = mem_cache(", max_request_size: 1024").await;
+    let running = mem_cache(peer_door().set("max_request_size", 1024)).await;
     let addr = running.peer_addr.unwrap();
     let (hash, data) = blob(10, 777);
     put(&running, &hash, &data).await;
@@ -374,7 +362,7 @@ async fn oversized_invalid_and_garbage_requests_close_only_that_connection() {
 
 #[tokio::test]
 async fn shutdown_closes_idle_connections_and_returns() {
-    let running = mem_cache("").await;
+    let running = mem_cache(peer_door()).await;
     let (hash, data) = blob(14, 100);
     put(&running, &hash, &data).await;
     let mut c = Client::new(running.peer_addr.unwrap()).await;
@@ -387,7 +375,7 @@ async fn shutdown_closes_idle_connections_and_returns() {
 
 #[tokio::test]
 async fn idle_connection_is_closed() {
-    let running = mem_cache(", idle_timeout: 300ms").await;
+    let running = mem_cache(peer_door().set("idle_timeout", "300ms")).await;
     let mut c = Client::new(running.peer_addr.unwrap()).await;
     c.send(b"{\"requested_blobs\":").await; // half a request, then silence
     c.expect_closed().await;
@@ -396,7 +384,7 @@ async fn idle_connection_is_closed() {
 
 #[tokio::test]
 async fn stalled_reader_times_out_and_others_are_served() {
-    let running = mem_cache(", write_timeout: 1s").await;
+    let running = mem_cache(peer_door().set("write_timeout", "1s")).await;
     let addr = running.peer_addr.unwrap();
     let (hash, data) = blob(11, MAX_BLOB_SIZE);
     put(&running, &hash, &data).await;
@@ -458,11 +446,11 @@ async fn fixture_streams_download_blob_by_blob() {
         return;
     }
     let disk = tempfile::tempdir().unwrap();
-    let running = start_cache(&format!(
-        "servers: {{peer: {{address: 127.0.0.1, port: 0}}}}\nstore: {{disk: {{mount_point: {}, max_size: 1GB}}}}\n",
-        disk.path().display()
-    ))
-    .await;
+    let running = Cache::new()
+        .peer()
+        .store(Store::disk(disk.path()).max_size("1GB"))
+        .start()
+        .await;
     let mut hashes = Vec::new();
     for stream in std::fs::read_dir(root).unwrap() {
         let dir = stream.unwrap().path().join("blobs");
@@ -498,15 +486,16 @@ async fn fixture_streams_download_blob_by_blob() {
 
 #[tokio::test]
 async fn chain_of_two_caches_over_the_peer_protocol() {
-    let b = mem_cache("").await;
+    let b = mem_cache(peer_door()).await;
     let (hash, data) = blob(12, MAX_BLOB_SIZE - 17);
     put(&b, &hash, &data).await;
-    let a = start_cache(&format!(
-        "servers:\n  peer: {{address: 127.0.0.1, port: 0}}\n  http: {{address: 127.0.0.1, port: 0}}\n\
-         store:\n  caching:\n    cache: {{mem: {{}}}}\n    origin: {{peer: {{address: \"{}\", timeout: 5s}}}}\n",
-        b.peer_addr.unwrap()
-    ))
-    .await;
+    let a = Cache::new()
+        .peer()
+        .http()
+        .tier(Store::mem())
+        .origin(Store::peer(b.peer_addr.unwrap()).timeout("5s"))
+        .start()
+        .await;
 
     let mut c = Client::new(a.peer_addr.unwrap()).await;
     c.send(sdk_request(&hash.to_string()).as_bytes()).await;
@@ -554,16 +543,12 @@ async fn chain_of_two_caches_over_the_peer_protocol() {
 // ---- the `peer` store against real and fake peers ----
 
 fn peer_store(addr: SocketAddr, timeout: &str) -> (Arc<dyn BlobStore>, Arc<Metrics>) {
-    let cfg: StoreConfig = config::parse(
-        &format!("peer: {{name: up, address: \"{addr}\", timeout: {timeout}}}"),
-        "store.yaml",
-    )
-    .expect("peer store config parses");
     let metrics = Arc::new(Metrics::new());
-    let ctx = BuildContext {
-        metrics: Arc::clone(&metrics),
-    };
-    (store::build(&cfg, &ctx).expect("build"), metrics)
+    let store = Store::peer(addr)
+        .named("up")
+        .timeout(timeout)
+        .build_with(&metrics);
+    (store, metrics)
 }
 
 /// A hand-written peer: for every request on every connection, sends `chunks` as separate
@@ -610,7 +595,7 @@ fn answer(hash: &BlobHash, length: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn peer_store_gets_has_and_not_found_from_a_real_peer() {
-    let b = mem_cache("").await;
+    let b = mem_cache(peer_door()).await;
     let (hash, data) = blob(20, 70_000);
     let (absent, _) = blob(21, 10);
     put(&b, &hash, &data).await;

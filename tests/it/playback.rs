@@ -73,14 +73,18 @@ async fn origin_with(fixtures: &[&Fixture]) -> HttpOrigin {
     origin
 }
 
-/// A cold cache (memory in front of the origin) with `extra` appended to its YAML.
-fn cache_yaml(origin: &HttpOrigin, extra: &str) -> String {
-    format!(
-        "servers:\n  http: {{port: 0, address: 127.0.0.1}}\n\
-         store:\n  caching:\n    name: edge\n    cache: {{mem: {{name: edge_mem, max_size: 64MiB}}}}\n\
-         \x20   origin:\n      http: {{name: origin, endpoint: \"{}\", sharding_size: 0, timeout: 5s}}\n{extra}",
-        origin.endpoint()
-    )
+/// A cold cache: memory in front of the origin.
+fn cold_cache(origin: &HttpOrigin) -> Cache {
+    Cache::new()
+        .http()
+        .name("edge")
+        .tier(Store::mem().named("edge_mem").max_size("64MiB"))
+        .origin(
+            Store::http(origin)
+                .named("origin")
+                .sharding(0)
+                .timeout("5s"),
+        )
 }
 
 /// How many times the origin was asked for `hash`.
@@ -129,7 +133,7 @@ fn header<'a>(a: &'a Answer, name: &str) -> &'a str {
 async fn fixtures_decode_through_stream_from_a_cold_cache() {
     let (small, medium) = (Fixture::load("small"), Fixture::load("medium"));
     let origin = origin_with(&[&small, &medium]).await;
-    let cache = start_cache(&cache_yaml(&origin, "")).await;
+    let cache = cold_cache(&origin).start().await;
     let base = format!("http://{}", cache.http_addr.unwrap());
     for (f, content_type) in [(&small, "text/plain"), (&medium, "video/mp4")] {
         let a = request("GET", &format!("{base}/stream/{}", f.sd_hash), &[]).await;
@@ -173,7 +177,7 @@ async fn fixtures_decode_through_stream_from_a_cold_cache() {
 async fn ranges_at_blob_boundaries_and_both_ends() {
     let medium = Fixture::load("medium");
     let origin = origin_with(&[&medium]).await;
-    let cache = start_cache(&cache_yaml(&origin, "")).await;
+    let cache = cold_cache(&origin).start().await;
     let url = format!(
         "http://{}/stream/{}",
         cache.http_addr.unwrap(),
@@ -243,7 +247,10 @@ async fn ranges_at_blob_boundaries_and_both_ends() {
 async fn a_range_fetches_only_the_blobs_it_touches() {
     let medium = Fixture::load("medium");
     let origin = origin_with(&[&medium]).await;
-    let cache = start_cache(&cache_yaml(&origin, "stream: {readahead: 0}\n")).await;
+    let cache = cold_cache(&origin)
+        .section("stream", "{readahead: 0}")
+        .start()
+        .await;
     let url = format!(
         "http://{}/stream/{}",
         cache.http_addr.unwrap(),
@@ -264,7 +271,7 @@ async fn a_range_fetches_only_the_blobs_it_touches() {
 async fn error_statuses() {
     let (small, medium) = (Fixture::load("small"), Fixture::load("medium"));
     let origin = origin_with(&[&small, &medium]).await;
-    let cache = start_cache(&cache_yaml(&origin, "")).await;
+    let cache = cold_cache(&origin).start().await;
     let base = format!("http://{}", cache.http_addr.unwrap());
     for (path, status) in [
         ("/stream/nothex".to_owned(), 400),
@@ -291,11 +298,11 @@ async fn blocked_and_protected_streams() {
     let dir = tempfile::tempdir().unwrap();
     let list = dir.path().join("protected.txt");
     std::fs::write(&list, format!("{}\n", medium.content(1))).unwrap();
-    let yaml = cache_yaml(&origin, &format!("protected_list: {}\n", list.display())).replace(
-        "address: 127.0.0.1}",
-        "address: 127.0.0.1, edge_token: sesame}",
-    );
-    let cache = start_cache(&yaml).await;
+    let cache = cold_cache(&origin)
+        .door(Door::http().token("sesame"))
+        .protected_list(&list)
+        .start()
+        .await;
     let url = format!(
         "http://{}/stream/{}",
         cache.http_addr.unwrap(),
@@ -317,11 +324,7 @@ async fn blocked_and_protected_streams() {
     // One blocked content blob blocks the stream.
     let blocked = dir.path().join("blocked.txt");
     std::fs::write(&blocked, format!("{}\n", medium.content(0))).unwrap();
-    let yaml = cache_yaml(
-        &origin,
-        &format!("blocklist: {{file: {}}}\n", blocked.display()),
-    );
-    let cache = start_cache(&yaml).await;
+    let cache = cold_cache(&origin).blocklist_file(&blocked).start().await;
     let url = format!(
         "http://{}/stream/{}",
         cache.http_addr.unwrap(),
@@ -360,7 +363,7 @@ async fn a_bad_content_blob_cuts_the_response_never_wrong_bytes() {
     origin
         .script
         .set(&format!("/bucket/{}", medium.content(1)), 200, bad);
-    let cache = start_cache(&cache_yaml(&origin, "")).await;
+    let cache = cold_cache(&origin).start().await;
     let url = format!(
         "http://{}/stream/{}",
         cache.http_addr.unwrap(),
@@ -379,7 +382,7 @@ async fn a_bad_content_blob_cuts_the_response_never_wrong_bytes() {
     origin
         .script
         .set(&format!("/bucket/{}", medium.content(1)), 404, "gone");
-    let cache2 = start_cache(&cache_yaml(&origin, "")).await;
+    let cache2 = cold_cache(&origin).start().await;
     let url = format!(
         "http://{}/stream/{}",
         cache2.http_addr.unwrap(),
@@ -486,11 +489,13 @@ async fn player_server_routes_resolve_through_the_lbry_api() {
     let medium = Fixture::load("medium");
     let origin = origin_with(&[&medium]).await;
     let api = LbryApiStandIn::start(&medium.sd_hash).await;
-    let cache = start_cache(&cache_yaml(
-        &origin,
-        &format!("stream: {{api: \"http://{}/\"}}\n", api.addr),
-    ))
-    .await;
+    let cache = cold_cache(&origin)
+        .section(
+            "stream",
+            format!("{{api: {}}}", quoted(format!("http://{}/", api.addr))),
+        )
+        .start()
+        .await;
     let base = format!("http://{}", cache.http_addr.unwrap());
     let claim_id = "ad25e05aa7dc5e9994869040c6103f9a8728db46";
     let prefix = &medium.sd_hash[..8];
@@ -521,11 +526,16 @@ async fn player_server_routes_resolve_through_the_lbry_api() {
     // The API down: 502 with a short body.
     // A port nobody listens on (and no client takes: see `free_port`).
     let dead = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let cache = start_cache(&cache_yaml(
-        &origin,
-        &format!("stream: {{api: \"http://{dead}/\", api_timeout: 5s}}\n"),
-    ))
-    .await;
+    let cache = cold_cache(&origin)
+        .section(
+            "stream",
+            format!(
+                "{{api: {}, api_timeout: 5s}}",
+                quoted(format!("http://{dead}/"))
+            ),
+        )
+        .start()
+        .await;
     let url = format!(
         "http://{}/api/v4/streams/free/clip/{claim_id}/{prefix}",
         cache.http_addr.unwrap()

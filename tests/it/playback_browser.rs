@@ -127,11 +127,11 @@ async fn headless_chromium_plays_and_seeks_a_stream_from_a_cold_cache() {
     .to_owned();
 
     // A real origin holding the blobs, and a cold edge cache in front of it.
-    let origin = start_cache(
-        "servers:\n  http: {port: 0, address: 127.0.0.1}\n\
-         store: {mem: {name: origin_mem, max_size: 64MiB}}\n",
-    )
-    .await;
+    let origin = Cache::new()
+        .http()
+        .store(Store::mem().named("origin_mem").max_size("64MiB"))
+        .start()
+        .await;
     for entry in std::fs::read_dir(&blobs).unwrap() {
         let path = entry.unwrap().path();
         let hash =
@@ -139,13 +139,17 @@ async fn headless_chromium_plays_and_seeks_a_stream_from_a_cold_cache() {
         let data = bytes::Bytes::from(std::fs::read(&path).unwrap());
         origin.store.put(&hash, data).await.unwrap();
     }
-    let edge = start_cache(&format!(
-        "servers:\n  http: {{port: 0, address: 127.0.0.1}}\n\
-         store:\n  caching:\n    name: edge\n    cache: {{mem: {{name: edge_mem, max_size: 64MiB}}}}\n\
-         \x20   origin:\n      upstream: {{name: to_origin, upstream: \"http://{}\", timeout: 10s}}\n",
-        origin.http_addr.unwrap()
-    ))
-    .await;
+    let edge = Cache::new()
+        .http()
+        .name("edge")
+        .tier(Store::mem().named("edge_mem").max_size("64MiB"))
+        .origin(
+            Store::upstream(&format!("http://{}", origin.http_addr.unwrap()))
+                .named("to_origin")
+                .timeout("10s"),
+        )
+        .start()
+        .await;
     let edge_base = format!("http://{}", edge.http_addr.unwrap());
 
     // chromedriver on a free port; Chromium with a fresh profile and nothing that phones home.

@@ -28,7 +28,9 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::common::{blob_bytes, fixture_blobs, metric, TestOrigin, TEST_TIMEOUT};
+use crate::common::{
+    blob_bytes, fixture_blobs, http_client, metric, quoted, Cache, Store, TestOrigin, TEST_TIMEOUT,
+};
 
 const CHANNEL_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const CHANNEL_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -386,12 +388,10 @@ impl Harness {
         let ctx = BuildContext {
             metrics: Arc::clone(&metrics),
         };
-        let cfg: BlobcacheConfig = config::parse(
-            "store: {caching: {name: edge, cache: {mem: {name: ram, max_size: 256MiB}}, origin: {noop: {}}}}",
-            "test.yaml",
-        )
-        .expect("harness config");
-        let StoreConfig::Caching(caching) = &cfg.store else {
+        let cfg = Store::caching(Store::mem().named("ram").max_size("256MiB"), Store::noop())
+            .named("edge")
+            .config();
+        let StoreConfig::Caching(caching) = &cfg else {
             panic!("caching root expected")
         };
         let StoreConfig::Mem(mem) = &caching.cache else {
@@ -915,32 +915,24 @@ async fn cache_serves_during_api_outage_and_status_reports_the_run() {
     );
     let tmp = tempfile::tempdir().unwrap();
     let origin_dir = fill_origin_dir(tmp.path(), &real);
-    let yaml = format!(
-        "servers: {{http: {{port: 0, address: 127.0.0.1}}}}\n\
-         store:\n  caching:\n    name: edge\n    cache: {{mem: {{name: ram}}}}\n    \
-         origin: {{disk: {{name: origin, mount_point: {}}}}}\n\
-         prefetch:\n  api: {}\n  interval: 100ms\n  retries: 1\n  retry_backoff: 10ms\n  \
-         channels: ['@real:a']\n",
-        origin_dir.display(),
-        api.url
-    );
-    let cfg: BlobcacheConfig = config::parse(&yaml, "test.yaml").unwrap();
-    let running = prism_lite::app::start(
-        cfg,
-        prism_lite::app::RunOptions {
-            conf_dir: tmp.path().to_path_buf(),
-            metrics_addr: "127.0.0.1:0".parse().unwrap(),
-            disable_blocklist: false,
-        },
-    )
-    .await
-    .expect("blobcache starts");
+    let running = Cache::new()
+        .http()
+        .name("edge")
+        .tier(Store::mem().named("ram"))
+        .origin(Store::disk(&origin_dir).named("origin"))
+        .section(
+            "prefetch",
+            format!(
+                "{{api: {}, interval: 100ms, retries: 1, retry_backoff: 10ms, channels: ['@real:a']}}",
+                quoted(&api.url)
+            ),
+        )
+        .conf_dir(tmp.path())
+        .start()
+        .await;
     let http = running.http_addr.unwrap();
     let admin = running.metrics_addr;
-    let client = reqwest::Client::builder()
-        .timeout(TEST_TIMEOUT)
-        .build()
-        .unwrap();
+    let client = http_client();
 
     // The prefetcher is hitting the dead API (observable: the server counts calls).
     crate::common::wait_until("prefetcher calls the API", || {
@@ -1076,18 +1068,14 @@ async fn cli_prefetch_once_fills_the_disk_cache_and_prints_a_summary() {
     let tmp = tempfile::tempdir().unwrap();
     let origin_dir = fill_origin_dir(tmp.path(), &real);
     let cache_dir = tmp.path().join("cache");
-    std::fs::write(
-        tmp.path().join("blobcache.yaml"),
-        format!(
-            "store:\n  caching:\n    cache: {{disk: {{name: local, mount_point: {}, max_size: 1GB}}}}\n    \
-             origin: {{disk: {{name: origin, mount_point: {}}}}}\n\
-             prefetch:\n  api: {}\n  channels: ['@real:a']\n",
-            cache_dir.display(),
-            origin_dir.display(),
-            api.url
-        ),
-    )
-    .unwrap();
+    Cache::new()
+        .tier(Store::disk(&cache_dir).named("local").max_size("1GB"))
+        .origin(Store::disk(&origin_dir).named("origin"))
+        .section(
+            "prefetch",
+            format!("{{api: {}, channels: ['@real:a']}}", quoted(&api.url)),
+        )
+        .write_to(tmp.path());
     let out = run_cli(tmp.path()).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -1117,15 +1105,13 @@ async fn cli_prefetch_once_fills_the_disk_cache_and_prints_a_summary() {
     }
 
     // The API unreachable: exit non-zero, saying so.
-    std::fs::write(
-        tmp.path().join("blobcache.yaml"),
-        format!(
-            "store: {{disk: {{mount_point: {}}}}}\nprefetch:\n  api: http://127.0.0.1:9/\n  \
-             retries: 0\n  api_timeout: 2s\n  channels: ['@real:a']\n",
-            cache_dir.display()
-        ),
-    )
-    .unwrap();
+    Cache::new()
+        .store(Store::disk(&cache_dir))
+        .section(
+            "prefetch",
+            "{api: \"http://127.0.0.1:9/\", retries: 0, api_timeout: 2s, channels: ['@real:a']}",
+        )
+        .write_to(tmp.path());
     let out = run_cli(tmp.path()).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0));
@@ -1200,12 +1186,8 @@ async fn wait_for_fill_waits_for_the_cache_write() {
         gate: Arc::new(tokio::sync::Semaphore::new(0)),
         put_arrived: tokio::sync::Notify::new(),
     });
-    let cfg: BlobcacheConfig = config::parse(
-        "store: {caching: {cache: {mem: {}}, origin: {noop: {}}}}",
-        "test.yaml",
-    )
-    .unwrap();
-    let StoreConfig::Caching(caching) = &cfg.store else {
+    let cfg = Store::caching(Store::mem(), Store::noop()).config();
+    let StoreConfig::Caching(caching) = &cfg else {
         panic!("caching root expected")
     };
     let ctx = BuildContext {

@@ -14,8 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::common::{
-    create_bucket, fixture_streams, get_blob, metric, s3_yaml, scrape, sdk_client, start_cache,
-    wait_until, within, S3Server, BUCKET,
+    create_bucket, fixture_streams, get_blob, metric, scrape, sdk_client, wait_until, within,
+    Cache, Door, S3Server, Store, BUCKET,
 };
 
 /// A fixture stream as its publisher holds it.
@@ -200,12 +200,13 @@ async fn upload_v2(addr: SocketAddr, stream: &Fixture, limit: Option<usize>) -> 
     upload
 }
 
-fn cache_yaml(dir: &Path, reflector: &str, extra: &str) -> String {
-    format!(
-        "store:\n  disk: {{name: local, mount_point: {}}}\nservers:\n  http: {{port: 0, address: 127.0.0.1}}\n  \
-         reflector: {{port: 0, address: 127.0.0.1{reflector}}}\n{extra}",
-        dir.display()
-    )
+/// A cache keeping what is uploaded to its reflector door on a disk at `dir`, serving it over
+/// HTTP.
+fn cache(dir: &Path) -> Cache {
+    Cache::new()
+        .http()
+        .reflector()
+        .store(Store::disk(dir).named("local"))
 }
 
 fn reflector_addr(running: &Running) -> SocketAddr {
@@ -267,7 +268,7 @@ async fn sdk_upload_stores_every_blob_and_a_second_upload_sends_nothing() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let running = start_cache(&cache_yaml(dir.path(), "", "")).await;
+    let running = cache(dir.path()).start().await;
     let addr = reflector_addr(&running);
 
     let mut blobs = 0;
@@ -321,7 +322,7 @@ async fn interrupted_upload_resumes_with_only_the_missing_blobs() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let running = start_cache(&cache_yaml(dir.path(), "", "")).await;
+    let running = cache(dir.path()).start().await;
     let addr = reflector_addr(&running);
 
     let first = upload_v2(addr, &medium, Some(1)).await;
@@ -352,7 +353,7 @@ async fn v1_accepts_lone_blobs_and_v2_only_a_streams_blobs() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let running = start_cache(&cache_yaml(dir.path(), "", "")).await;
+    let running = cache(dir.path()).start().await;
     let addr = reflector_addr(&running);
 
     // reflector.go's uploader: {"version":0}, then compact lone blob offers.
@@ -401,8 +402,10 @@ async fn bad_uploads_store_nothing_and_the_server_keeps_serving() {
     let blocked = prism_lite::blob::BlobHash::of(b"a blocked upload");
     let list = dir.path().join("blocked.txt");
     std::fs::write(&list, format!("{blocked}\n{}\n", small.sd_hash)).unwrap();
-    let extra = format!("blocklist: {{file: {}}}\n", list.display());
-    let running = start_cache(&cache_yaml(&dir.path().join("store"), "", &extra)).await;
+    let running = cache(&dir.path().join("store"))
+        .blocklist_file(&list)
+        .start()
+        .await;
     let addr = reflector_addr(&running);
     let (hash, data) = &medium.blobs[0];
 
@@ -492,12 +495,14 @@ async fn allow_refuses_outside_addresses_and_each_address_is_capped() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let yaml = cache_yaml(
-        dir.path(),
-        ", allow: [127.0.0.1/32], max_connections_per_ip: 1",
-        "",
-    );
-    let running = start_cache(&yaml).await;
+    let running = cache(dir.path())
+        .door(
+            Door::reflector()
+                .set("allow", "[127.0.0.1/32]")
+                .set("max_connections_per_ip", 1),
+        )
+        .start()
+        .await;
     let addr = reflector_addr(&running);
 
     let mut outside = Uploader::connect_from("127.0.0.2".parse().unwrap(), addr).await;
@@ -535,13 +540,20 @@ async fn uploads_reach_every_store_of_a_multiwriter() {
     let s3 = S3Server::start(&s3_root, 0).await;
     let client = sdk_client(&s3.endpoint());
     create_bucket(&client).await;
-    let yaml = format!(
-        "store:\n  multiwriter:\n    stores:\n      - {{disk: {{name: local, mount_point: {}, sharding_size: 2}}}}\n      - {}\n\
-         servers:\n  http: {{port: 0, address: 127.0.0.1}}\n  reflector: {{port: 0, address: 127.0.0.1}}\n",
-        dir.path().join("disk").display(),
-        s3_yaml(&s3.endpoint(), "s3", 0, "10s")
-    );
-    let running = start_cache(&yaml).await;
+    let running = Cache::new()
+        .http()
+        .reflector()
+        .store(Store::multiwriter(&[
+            Store::disk(dir.path().join("disk"))
+                .named("local")
+                .sharding(2),
+            Store::s3(&s3.endpoint())
+                .named("s3")
+                .sharding(0)
+                .timeout("10s"),
+        ]))
+        .start()
+        .await;
     let upload = upload_v2(reflector_addr(&running), &small, None).await;
     assert!(upload.sent_sd);
     assert_served(&running, &small.all()).await;
@@ -567,15 +579,9 @@ async fn uploaded_stream_is_announced_and_a_reupload_after_restart_announces_it_
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let dht = format!(
-        "dht:\n  enabled: true\n  port: 0\n  address: 127.0.0.1\n  bootstrap: []\n  \
-         allow_private: true\n  data_dir: {}\n",
-        dir.path().join("dht").display()
-    );
-    let yaml = cache_yaml(&dir.path().join("store"), "", &dht).replace(
-        "servers:\n",
-        "servers:\n  peer: {port: 0, address: 127.0.0.1}\n",
-    );
+    let announcing = cache(&dir.path().join("store"))
+        .peer()
+        .dht(dir.path().join("dht"));
     let announced = |running: &Running| {
         let announcer = running.dht.as_ref().expect("dht").announcer();
         [medium.sd_hash, medium.blobs[0].0]
@@ -583,7 +589,7 @@ async fn uploaded_stream_is_announced_and_a_reupload_after_restart_announces_it_
             .all(|h| announcer.is_announced(h))
     };
 
-    let running = start_cache(&yaml).await;
+    let running = announcing.start().await;
     assert!(!announced(&running));
     let upload = upload_v2(reflector_addr(&running), &medium, None).await;
     assert_eq!(upload.sent.len(), medium.blobs.len());
@@ -592,7 +598,7 @@ async fn uploaded_stream_is_announced_and_a_reupload_after_restart_announces_it_
     running.stop().await;
 
     // After a restart, the publisher's next upload sends nothing and re-announces the stream.
-    let running = start_cache(&yaml).await;
+    let running = announcing.start().await;
     let again = upload_v2(reflector_addr(&running), &medium, None).await;
     assert!(!again.sent_sd && again.sent.is_empty());
     wait_until("stream announced again", || announced(&running)).await;
@@ -606,8 +612,14 @@ async fn stalled_uploads_time_out_and_store_nothing() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let yaml = cache_yaml(dir.path(), ", idle_timeout: 300ms, blob_timeout: 300ms", "");
-    let running = start_cache(&yaml).await;
+    let running = cache(dir.path())
+        .door(
+            Door::reflector()
+                .set("idle_timeout", "300ms")
+                .set("blob_timeout", "300ms"),
+        )
+        .start()
+        .await;
     let addr = reflector_addr(&running);
 
     // Half a blob, then silence: closed when blob_timeout passes, nothing stored.

@@ -4,21 +4,8 @@ use std::sync::Arc;
 
 use crate::common::*;
 use prism_lite::blob::MAX_BLOB_SIZE;
-use prism_lite::config::{self, BlobcacheConfig};
 use prism_lite::metrics::Metrics;
-use prism_lite::store::{self, BlobStore, BuildContext, StoreError};
-
-fn ctx() -> BuildContext {
-    BuildContext {
-        metrics: Arc::new(Metrics::new()),
-    }
-}
-
-fn build(yaml_store: &str, ctx: &BuildContext) -> Arc<dyn BlobStore> {
-    let cfg: BlobcacheConfig =
-        config::parse(&format!("store:\n  {yaml_store}\n"), "t.yaml").expect("parses");
-    store::build(&cfg.store, ctx).expect("builds")
-}
+use prism_lite::store::StoreError;
 
 #[tokio::test]
 async fn s3_operations_sharding_missing_oversized() {
@@ -26,8 +13,12 @@ async fn s3_operations_sharding_missing_oversized() {
     let server = S3Server::start(dir.path(), 0).await;
     let sdk = sdk_client(&server.endpoint());
     create_bucket(&sdk).await;
-    let ctx = ctx();
-    let s3 = build(&s3_yaml(&server.endpoint(), "origin", 2, "5s"), &ctx);
+    let metrics = Arc::new(Metrics::new());
+    let s3 = Store::s3(&server.endpoint())
+        .named("origin")
+        .sharding(2)
+        .timeout("5s")
+        .build_with(&metrics);
     assert_eq!(s3.name(), "origin");
 
     let (hash, data) = blob(1, 300_000);
@@ -50,7 +41,7 @@ async fn s3_operations_sharding_missing_oversized() {
     let got = within("get", s3.get(&hash)).await.unwrap();
     assert_eq!(got.data, data);
     assert_eq!(&*got.trace.stacks[0].origin_name, "origin");
-    assert_eq!(ctx.metrics.s3_in_bytes.get(), data.len() as u64);
+    assert_eq!(metrics.s3_in_bytes.get(), data.len() as u64);
 
     within("delete", s3.delete(&hash)).await.unwrap();
     assert!(!on_disk.exists());
@@ -75,11 +66,12 @@ async fn s3_operations_sharding_missing_oversized() {
     assert!(matches!(err, StoreError::Refused { .. }), "{err}");
 
     // A prefix goes in front of the sharded key.
-    let prefixed = build(
-        &s3_yaml(&server.endpoint(), "p", 0, "5s")
-            .replace("retries: 1", "retries: 1, prefix: blobs/"),
-        &ctx,
-    );
+    let prefixed = Store::s3(&server.endpoint())
+        .named("p")
+        .sharding(0)
+        .timeout("5s")
+        .set("prefix", "blobs/")
+        .build_with(&metrics);
     let (h2, d2) = blob(2, 1000);
     within("put prefixed", prefixed.put(&h2, d2.clone()))
         .await
@@ -97,22 +89,22 @@ async fn corrupt_s3_object_is_an_error_and_never_cached() {
     let server = S3Server::start(dir.path(), 0).await;
     let sdk = sdk_client(&server.endpoint());
     create_bucket(&sdk).await;
-    let ctx = ctx();
+    let metrics = Arc::new(Metrics::new());
     let (hash, _) = blob(3, 5000);
     let (_, wrong) = blob(4, 5000);
     put_object(&sdk, &hash.sharded_path(0), wrong).await;
 
-    let s3 = build(&s3_yaml(&server.endpoint(), "origin", 0, "5s"), &ctx);
+    let origin = Store::s3(&server.endpoint())
+        .named("origin")
+        .sharding(0)
+        .timeout("5s");
+    let s3 = origin.build_with(&metrics);
     let err = within("get corrupt", s3.get(&hash)).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
 
-    let caching = build(
-        &format!(
-            "caching: {{name: edge, cache: {{mem: {{name: ram}}}}, origin: {{{}}}}}",
-            s3_yaml(&server.endpoint(), "origin", 0, "5s")
-        ),
-        &ctx,
-    );
+    let caching = Store::caching(Store::mem().named("ram"), origin)
+        .named("edge")
+        .build_with(&metrics);
     for _ in 0..2 {
         let err = within("caching get corrupt", caching.get(&hash))
             .await
@@ -120,7 +112,7 @@ async fn corrupt_s3_object_is_an_error_and_never_cached() {
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     }
     // Not cached: the cache tier does not have it, and the origin was asked both times.
-    let text = String::from_utf8(ctx.metrics.render()).unwrap();
+    let text = String::from_utf8(metrics.render()).unwrap();
     assert_eq!(
         metric(&text, "prism_origin_fetch_total", &[("result", "corrupt")]),
         2.0,
@@ -145,11 +137,11 @@ async fn corrupt_s3_object_is_an_error_and_never_cached() {
 #[tokio::test]
 async fn hanging_s3_is_a_timeout_in_bounded_time() {
     let hanging = HangingOrigin::start().await;
-    let ctx = ctx();
-    let s3 = build(
-        &s3_yaml(&format!("http://{}", hanging.addr), "stuck", 0, "1s"),
-        &ctx,
-    );
+    let s3 = Store::s3(&format!("http://{}", hanging.addr))
+        .named("stuck")
+        .sharding(0)
+        .timeout("1s")
+        .build();
     let (hash, _) = blob(9, 10);
     let start = std::time::Instant::now();
     let err = within("get from hanging s3", s3.get(&hash))

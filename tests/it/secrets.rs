@@ -21,7 +21,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::common::{blob_bytes, free_port, start_cache, within, H3Client, TEST_TIMEOUT};
+use crate::common::{
+    blob_bytes, free_port, http_client, quoted, within, Cache, Door, H3Client, Store, TEST_TIMEOUT,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_prism-lite");
 /// What the failing origin puts in its error body: its own words, never to be repeated.
@@ -159,7 +161,7 @@ impl Drop for Proc {
     }
 }
 
-/// Ports for the doors, and the `servers:` section using them (with [`DOOR_TOKEN`]).
+/// Ports for the doors, and caches using them.
 struct Doors {
     http: u16,
     http3: u16,
@@ -177,13 +179,17 @@ impl Doors {
         }
     }
 
-    fn yaml(&self, token: &str, http3_extra: &str) -> String {
-        format!(
-            "servers:\n  http: {{port: {}, address: 127.0.0.1, edge_token: {token}}}\n  \
-             http3: {{port: {}, address: 127.0.0.1, edge_token: {token}{http3_extra}}}\n  \
-             peer: {{port: {}, address: 127.0.0.1}}\n",
-            self.http, self.http3, self.peer
-        )
+    /// The HTTP/3 door, locked with `token`.
+    fn http3(&self, token: &str) -> Door {
+        Door::http3().port(self.http3).token(token)
+    }
+
+    /// A cache with the HTTP and HTTP/3 doors locked with `token`, and the peer door.
+    fn cache(&self, token: &str) -> Cache {
+        Cache::new()
+            .door(Door::http().port(self.http).token(token))
+            .door(self.http3(token))
+            .door(Door::peer().port(self.peer))
     }
 }
 
@@ -232,7 +238,7 @@ impl Proc {
         let url = format!("http://{}/readyz", self.metrics);
         let deadline = Instant::now() + TEST_TIMEOUT;
         loop {
-            if let Ok(r) = client().get(&url).send().await {
+            if let Ok(r) = http_client().get(&url).send().await {
                 if r.status() == 200 {
                     return;
                 }
@@ -275,13 +281,6 @@ impl Proc {
     }
 }
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
 /// One answer a client saw: where, the status, and its text (headers included).
 struct Seen {
     what: String,
@@ -292,7 +291,9 @@ struct Seen {
 async fn http_get(addr: SocketAddr, query: &str) -> Seen {
     let r = within(
         "http get",
-        client().get(format!("http://{addr}/blob?{query}")).send(),
+        http_client()
+            .get(format!("http://{addr}/blob?{query}"))
+            .send(),
     )
     .await
     .unwrap();
@@ -309,7 +310,9 @@ async fn http_get(addr: SocketAddr, query: &str) -> Seen {
 async fn http_head(addr: SocketAddr, query: &str) -> Seen {
     let r = within(
         "http head",
-        client().head(format!("http://{addr}/blob?{query}")).send(),
+        http_client()
+            .head(format!("http://{addr}/blob?{query}"))
+            .send(),
     )
     .await
     .unwrap();
@@ -401,16 +404,12 @@ fn assert_answers(answers: &[Seen], want: &str, secrets: &[&str]) {
     }
 }
 
-/// The leak test for one store configuration: `store` (YAML) talks to `origin` and holds
-/// `secrets`. Runs the three failures, then checks /metrics and the whole log.
-async fn no_leak_on_any_door(store: &str, origin: FakeOrigin, secrets: &[&str], refusal: bool) {
+/// The leak test for one store configuration: `store` talks to `origin` and holds `secrets`.
+/// Runs the three failures, then checks /metrics and the whole log.
+async fn no_leak_on_any_door(store: Store, origin: FakeOrigin, secrets: &[&str], refusal: bool) {
     let dir = tempfile::tempdir().unwrap();
     let doors = Doors::new();
-    std::fs::write(
-        dir.path().join("blobcache.yaml"),
-        format!("{}store:\n{store}\n", doors.yaml(DOOR_TOKEN, "")),
-    )
-    .unwrap();
+    doors.cache(DOOR_TOKEN).store(store).write_to(dir.path());
     let p = Proc::start(dir.path(), &doors, &[]).await;
     let mut secrets = secrets.to_vec();
     secrets.push(DOOR_TOKEN);
@@ -432,7 +431,9 @@ async fn no_leak_on_any_door(store: &str, origin: FakeOrigin, secrets: &[&str], 
 
     let metrics = within(
         "metrics",
-        client().get(format!("http://{}/metrics", p.metrics)).send(),
+        http_client()
+            .get(format!("http://{}/metrics", p.metrics))
+            .send(),
     )
     .await
     .unwrap()
@@ -451,32 +452,37 @@ async fn no_leak_on_any_door(store: &str, origin: FakeOrigin, secrets: &[&str], 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_edge_token_never_leaks() {
     let origin = FakeOrigin::start(Mode::Marker500).await;
-    let store = format!(
-        "  upstream: {{name: regional, upstream: 'http://{}', edge_token: EDGESECRET1a, timeout: 5s}}",
-        origin.addr
-    );
-    no_leak_on_any_door(&store, origin, &["EDGESECRET1a"], true).await;
+    let store = Store::upstream(&format!("http://{}", origin.addr))
+        .named("regional")
+        .set("edge_token", "EDGESECRET1a")
+        .timeout("5s");
+    no_leak_on_any_door(store, origin, &["EDGESECRET1a"], true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_keys_never_leak() {
     let origin = FakeOrigin::start(Mode::Marker500).await;
-    let store = format!(
-        "  s3: {{name: bucket, endpoint: 'http://{}', bucket: blobs, aws_id: AKIDSECRET2b, \
-         aws_secret: S3SECRET2c, retries: 0, timeout: 5s}}",
-        origin.addr
-    );
-    no_leak_on_any_door(&store, origin, &["AKIDSECRET2b", "S3SECRET2c"], false).await;
+    let store = Store::new("s3")
+        .named("bucket")
+        .set("endpoint", quoted(format!("http://{}", origin.addr)))
+        .set("bucket", "blobs")
+        .set("aws_id", "AKIDSECRET2b")
+        .set("aws_secret", "S3SECRET2c")
+        .set("retries", 0)
+        .timeout("5s");
+    no_leak_on_any_door(store, origin, &["AKIDSECRET2b", "S3SECRET2c"], false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn url_password_never_leaks() {
     let origin = FakeOrigin::start(Mode::Marker500).await;
-    let store = format!(
-        "  http: {{name: cdn, endpoint: 'http://reader:PASSSECRET3d@{}/bucket/', timeout: 5s}}",
+    let store = Store::http_url(&format!(
+        "http://reader:PASSSECRET3d@{}/bucket/",
         origin.addr
-    );
-    no_leak_on_any_door(&store, origin, &["PASSSECRET3d"], false).await;
+    ))
+    .named("cdn")
+    .timeout("5s");
+    no_leak_on_any_door(store, origin, &["PASSSECRET3d"], false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -487,23 +493,25 @@ async fn signed_query_never_leaks_and_reaches_the_origin_intact() {
         (BlobHash::of(&data), data)
     };
     origin.set(Mode::Serve(data.clone()));
-    let store = format!(
-        "  http: {{name: cdn, endpoint: 'http://{}/bucket/?sig=QSECRET4e&exp=99', sharding_size: 2, timeout: 5s}}",
+    let store = Store::http_url(&format!(
+        "http://{}/bucket/?sig=QSECRET4e&exp=99",
         origin.addr
-    );
+    ))
+    .named("cdn")
+    .sharding(2)
+    .timeout("5s");
     // First a success: the hash goes into the path, the query is sent as configured.
     {
         let dir = tempfile::tempdir().unwrap();
         let doors = Doors::new();
-        std::fs::write(
-            dir.path().join("blobcache.yaml"),
-            format!("{}store:\n{store}\n", doors.yaml(DOOR_TOKEN, "")),
-        )
-        .unwrap();
+        doors
+            .cache(DOOR_TOKEN)
+            .store(store.clone())
+            .write_to(dir.path());
         let p = Proc::start(dir.path(), &doors, &[]).await;
         let r = within(
             "get",
-            client()
+            http_client()
                 .get(format!("http://{}/blob?hash={hash}", p.http))
                 .send(),
         )
@@ -519,7 +527,7 @@ async fn signed_query_never_leaks_and_reaches_the_origin_intact() {
         assert!(origin.seen().contains(&want), "{:?}", origin.seen());
         p.stop();
     }
-    no_leak_on_any_door(&store, origin, &["QSECRET4e"], false).await;
+    no_leak_on_any_door(store, origin, &["QSECRET4e"], false).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -528,17 +536,27 @@ async fn signed_query_never_leaks_and_reaches_the_origin_intact() {
 fn check_config_redacts_and_shows_every_server() {
     let dir = tempfile::tempdir().unwrap();
     let doors = Doors::new();
-    let yaml = format!(
-        "{}store:\n  multiwriter:\n    stores:\n      \
-         - upstream: {{upstream: 'http://u:PASSSECRET3d@up.example:5569', edge_token: EDGESECRET1a}}\n      \
-         - s3: {{endpoint: 'http://s3.example', bucket: b, aws_id: AKIDSECRET2b, aws_secret: S3SECRET2c}}\n      \
-         - http: {{endpoint: 'https://cdn.example/b/?sig=QSECRET4e'}}\n      \
-         - disk: {{mount_point: {}}}\n\
-         blocklist: {{url: 'https://list:LISTSECRET6g@lists.example/x?key=LISTSECRET6g'}}\n",
-        doors.yaml(DOOR_TOKEN, ""),
-        dir.path().join("not-yet").display()
-    );
-    std::fs::write(dir.path().join("blobcache.yaml"), yaml).unwrap();
+    doors
+        .cache(DOOR_TOKEN)
+        .store(Store::multiwriter(&[
+            Store::upstream("http://u:PASSSECRET3d@up.example:5569")
+                .set("edge_token", "EDGESECRET1a"),
+            Store::new("s3")
+                .set("endpoint", quoted("http://s3.example"))
+                .set("bucket", "b")
+                .set("aws_id", "AKIDSECRET2b")
+                .set("aws_secret", "S3SECRET2c"),
+            Store::http_url("https://cdn.example/b/?sig=QSECRET4e"),
+            Store::disk(dir.path().join("not-yet")),
+        ]))
+        .section(
+            "blocklist",
+            format!(
+                "{{url: {}}}",
+                quoted("https://list:LISTSECRET6g@lists.example/x?key=LISTSECRET6g")
+            ),
+        )
+        .write_to(dir.path());
     let out = Command::new(BIN)
         .args(["--conf-dir", dir.path().to_str().unwrap(), "check-config"])
         .output()
@@ -573,17 +591,16 @@ fn check_config_redacts_and_shows_every_server() {
     assert!(!dir.path().join("not-yet").exists());
 
     // A start-up failure is a check-config failure too: here a missing TLS key file.
-    std::fs::write(
-        dir.path().join("blobcache.yaml"),
-        format!(
-            "{}store: {{mem: {{}}}}\n",
-            doors.yaml(
-                DOOR_TOKEN,
-                ", cert_file: /nonexistent/c.pem, key_file: /nonexistent/k.pem"
-            )
-        ),
-    )
-    .unwrap();
+    doors
+        .cache(DOOR_TOKEN)
+        .door(
+            doors
+                .http3(DOOR_TOKEN)
+                .set("cert_file", "/nonexistent/c.pem")
+                .set("key_file", "/nonexistent/k.pem"),
+        )
+        .store(Store::mem())
+        .write_to(dir.path());
     let out = Command::new(BIN)
         .args(["--conf-dir", dir.path().to_str().unwrap(), "check-config"])
         .output()
@@ -599,13 +616,13 @@ async fn http3_has_answers_403_for_a_protected_blob_without_the_token() {
     let hash = BlobHash::of(&data);
     let list = dir.path().join("protected.txt");
     std::fs::write(&list, format!("{hash}\n")).unwrap();
-    let running = start_cache(&format!(
-        "servers:\n  http: {{port: 0, address: 127.0.0.1, edge_token: T0K}}\n  \
-         http3: {{port: 0, address: 127.0.0.1, edge_token: T0K}}\n\
-         protected_list: {}\nstore: {{mem: {{}}}}\n",
-        list.display()
-    ))
-    .await;
+    let running = Cache::new()
+        .door(Door::http().token("T0K"))
+        .door(Door::http3().token("T0K"))
+        .protected_list(&list)
+        .store(Store::mem())
+        .start()
+        .await;
     running.store.put(&hash, data).await.unwrap();
     let h3 = running.http3_addr.unwrap();
     assert_eq!(h3_get(h3, &format!("/has/{hash}")).await.status, 403);
@@ -633,13 +650,14 @@ async fn sighup_rotates_the_edge_token_on_http_and_http3() {
     let hash = BlobHash::of(b"protected, never stored");
     std::fs::write(dir.path().join("protected.txt"), format!("{hash}\n")).unwrap();
     let doors = Doors::new();
-    let conf = |token: &str, extra: &str| {
-        format!(
-            "{}protected_list: protected.txt\nstore: {{mem: {{}}}}\n",
-            doors.yaml(token, extra)
-        )
+    // The list is named relative to the configuration directory (the process's working one).
+    let conf = |token: &str| {
+        doors
+            .cache(token)
+            .protected_list("protected.txt")
+            .store(Store::mem())
     };
-    std::fs::write(dir.path().join("blobcache.yaml"), conf("OLDTOKEN1", "")).unwrap();
+    conf("OLDTOKEN1").write_to(dir.path());
     let p = Proc::start(dir.path(), &doors, &[("PRISM_LOG_FORMAT", "json")]).await;
     // Unlocked by the old token: past the protection, the empty store says 404.
     let http_with = |t: &str| format!("hash={hash}&edge_token={t}");
@@ -647,11 +665,9 @@ async fn sighup_rotates_the_edge_token_on_http_and_http3() {
     assert_eq!(http_get(p.http, &http_with("OLDTOKEN1")).await.status, 404);
     assert_eq!(h3_get(p.http3, &h3_with("OLDTOKEN1")).await.status, 404);
 
-    std::fs::write(
-        dir.path().join("blobcache.yaml"),
-        conf("NEWTOKEN2", ", max_connections: 77"),
-    )
-    .unwrap();
+    conf("NEWTOKEN2")
+        .door(doors.http3("NEWTOKEN2").set("max_connections", 77))
+        .write_to(dir.path());
     p.signal("-HUP");
     // Poll (bounded) until the reload is in force on both doors.
     let deadline = Instant::now() + TEST_TIMEOUT;

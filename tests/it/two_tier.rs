@@ -4,43 +4,41 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
 use prism_lite::blob::BlobHash;
 
-fn regional_yaml(http_port: u16, disk: &Path, s3_endpoint: &str) -> String {
-    format!(
-        r#"
-servers:
-  http: {{port: {http_port}, address: 127.0.0.1}}
-store:
-  caching:
-    name: regional
-    cache:
-      disk: {{name: regional_disk, mount_point: "{}", sharding_size: 2, max_size: 100MB}}
-    origin:
-      {}
-"#,
-        disk.display(),
-        s3_yaml(s3_endpoint, "bucket_origin", 2, "2s")
-    )
+/// The regional: a disk tier over the S3 bucket.
+fn regional(disk: &Path, s3_endpoint: &str) -> Cache {
+    Cache::new()
+        .http()
+        .name("regional")
+        .tier(
+            Store::disk(disk)
+                .named("regional_disk")
+                .sharding(2)
+                .max_size("100MB"),
+        )
+        .origin(
+            Store::s3(s3_endpoint)
+                .named("bucket_origin")
+                .sharding(2)
+                .timeout("2s"),
+        )
 }
 
-fn edge_yaml(regional: SocketAddr) -> String {
-    format!(
-        r#"
-servers:
-  http: {{port: 0, address: 127.0.0.1}}
-store:
-  caching:
-    name: edge
-    cache: {{mem: {{name: edge_mem, max_size: 64MiB}}}}
-    origin:
-      upstream: {{name: to_regional, upstream: "http://{regional}", timeout: 5s}}
-"#
-    )
+/// The edge: a memory tier over the regional's HTTP door.
+fn edge(regional: SocketAddr) -> Cache {
+    Cache::new()
+        .http()
+        .name("edge")
+        .tier(Store::mem().named("edge_mem").max_size("64MiB"))
+        .origin(
+            Store::upstream(&format!("http://{regional}"))
+                .named("to_regional")
+                .timeout("5s"),
+        )
 }
 
 /// Puts `n` blobs in the bucket at the sharded keys the regional cache uses.
@@ -49,7 +47,7 @@ async fn seed_bucket(endpoint: &str, n: u8) -> Vec<(BlobHash, bytes::Bytes)> {
     create_bucket(&sdk).await;
     let mut blobs = Vec::new();
     for i in 0..n {
-        let (h, d) = blob(100 + i, 200_000 + usize::from(i) * 1000);
+        let (h, d) = blob(100 + u64::from(i), 200_000 + usize::from(i) * 1000);
         put_object(&sdk, &h.sharded_path(2), d.clone()).await;
         blobs.push((h, d));
     }
@@ -121,13 +119,10 @@ async fn two_tier_chain_in_process_survives_origin_outage() {
     let s3_addr = s3.addr;
     let blobs = seed_bucket(&s3.endpoint(), 3).await;
 
-    let regional = start_cache(&regional_yaml(
-        0,
-        &dir.path().join("regional"),
-        &s3.endpoint(),
-    ))
-    .await;
-    let edge = start_cache(&edge_yaml(regional.http_addr.unwrap())).await;
+    let regional = regional(&dir.path().join("regional"), &s3.endpoint())
+        .start()
+        .await;
+    let edge = edge(regional.http_addr.unwrap()).start().await;
     let edge_http = edge.http_addr.unwrap();
     let regional_http = regional.http_addr.unwrap();
     check_chain(
@@ -177,58 +172,20 @@ async fn two_tier_chain_with_regional_as_a_real_process() {
     let s3 = S3Server::start(&s3_root, 0).await;
     let blobs = seed_bucket(&s3.endpoint(), 1).await;
 
-    let conf = dir.path().join("conf");
-    std::fs::create_dir_all(&conf).unwrap();
-    let (http_port, metrics_port) = (free_port(), free_port());
-    std::fs::write(
-        conf.join("blobcache.yaml"),
-        regional_yaml(http_port, &dir.path().join("regional"), &s3.endpoint()),
-    )
-    .unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_prism-lite"))
-        .arg("--conf-dir")
-        .arg(&conf)
-        .args(["blobcache", "--metrics-port", &metrics_port.to_string()])
-        .args(["--metrics-address", "127.0.0.1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn prism-lite");
-    let regional_http: SocketAddr = format!("127.0.0.1:{http_port}").parse().unwrap();
-    let regional_metrics: SocketAddr = format!("127.0.0.1:{metrics_port}").parse().unwrap();
-
-    // Ready = /readyz answers 200 (bounded poll; the process needs a moment to bind).
-    let client = http_client();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("prism-lite exited early: {status}");
-        }
-        let ready = tokio::time::timeout(
-            Duration::from_secs(1),
-            client
-                .get(format!("http://{regional_metrics}/readyz"))
-                .send(),
-        )
+    let regional = regional(&dir.path().join("regional"), &s3.endpoint())
+        .spawn(dir.path().join("conf"))
         .await;
-        if matches!(ready, Ok(Ok(ref r)) if r.status() == 200) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "prism-lite not ready within 15s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
-    let edge = start_cache(&edge_yaml(regional_http)).await;
+    let edge = edge(regional.http).start().await;
     check_chain(
         edge.http_addr.unwrap(),
         edge.metrics_addr,
-        regional_metrics,
+        regional.metrics,
         &blobs[0].0,
         &blobs[0].1,
     )
     .await;
     edge.stop().await;
-    child.kill().await.expect("stop prism-lite");
+    regional.kill().await;
     s3.stop().await;
 }

@@ -155,9 +155,12 @@ impl Playback {
             }
         }
 
-        let (status, range) = match chosen_range(headers, &etag, plan.size) {
-            Ok(chosen) => chosen,
-            Err(response) => return response,
+        let Some((status, range)) = chosen_range(headers, &etag, plan.size) else {
+            let mut r = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", plan.size)) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return r;
         };
         let download = query.download.then_some(&sd_hash);
         let mut response = stream_head(&plan, &etag, status, range, download);
@@ -314,13 +317,13 @@ fn set_cache_headers(h: &mut HeaderMap, etag: &str) {
 }
 
 /// The status and byte range to send: the `Range` asked for (while `If-Range`, if any, names
-/// this stream), else the whole stream (no range for an empty one); a 416 answer when the
-/// range is outside it.
+/// this stream), else the whole stream (no range for an empty one); `None` when the range is
+/// outside it (416).
 fn chosen_range(
     headers: &HeaderMap,
     etag: &str,
     size: u64,
-) -> Result<(StatusCode, Option<ByteRange>), Response<PlaybackBody>> {
+) -> Option<(StatusCode, Option<ByteRange>)> {
     let range_header = header_str(headers, header::RANGE).filter(|_| {
         // If-Range: honour Range only while the client's copy is this one.
         header_str(headers, header::IF_RANGE).is_none_or(|v| v.trim() == etag)
@@ -330,15 +333,9 @@ fn chosen_range(
         None => RangeRequest::Whole,
     };
     match wanted {
-        RangeRequest::Unsatisfiable => {
-            let mut r = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
-            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                r.headers_mut().insert(header::CONTENT_RANGE, v);
-            }
-            Err(r)
-        }
-        RangeRequest::Partial(range) => Ok((StatusCode::PARTIAL_CONTENT, Some(range))),
-        RangeRequest::Whole => Ok((
+        RangeRequest::Unsatisfiable => None,
+        RangeRequest::Partial(range) => Some((StatusCode::PARTIAL_CONTENT, Some(range))),
+        RangeRequest::Whole => Some((
             StatusCode::OK,
             (size > 0).then(|| ByteRange {
                 first: 0,

@@ -1,4 +1,5 @@
-//! Shared test support: fixtures, a controllable origin, metrics scraping.
+//! Shared test support: fixtures, blobs, a controllable origin, caches and stores built for a
+//! test ([`Cache`], [`Store`]), metrics scraping.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,10 +12,12 @@ use prism_lite::blob::BlobHash;
 use prism_lite::store::{Blob, BlobStore, StoreError, StoreResult};
 use tokio::sync::{Notify, Semaphore};
 
+mod cache;
 mod h3;
 mod net;
 mod process;
 mod relay;
+pub use cache::*;
 pub use h3::*;
 pub use net::*;
 pub use process::*;
@@ -71,6 +74,12 @@ pub fn blob_bytes(seed: u64, len: usize) -> Bytes {
     }
     v.truncate(len);
     Bytes::from(v)
+}
+
+/// A blob of [`blob_bytes`]`(seed, len)` with its hash.
+pub fn blob(seed: u64, len: usize) -> (BlobHash, Bytes) {
+    let data = blob_bytes(seed, len);
+    (BlobHash::of(&data), data)
 }
 
 /// How the test origin answers.
@@ -219,16 +228,4 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-}
-
-/// Builds a store tree from YAML (`store:` section only).
-pub fn build_store(
-    yaml: &str,
-    metrics: &Arc<prism_lite::metrics::Metrics>,
-) -> anyhow::Result<Arc<dyn BlobStore>> {
-    let cfg: prism_lite::config::BlobcacheConfig = prism_lite::config::parse(yaml, "test.yaml")?;
-    let ctx = prism_lite::store::BuildContext {
-        metrics: Arc::clone(metrics),
-    };
-    prism_lite::store::build(&cfg.store, &ctx)
 }

@@ -1,5 +1,5 @@
 //! Network test plumbing: an in-process S3 server (s3s + s3s-fs), a tiny scripted HTTP origin,
-//! a hanging origin, blobcache start-up, and `/metrics` scraping. Everything binds 127.0.0.1;
+//! a hanging origin, the test HTTP client, and `/metrics` scraping. Everything binds 127.0.0.1;
 //! readiness is "the listener is bound", never a sleep.
 
 use std::collections::HashMap;
@@ -14,8 +14,6 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use prism_lite::app::{self, RunOptions, Running};
-use prism_lite::config::{self, BlobcacheConfig};
 use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -113,14 +111,6 @@ pub async fn put_object(client: &aws_sdk_s3::Client, key: &str, data: Bytes) {
     )
     .await
     .expect("put object");
-}
-
-/// The YAML of an `s3` store pointing at the test server.
-pub fn s3_yaml(endpoint: &str, name: &str, sharding: usize, timeout: &str) -> String {
-    format!(
-        "s3: {{name: {name}, aws_id: {ACCESS_KEY}, aws_secret: {SECRET_KEY}, region: us-east-1, \
-         bucket: {BUCKET}, endpoint: \"{endpoint}\", sharding_size: {sharding}, timeout: {timeout}, retries: 1}}"
-    )
 }
 
 /// A scripted HTTP origin: path -> (status, body); unknown paths get 404.
@@ -224,28 +214,6 @@ impl Drop for HangingOrigin {
     }
 }
 
-/// Starts a blobcache in this process from YAML (servers.http must use port 0).
-pub async fn start_cache(yaml: &str) -> Running {
-    try_start_cache(yaml).await.expect("cache starts")
-}
-
-/// [`start_cache`] for tests that expect (or retry) a failed start, e.g. a port still held.
-pub async fn try_start_cache(yaml: &str) -> anyhow::Result<Running> {
-    let cfg: BlobcacheConfig = config::parse(yaml, "test.yaml")?;
-    within(
-        "cache start",
-        app::start(
-            cfg,
-            RunOptions {
-                conf_dir: ".".into(),
-                metrics_addr: "127.0.0.1:0".parse().unwrap(),
-                disable_blocklist: false,
-            },
-        ),
-    )
-    .await
-}
-
 pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
@@ -286,12 +254,4 @@ pub async fn scrape(metrics_addr: SocketAddr) -> String {
     .expect("scrape");
     assert_eq!(resp.status().as_u16(), 200);
     within("metrics body", resp.text()).await.unwrap()
-}
-
-/// A random-looking blob of `len` bytes (content differs per `seed`).
-pub fn blob(seed: u8, len: usize) -> (prism_lite::blob::BlobHash, Bytes) {
-    let data: Vec<u8> = (0..len)
-        .map(|i| (i as u32).wrapping_mul(2654435761).to_le_bytes()[i % 4] ^ seed)
-        .collect();
-    prism_lite::blob::named(data)
 }

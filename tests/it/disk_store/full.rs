@@ -43,7 +43,7 @@ async fn a_disk_tier_on_a_full_small_tmpfs_keeps_caching_new_blobs() {
     let dir = tempfile::tempdir().unwrap();
     let _fs = Tmpfs::mount(dir.path(), "2m");
     // Configured for far more than the filesystem holds (start-up warns about it).
-    let (store, metrics) = open(dir.path(), ", sharding_size: 1, max_size: 1GB");
+    let (store, metrics) = open(local(dir.path()).sharding(1).max_size("1GB"));
     let blobs: Vec<_> = (0..60).map(|i| blob_bytes(1400 + i, 100 * 1024)).collect();
     // 6 MB of blobs through a 2 MiB filesystem: every write succeeds and is served.
     for (i, data) in blobs.iter().enumerate() {

@@ -6,7 +6,7 @@ use super::*;
 #[tokio::test]
 async fn bytes_served_are_the_files_bytes_mapped_or_read() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = open(dir.path(), ", sharding_size: 2");
+    let (store, _) = open(local(dir.path()).sharding(2));
     // Small blobs are read, larger ones mapped (16 KiB and up); the second get of each comes
     // from the kept map.
     let max = prism_lite::blob::MAX_BLOB_SIZE;
@@ -33,7 +33,7 @@ async fn bytes_served_are_the_files_bytes_mapped_or_read() {
 async fn bytes_in_flight_stay_whole_when_their_blob_is_evicted_deleted_or_found_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     // Room for two 2 MiB blobs.
-    let (store, _) = open(dir.path(), ", sharding_size: 1, max_size: 5MiB");
+    let (store, _) = open(local(dir.path()).sharding(1).max_size("5MiB"));
     let max = prism_lite::blob::MAX_BLOB_SIZE;
     let a = blob_bytes(1300, max);
     let ha = BlobHash::of(&a);
@@ -93,7 +93,7 @@ async fn thousands_of_blobs_in_flight_hold_no_file_descriptors() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, data).unwrap();
     }
-    let (store, _) = open(dir.path(), ", sharding_size: 2");
+    let (store, _) = open(local(dir.path()).sharding(2));
     let store = Arc::new(store);
     // All of them in flight at once: every response holds its bytes.
     let gets = hashes.iter().map(|hash| {

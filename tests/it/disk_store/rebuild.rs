@@ -9,7 +9,7 @@ async fn blobs_are_served_before_the_index_has_them_and_fills_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let on_disk: Vec<_> = (0..30).map(|i| blob_bytes(700 + i, 2000)).collect();
     write_files(dir.path(), 2, &on_disk);
-    let (store, metrics, gate) = open_held(dir.path(), ", sharding_size: 2, max_size: 1MB");
+    let (store, metrics, gate) = open_held(local(dir.path()).sharding(2).max_size("1MB"));
     assert!(!store.is_indexed());
     assert_eq!(store.used_bytes(), 0, "nothing read yet");
     let text = String::from_utf8(metrics.render()).unwrap();
@@ -57,7 +57,7 @@ async fn eviction_waits_for_the_index_then_capacity_holds() {
     let dir = tempfile::tempdir().unwrap();
     let old: Vec<_> = (0..10).map(|i| blob_bytes(800 + i, 1000)).collect();
     write_files(dir.path(), 1, &old);
-    let (store, metrics, gate) = open_held(dir.path(), ", sharding_size: 1, max_size: 5000");
+    let (store, metrics, gate) = open_held(local(dir.path()).sharding(1).max_size("5000"));
     // Two writes while the index is incomplete: over capacity, but nothing is evicted yet
     // (the store does not know its total size).
     let new: Vec<_> = (0..2).map(|i| blob_bytes(850 + i, 1000)).collect();
@@ -99,8 +99,7 @@ async fn a_restart_in_the_middle_of_a_rebuild_loses_nothing() {
         // Four of the sixteen shard directories read, then the process goes away.
         let gate = RebuildGate::after(4);
         let (store, _) = open_with(
-            dir.path(),
-            ", sharding_size: 1",
+            local(dir.path()).sharding(1),
             OpenOptions {
                 rebuild_gate: Some(gate.clone()),
             },
@@ -108,7 +107,7 @@ async fn a_restart_in_the_middle_of_a_rebuild_loses_nothing() {
         assert!(gate.wait_until_held(TEST_TIMEOUT));
         assert!(!store.is_indexed());
     }
-    let (store, _) = open(dir.path(), ", sharding_size: 1");
+    let (store, _) = open(local(dir.path()).sharding(1));
     assert_eq!(sorted_names(&store).len(), 48);
     for data in &blobs {
         assert_eq!(store.get(&BlobHash::of(data)).await.unwrap().data, *data);
@@ -125,7 +124,7 @@ async fn after_a_rebuild_the_index_accounts_exactly_the_files() {
         .collect();
     write_files(dir.path(), 2, &found);
     std::fs::write(dir.path().join("NOTES"), b"an operator's file").unwrap();
-    let (store, _, gate) = open_held(dir.path(), ", sharding_size: 2");
+    let (store, _, gate) = open_held(local(dir.path()).sharding(2));
     // Reads, writes and deletes race the rebuild (which is released half-way through them).
     for (i, data) in found.iter().enumerate().take(10) {
         let hash = BlobHash::of(data);
