@@ -30,11 +30,11 @@ pub struct HttpOriginStore {
 
 impl HttpOriginStore {
     pub fn new(config: &HttpOriginConfig, ctx: &BuildContext) -> anyhow::Result<HttpOriginStore> {
-        let name = config.name.as_deref().unwrap_or("http");
+        let name = config.name();
         let endpoint = check_base_url(name, "endpoint", config.endpoint.expose())?;
         let origin = Origin::new(name, config.timeout, &ctx.metrics.upstream_in_bytes);
         Ok(HttpOriginStore {
-            fetcher: HttpFetcher::new(origin, config.connect_timeout)?,
+            fetcher: HttpFetcher::new(origin, config.connect_deadline())?,
             endpoint,
             sharding_size: config.sharding_size,
         })

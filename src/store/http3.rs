@@ -75,7 +75,7 @@ impl Http3Store {
         )?;
         Ok(Http3Store {
             origin: Origin::new(
-                config.name.as_deref().unwrap_or("http3"),
+                config.name(),
                 config.timeout,
                 &ctx.metrics.upstream_in_bytes,
             ),

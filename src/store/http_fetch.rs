@@ -29,8 +29,6 @@ use crate::store::body::CappedBuffer;
 use crate::store::origin::Origin;
 use crate::store::{StoreError, StoreResult};
 
-/// Default connect deadline (capped by the whole-request `timeout`).
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Idle keep-alive connections kept per remote host: enough for a busy cache's parallel fills.
 const POOL_IDLE_PER_HOST: usize = 64;
 
@@ -59,12 +57,10 @@ pub struct HttpFetcher {
 }
 
 impl HttpFetcher {
-    /// A fetcher with its own connection pool. Fails only if the TLS backend cannot start.
-    pub fn new(origin: Origin, connect_timeout: Option<Duration>) -> anyhow::Result<HttpFetcher> {
+    /// A fetcher with its own connection pool, connecting within `connect`. Fails only if the
+    /// TLS backend cannot start.
+    pub fn new(origin: Origin, connect: Duration) -> anyhow::Result<HttpFetcher> {
         let (name, timeout) = (origin.name(), origin.timeout());
-        let connect = connect_timeout
-            .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
-            .min(timeout);
         let client = Client::builder()
             .connect_timeout(connect)
             .timeout(timeout)

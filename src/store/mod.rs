@@ -293,7 +293,7 @@ pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn
         StoreConfig::Ittt(c) => {
             let this = build(&c.this, ctx).context("in ittt.this")?;
             let that = build(&c.that, ctx).context("in ittt.that")?;
-            Arc::new(ittt::IfThisThenThat::new(c.name.as_deref(), this, that))
+            Arc::new(ittt::IfThisThenThat::new(c.name(), this, that))
         }
         StoreConfig::Singleflight(c) => {
             let inner = build(&c.store, ctx).context("in singleflight.store")?;
@@ -306,7 +306,7 @@ pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn
         StoreConfig::Http(c) => Arc::new(http::HttpOriginStore::new(c, ctx)?),
         StoreConfig::Upstream(c) => {
             let spec = pool::PoolSpec {
-                store: c.name.as_deref().unwrap_or("upstream"),
+                store: c.name(),
                 endpoints: &c.endpoints,
                 health: &c.health,
                 name_of: crate::config::pool::url_name,
@@ -326,7 +326,7 @@ pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn
                 .enumerate()
                 .map(|(i, s)| build(s, ctx).with_context(|| format!("in multiwriter.stores[{i}]")))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            Arc::new(multiwriter::MultiWriter::new(c.name.as_deref(), stores))
+            Arc::new(multiwriter::MultiWriter::new(c.name(), stores))
         }
         StoreConfig::ProxiedS3(c) => {
             let writer = build(&c.writer, ctx).context("in proxied-s3.writer")?;
@@ -334,11 +334,7 @@ pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn
                 Some(r) => build(r, ctx).context("in proxied-s3.reader")?,
                 None => Arc::clone(&writer),
             };
-            Arc::new(proxied_s3::ProxiedS3::new(
-                c.name.as_deref(),
-                reader,
-                writer,
-            ))
+            Arc::new(proxied_s3::ProxiedS3::new(c.name(), reader, writer))
         }
         StoreConfig::DbBacked(c) => {
             let resolved = db_backed::resolve(c);
@@ -347,7 +343,7 @@ pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn
         }
         StoreConfig::Peer(c) => {
             let spec = pool::PoolSpec {
-                store: c.name.as_deref().unwrap_or("peer"),
+                store: c.name(),
                 endpoints: &c.addresses,
                 health: &c.health,
                 name_of: crate::config::pool::address_name,
@@ -358,7 +354,7 @@ pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn
         }
         StoreConfig::Http3(c) => {
             let spec = pool::PoolSpec {
-                store: c.name.as_deref().unwrap_or("http3"),
+                store: c.name(),
                 endpoints: &c.addresses,
                 health: &c.health,
                 name_of: crate::config::pool::address_name,
@@ -405,5 +401,50 @@ fn describe_into(config: &StoreConfig, depth: usize, out: &mut String) {
     for (role, child) in config.children() {
         let _ = writeln!(out, "{pad}  {role}:");
         describe_into(child, depth + 2, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BlobcacheConfig;
+
+    fn config(store: &str) -> StoreConfig {
+        let file: BlobcacheConfig =
+            crate::config::parse(&format!("store:\n  {store}\n"), "t.yaml").expect("parses");
+        file.store
+    }
+
+    /// The name a store is built with is the one its config reports, default or configured,
+    /// for every type (remote leaves and pools included).
+    #[tokio::test]
+    async fn a_built_store_is_named_as_its_config_says() {
+        let ctx = BuildContext {
+            metrics: Arc::new(Metrics::new()),
+        };
+        for (store, name) in [
+            ("mem: {}", "mem"),
+            ("mem: {name: hot}", "hot"),
+            ("noop:", "noop"),
+            ("caching: {cache: {mem: {}}, origin: {noop: }}", "caching"),
+            ("ittt: {this: {noop: }, that: {noop: }}", "ittt"),
+            ("singleflight: {component: sf, store: {noop: }}", "sf"),
+            ("multiwriter: {stores: [{noop: }]}", "multiwriter"),
+            ("proxied-s3: {name: up, writer: {noop: }}", "up"),
+            ("http: {endpoint: \"http://127.0.0.1:1/b/\"}", "http"),
+            ("upstream: {upstream: \"127.0.0.1:1\"}", "upstream"),
+            (
+                "upstream: {name: regional, upstream: \"127.0.0.1:1\"}",
+                "regional",
+            ),
+            ("s3: {bucket: b, endpoint: \"http://127.0.0.1:1\"}", "s3"),
+            ("peer: {address: \"127.0.0.1:1\"}", "peer"),
+            ("http3: {address: \"127.0.0.1:1\"}", "http3"),
+        ] {
+            let config = config(store);
+            assert_eq!(config.name(), name, "{store}");
+            let built = build(&config, &ctx).expect(store);
+            assert_eq!(built.name(), name, "{store}");
+        }
     }
 }

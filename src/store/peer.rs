@@ -61,7 +61,7 @@ impl PeerStore {
     pub fn new(config: &PeerStoreConfig, endpoint: &Endpoint, ctx: &BuildContext) -> PeerStore {
         PeerStore {
             origin: Origin::new(
-                config.name.as_deref().unwrap_or("peer"),
+                config.name(),
                 config.timeout,
                 &ctx.metrics.upstream_in_bytes,
             ),

@@ -39,7 +39,7 @@ impl UpstreamStore {
         endpoint: &Endpoint,
         ctx: &BuildContext,
     ) -> anyhow::Result<UpstreamStore> {
-        let name = config.name.as_deref().unwrap_or("upstream");
+        let name = config.name();
         let address = endpoint.address.as_str();
         let base = if address.contains("://") {
             address.to_string()
@@ -53,7 +53,7 @@ impl UpstreamStore {
         }
         let origin = Origin::new(name, config.timeout, &ctx.metrics.upstream_in_bytes);
         Ok(UpstreamStore {
-            fetcher: HttpFetcher::new(origin, config.connect_timeout)?,
+            fetcher: HttpFetcher::new(origin, config.connect_deadline())?,
             base,
             edge_token: config
                 .edge_token
