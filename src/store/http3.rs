@@ -23,7 +23,8 @@ use crate::config::{Endpoint, Http3StoreConfig};
 use crate::protocol::http3::{get_path, has_path};
 use crate::quic::{self, Verify};
 use crate::store::body::CappedBuffer;
-use crate::store::origin::{Failure, Origin};
+use crate::store::origin::Origin;
+use crate::store::reconnect::{retry_once_if_dead, Failure, Reuse};
 use crate::store::{Blob, BlobStore, BuildContext, StoreError, StoreResult};
 
 /// Idle timeout of the upstream connection (kept alive by pings at a third of it).
@@ -91,13 +92,13 @@ impl Http3Store {
     }
 
     /// The current connection, dialling a new one if there is none or it has closed. Concurrent
-    /// callers wait on the lock, so a reconnect storm is one handshake. Returns whether the
-    /// connection was dialled by this call.
-    async fn connection(&self) -> StoreResult<(Upstream, bool)> {
+    /// callers wait on the lock, so a reconnect storm is one handshake. Says whether the
+    /// connection was dialled by this call ([`Reuse::Fresh`]) or already there.
+    async fn connection(&self) -> StoreResult<(Upstream, Reuse)> {
         let mut state = self.state.lock().await;
         if let Some(up) = &state.upstream {
             if up.quic.close_reason().is_none() {
-                return Ok((up.clone(), false));
+                return Ok((up.clone(), Reuse::Reused));
             }
             tracing::debug!(
                 store = self.origin.name(),
@@ -141,7 +142,7 @@ impl Http3Store {
         tracing::debug!(store = self.origin.name(), %addr, "http3 upstream connected");
         let up = Upstream { quic: conn, send };
         state.upstream = Some(up.clone());
-        Ok((up, true))
+        Ok((up, Reuse::Fresh))
     }
 
     /// Forgets `dead` (unless another caller already replaced it).
@@ -162,26 +163,37 @@ impl Http3Store {
             .ok_or_else(|| self.unavailable(format!("{} resolves to no address", self.address)))
     }
 
-    /// One request on the shared connection, retried once on a fresh connection if the reused
-    /// one turned out to be dead. The whole exchange is bounded by `timeout`.
+    /// One request on the shared connection, retried once on a fresh connection if the shared
+    /// one turned out to be dead (see [`retry_once_if_dead`]). The whole exchange is bounded by
+    /// `timeout`.
     async fn request(&self, path: &str, limit: usize) -> StoreResult<(http::Response<()>, Bytes)> {
-        self.origin.bounded(async {
-            let (up, fresh) = self.connection().await?;
-            match self.attempt(&up, path, limit).await {
-                Ok(r) => Ok(r),
-                Err(f) if f.connection_died => {
-                    self.forget(&up).await;
-                    if fresh {
-                        return Err(f.error);
-                    }
-                    tracing::debug!(store = self.origin.name(), error = %f.error, "http3 upstream connection was dead; retrying once");
-                    let (up, _) = self.connection().await?;
-                    self.attempt(&up, path, limit).await.map_err(|f| f.error)
-                }
-                Err(f) => Err(f.error),
-            }
-        })
-        .await
+        self.origin
+            .bounded(async {
+                let first = self.connection().await?;
+                retry_once_if_dead(
+                    self.origin.name(),
+                    first,
+                    || async { Ok(self.connection().await?.0) },
+                    |up| self.attempt_or_forget(up, path, limit),
+                )
+                .await
+            })
+            .await
+    }
+
+    /// [`Http3Store::attempt`], forgetting the connection when it died, so the next request
+    /// (or the retry) dials a new one.
+    async fn attempt_or_forget(
+        &self,
+        up: Upstream,
+        path: &str,
+        limit: usize,
+    ) -> Result<(http::Response<()>, Bytes), Failure> {
+        let result = self.attempt(&up, path, limit).await;
+        if matches!(&result, Err(f) if f.connection_died) {
+            self.forget(&up).await;
+        }
+        result
     }
 
     async fn attempt(

@@ -39,6 +39,7 @@ pub mod origin;
 pub mod peer;
 pub mod pool;
 pub mod proxied_s3;
+pub mod reconnect;
 pub mod s3;
 pub mod singleflight;
 pub mod upstream;
