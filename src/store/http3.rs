@@ -14,7 +14,6 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use bytes::{Buf, Bytes};
 use http::{header, Request, StatusCode};
 
@@ -25,7 +24,8 @@ use crate::quic::{self, Verify};
 use crate::store::body::CappedBuffer;
 use crate::store::origin::Origin;
 use crate::store::reconnect::{retry_once_if_dead, Failure, Reuse};
-use crate::store::{Blob, BlobStore, BuildContext, StoreError, StoreResult};
+use crate::store::remote::Remote;
+use crate::store::{Blob, BuildContext, StoreError, StoreResult};
 
 /// Idle timeout of the upstream connection (kept alive by pings at a third of it).
 const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -279,10 +279,9 @@ fn host_of(address: &str) -> anyhow::Result<String> {
     Ok(host.to_string())
 }
 
-#[async_trait]
-impl BlobStore for Http3Store {
-    fn name(&self) -> &str {
-        self.origin.name()
+impl Remote for Http3Store {
+    fn origin(&self) -> &Origin {
+        &self.origin
     }
 
     async fn has(&self, hash: &BlobHash) -> StoreResult<bool> {
@@ -307,27 +306,6 @@ impl BlobStore for Http3Store {
             .get(header::VIA)
             .and_then(|v| v.to_str().ok());
         self.origin.verified_blob(hash, body, start, upstream)
-    }
-
-    async fn put(&self, _: &BlobHash, _: Bytes) -> StoreResult<()> {
-        Err(self.origin.read_only("put"))
-    }
-
-    async fn delete(&self, _: &BlobHash) -> StoreResult<()> {
-        Err(self.origin.read_only("delete"))
-    }
-
-    /// A backend, not a cache.
-    async fn has_cached(&self, _: &BlobHash) -> StoreResult<bool> {
-        Ok(false)
-    }
-
-    /// Starts no fills.
-    async fn wait_for_fill(&self, _: &BlobHash) {}
-
-    /// A remote (or nothing): cannot list.
-    fn list(&self) -> Option<Vec<BlobHash>> {
-        None
     }
 }
 

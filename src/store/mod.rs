@@ -4,8 +4,10 @@
 //! (a directory, memory, a remote); composites (`caching`, `ittt`, `singleflight`, `gcache`,
 //! `multiwriter`, `proxied-s3`, the blocklist layer) only combine other stores. The tree is built
 //! recursively from one serde model ([`crate::config::StoreConfig`]), so a new backend is one new
-//! file here plus one enum variant. Remote backends share their deadline, verification, metrics
-//! and refusals through [`origin`]; how they talk is [`crate::protocol`]'s, never a front door's.
+//! file here plus one enum variant. Remote backends share their deadline, verification and
+//! metrics through [`origin`], the rest of their store contract through [`remote`], and the retry
+//! of a dead reused connection through [`reconnect`]; how they talk is [`crate::protocol`]'s,
+//! never a front door's.
 
 use std::io;
 use std::sync::Arc;
@@ -15,8 +17,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::blob::{BlobHash, VerifyError};
-use crate::config::StoreConfig;
+use crate::config::{Endpoint, Http3StoreConfig, PeerStoreConfig, StoreConfig, UpstreamConfig};
 use crate::metrics::Metrics;
+use crate::store::remote::{Remote, RemoteStore};
 use crate::trace::BlobTrace;
 
 pub mod announce;
@@ -40,6 +43,7 @@ pub mod peer;
 pub mod pool;
 pub mod proxied_s3;
 pub mod reconnect;
+pub mod remote;
 pub mod s3;
 pub mod singleflight;
 pub mod upstream;
@@ -304,19 +308,6 @@ pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn
             let inner = build(&c.store, ctx).context("in gcache.store")?;
             Arc::new(gcache::GcacheStore::new(c, inner, ctx))
         }
-        StoreConfig::Http(c) => Arc::new(http::HttpOriginStore::new(c, ctx)?),
-        StoreConfig::Upstream(c) => {
-            let spec = pool::PoolSpec {
-                store: c.name(),
-                endpoints: &c.endpoints,
-                health: &c.health,
-                name_of: crate::config::pool::url_name,
-            };
-            Arc::new(pool::build(spec, ctx, |e| {
-                Ok(Arc::new(upstream::UpstreamStore::new(c, e, ctx)?))
-            })?)
-        }
-        StoreConfig::S3(c) => Arc::new(s3::S3Store::new(c, ctx)?),
         StoreConfig::Multiwriter(c) => {
             if c.stores.is_empty() {
                 anyhow::bail!("multiwriter: `stores` must list at least one store");
@@ -342,32 +333,62 @@ pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn
             db_backed::warn(&resolved);
             return build(&resolved.store, ctx).context("in db_backed.store");
         }
-        StoreConfig::Peer(c) => {
-            let spec = pool::PoolSpec {
-                store: c.name(),
-                endpoints: &c.addresses,
-                health: &c.health,
-                name_of: crate::config::pool::address_name,
-            };
-            Arc::new(pool::build(spec, ctx, |e| {
-                Ok(Arc::new(peer::PeerStore::new(c, e, ctx)))
-            })?)
-        }
-        StoreConfig::Http3(c) => {
-            let spec = pool::PoolSpec {
-                store: c.name(),
-                endpoints: &c.addresses,
-                health: &c.health,
-                name_of: crate::config::pool::address_name,
-            };
-            Arc::new(pool::build(spec, ctx, |e| {
-                Ok(Arc::new(http3::Http3Store::new(c, e, ctx).with_context(
-                    || format!("setting up http3 store for {}", e.address),
-                )?))
-            })?)
-        }
+        StoreConfig::Http(c) => Arc::new(RemoteStore::new(http::HttpOriginStore::new(c, ctx)?)),
+        StoreConfig::S3(c) => Arc::new(RemoteStore::new(s3::S3Store::new(c, ctx)?)),
+        StoreConfig::Upstream(c) => upstream_pool(c, ctx)?,
+        StoreConfig::Peer(c) => peer_pool(c, ctx)?,
+        StoreConfig::Http3(c) => http3_pool(c, ctx)?,
     };
     Ok(store)
+}
+
+/// `upstream`: one HTTP origin per endpoint, pooled (a single endpoint is a pool of one).
+fn upstream_pool(c: &UpstreamConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn BlobStore>> {
+    let spec = pool::PoolSpec {
+        store: c.name(),
+        endpoints: &c.endpoints,
+        health: &c.health,
+        name_of: crate::config::pool::url_name,
+    };
+    remote_pool(spec, ctx, |e| upstream::UpstreamStore::new(c, e, ctx))
+}
+
+/// `peer`: one peer-protocol client per address, pooled.
+fn peer_pool(c: &PeerStoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn BlobStore>> {
+    let spec = pool::PoolSpec {
+        store: c.name(),
+        endpoints: &c.addresses,
+        health: &c.health,
+        name_of: crate::config::pool::address_name,
+    };
+    remote_pool(spec, ctx, |e| Ok(peer::PeerStore::new(c, e, ctx)))
+}
+
+/// `http3`: one HTTP/3 client per address, pooled.
+fn http3_pool(c: &Http3StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn BlobStore>> {
+    use anyhow::Context;
+    let spec = pool::PoolSpec {
+        store: c.name(),
+        endpoints: &c.addresses,
+        health: &c.health,
+        name_of: crate::config::pool::address_name,
+    };
+    remote_pool(spec, ctx, |e| {
+        http3::Http3Store::new(c, e, ctx)
+            .with_context(|| format!("setting up http3 store for {}", e.address))
+    })
+}
+
+/// The pool `spec` describes, of one [`RemoteStore`] per endpoint.
+fn remote_pool<R: Remote>(
+    spec: pool::PoolSpec<'_>,
+    ctx: &BuildContext,
+    mut endpoint_remote: impl FnMut(&Endpoint) -> anyhow::Result<R>,
+) -> anyhow::Result<Arc<dyn BlobStore>> {
+    let pool = pool::build(spec, ctx, |e| {
+        Ok(Arc::new(RemoteStore::new(endpoint_remote(e)?)))
+    })?;
+    Ok(Arc::new(pool))
 }
 
 /// Creates a disk store's `mount_point` when it does not exist yet, saying so: a typo in the

@@ -17,9 +17,10 @@
 //!   (whatever the verdict), into the reflector.go counter that fits: `reflector_s3_in_bytes`
 //!   for `s3`, `reflector_upstream_in_bytes` for every other remote (`http`, `upstream`, `peer`,
 //!   `http3`): bytes that came from outside our own storage.
-//! - **One refusal.** Read-only remotes refuse `put`/`delete` with [`Origin::read_only`].
 //!
-//! The retry of a dead reused connection is [`reconnect`](super::reconnect)'s.
+//! The rest of a remote's store contract (read-only, not a cache, cannot list) is
+//! [`remote`](super::remote)'s; the retry of a dead reused connection is
+//! [`reconnect`](super::reconnect)'s.
 
 use std::future::Future;
 use std::sync::Arc;

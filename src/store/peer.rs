@@ -20,8 +20,7 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use async_trait::async_trait;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -32,7 +31,8 @@ use crate::config::{Endpoint, PeerStoreConfig};
 use crate::protocol::peer::{next_frame, Answer, Frame, Incoming, Request};
 use crate::store::origin::Origin;
 use crate::store::reconnect::{retry_once_if_dead, Failure, Reuse};
-use crate::store::{Blob, BlobStore, BuildContext, StoreError, StoreResult};
+use crate::store::remote::Remote;
+use crate::store::{Blob, BuildContext, StoreError, StoreResult};
 
 /// Idle connections kept for reuse.
 const MAX_IDLE: usize = 8;
@@ -309,10 +309,9 @@ impl PeerStore {
     }
 }
 
-#[async_trait]
-impl BlobStore for PeerStore {
-    fn name(&self) -> &str {
-        self.origin.name()
+impl Remote for PeerStore {
+    fn origin(&self) -> &Origin {
+        &self.origin
     }
 
     async fn has(&self, hash: &BlobHash) -> StoreResult<bool> {
@@ -327,26 +326,5 @@ impl BlobStore for PeerStore {
             Reply::Blob(blob) => blob,
             Reply::Has(_) => Err(self.unavailable("internal: has answer to a get request")),
         }
-    }
-
-    async fn put(&self, _: &BlobHash, _: Bytes) -> StoreResult<()> {
-        Err(self.origin.read_only("put"))
-    }
-
-    async fn delete(&self, _: &BlobHash) -> StoreResult<()> {
-        Err(self.origin.read_only("delete"))
-    }
-
-    /// A backend, not a cache.
-    async fn has_cached(&self, _: &BlobHash) -> StoreResult<bool> {
-        Ok(false)
-    }
-
-    /// Starts no fills.
-    async fn wait_for_fill(&self, _: &BlobHash) {}
-
-    /// A remote (or nothing): cannot list.
-    fn list(&self) -> Option<Vec<BlobHash>> {
-        None
     }
 }

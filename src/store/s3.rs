@@ -23,7 +23,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
@@ -40,7 +39,8 @@ use crate::config::S3Config;
 use crate::secret::ExposeSecret;
 use crate::store::body::CappedBuffer;
 use crate::store::origin::{check_base_url, Origin};
-use crate::store::{Blob, BlobStore, BuildContext, StoreError, StoreResult};
+use crate::store::remote::Remote;
+use crate::store::{Blob, BuildContext, StoreError, StoreResult};
 
 /// First retry waits this long; each further one doubles (with jitter), up to [`MAX_BACKOFF`].
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
@@ -193,10 +193,10 @@ fn is_plain_code(code: &str) -> bool {
     code.len() <= 64 && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
 }
 
-#[async_trait]
-impl BlobStore for S3Store {
-    fn name(&self) -> &str {
-        self.origin.name()
+/// The one remote that writes: `put` and `delete` are its own, not refusals.
+impl Remote for S3Store {
+    fn origin(&self) -> &Origin {
+        &self.origin
     }
 
     async fn has(&self, hash: &BlobHash) -> StoreResult<bool> {
@@ -299,18 +299,5 @@ impl BlobStore for S3Store {
                 }
             })
             .await
-    }
-
-    /// A backend, not a cache.
-    async fn has_cached(&self, _: &BlobHash) -> StoreResult<bool> {
-        Ok(false)
-    }
-
-    /// Starts no fills.
-    async fn wait_for_fill(&self, _: &BlobHash) {}
-
-    /// A remote (or nothing): cannot list.
-    fn list(&self) -> Option<Vec<BlobHash>> {
-        None
     }
 }

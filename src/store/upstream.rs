@@ -11,8 +11,6 @@
 
 use std::time::Instant;
 
-use async_trait::async_trait;
-use bytes::Bytes;
 use reqwest::{StatusCode, Url};
 
 use crate::secret::{ExposeSecret, SecretString};
@@ -22,7 +20,8 @@ use crate::config::{Endpoint, UpstreamConfig};
 use crate::protocol::http::blob_request;
 use crate::store::http_fetch::{HttpFetcher, StatusMeaning};
 use crate::store::origin::{check_base_url, Origin};
-use crate::store::{Blob, BlobStore, BuildContext, StoreResult};
+use crate::store::remote::Remote;
+use crate::store::{Blob, BuildContext, StoreResult};
 
 pub struct UpstreamStore {
     fetcher: HttpFetcher,
@@ -90,10 +89,9 @@ fn meaning(status: StatusCode) -> StatusMeaning {
     }
 }
 
-#[async_trait]
-impl BlobStore for UpstreamStore {
-    fn name(&self) -> &str {
-        self.fetcher.origin().name()
+impl Remote for UpstreamStore {
+    fn origin(&self) -> &Origin {
+        self.fetcher.origin()
     }
 
     async fn has(&self, hash: &BlobHash) -> StoreResult<bool> {
@@ -106,27 +104,6 @@ impl BlobStore for UpstreamStore {
         self.fetcher
             .origin()
             .verified_blob(hash, fetched.data, start, fetched.via.as_deref())
-    }
-
-    async fn put(&self, _: &BlobHash, _: Bytes) -> StoreResult<()> {
-        Err(self.fetcher.origin().read_only("put"))
-    }
-
-    async fn delete(&self, _: &BlobHash) -> StoreResult<()> {
-        Err(self.fetcher.origin().read_only("delete"))
-    }
-
-    /// A backend, not a cache.
-    async fn has_cached(&self, _: &BlobHash) -> StoreResult<bool> {
-        Ok(false)
-    }
-
-    /// Starts no fills.
-    async fn wait_for_fill(&self, _: &BlobHash) {}
-
-    /// A remote (or nothing): cannot list.
-    fn list(&self) -> Option<Vec<BlobHash>> {
-        None
     }
 }
 
