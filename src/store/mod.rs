@@ -33,7 +33,7 @@ pub mod flight;
 pub mod gcache;
 pub mod http;
 pub mod http3;
-pub mod http_fetch;
+pub mod http_origin;
 pub mod ittt;
 pub mod memory;
 pub mod multiwriter;
@@ -333,7 +333,7 @@ pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn
             db_backed::warn(&resolved);
             return build(&resolved.store, ctx).context("in db_backed.store");
         }
-        StoreConfig::Http(c) => Arc::new(RemoteStore::new(http::HttpOriginStore::new(c, ctx)?)),
+        StoreConfig::Http(c) => Arc::new(RemoteStore::new(http::origin(c, ctx)?)),
         StoreConfig::S3(c) => Arc::new(RemoteStore::new(s3::S3Store::new(c, ctx)?)),
         StoreConfig::Upstream(c) => upstream_pool(c, ctx)?,
         StoreConfig::Peer(c) => peer_pool(c, ctx)?,
@@ -350,7 +350,7 @@ fn upstream_pool(c: &UpstreamConfig, ctx: &BuildContext) -> anyhow::Result<Arc<d
         health: &c.health,
         name_of: crate::config::pool::url_name,
     };
-    remote_pool(spec, ctx, |e| upstream::UpstreamStore::new(c, e, ctx))
+    remote_pool(spec, ctx, |e| upstream::origin(c, e, ctx))
 }
 
 /// `peer`: one peer-protocol client per address, pooled.

@@ -5,11 +5,10 @@
 //! header shows every tier a blob crossed. The bytes are verified here like any origin's: an
 //! upstream is another cache, and caches can be wrong. A 403 from an upstream means our
 //! `edge_token` is missing or wrong, which is a configuration error
-//! ([`StoreError::OriginStatus`]: 502 "origin refused (check edge_token)"), not a "not found"
-//! that a negative cache would remember. The token is a secret: it is only ever in the request
-//! URL, which no error or log line carries (see [`crate::store::http_fetch`]).
-
-use std::time::Instant;
+//! ([`StoreError::OriginStatus`](crate::store::StoreError::OriginStatus): 502 "origin refused
+//! (check edge_token)"), not a "not found" that a negative cache would remember. The token is a
+//! secret: it is only ever in the request URL, which no error or log line carries (see
+//! [`crate::store::http_origin`], the one HTTP origin this and `http` share).
 
 use reqwest::{StatusCode, Url};
 
@@ -18,41 +17,49 @@ use crate::secret::{ExposeSecret, SecretString};
 use crate::blob::BlobHash;
 use crate::config::{Endpoint, UpstreamConfig};
 use crate::protocol::http::blob_request;
-use crate::store::http_fetch::{HttpFetcher, StatusMeaning};
+use crate::store::http_origin::{Addressing, HttpOrigin, StatusMeaning};
 use crate::store::origin::{check_base_url, Origin};
-use crate::store::remote::Remote;
-use crate::store::{Blob, BuildContext, StoreResult};
+use crate::store::BuildContext;
 
-pub struct UpstreamStore {
-    fetcher: HttpFetcher,
+/// Where another cache's HTTP API serves a blob, and the token it wants.
+pub struct CacheApi {
     /// `http(s)://host:port[/prefix]/`: always ends in `/`, so `blob?...` is joined below it.
     base: Url,
     edge_token: Option<SecretString>,
 }
 
-impl UpstreamStore {
-    /// The store for one `endpoint` of `config` (a pool has one per endpoint: see
-    /// [`crate::store::pool`]).
-    pub fn new(
-        config: &UpstreamConfig,
-        endpoint: &Endpoint,
-        ctx: &BuildContext,
-    ) -> anyhow::Result<UpstreamStore> {
-        let name = config.name();
+/// The store for one `endpoint` of `config` (a pool has one per endpoint: see
+/// [`crate::store::pool`]).
+pub fn origin(
+    config: &UpstreamConfig,
+    endpoint: &Endpoint,
+    ctx: &BuildContext,
+) -> anyhow::Result<HttpOrigin<CacheApi>> {
+    let api = CacheApi::new(config, endpoint)?;
+    let origin = Origin::new(
+        config.name(),
+        config.timeout,
+        &ctx.metrics.upstream_in_bytes,
+    );
+    HttpOrigin::new(origin, config.connect_deadline(), api)
+}
+
+impl CacheApi {
+    /// A bare `host:port` is taken as `http://host:port`, as reflector.go's loader only
+    /// concatenates. Fails (a config error at start-up) when that is not an http(s) URL.
+    pub fn new(config: &UpstreamConfig, endpoint: &Endpoint) -> anyhow::Result<CacheApi> {
         let address = endpoint.address.as_str();
         let base = if address.contains("://") {
             address.to_string()
         } else {
             format!("http://{address}")
         };
-        let mut base = check_base_url(name, "upstream", &base)?;
+        let mut base = check_base_url(config.name(), "upstream", &base)?;
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let origin = Origin::new(name, config.timeout, &ctx.metrics.upstream_in_bytes);
-        Ok(UpstreamStore {
-            fetcher: HttpFetcher::new(origin, config.connect_deadline())?,
+        Ok(CacheApi {
             base,
             edge_token: config
                 .edge_token
@@ -61,7 +68,7 @@ impl UpstreamStore {
         })
     }
 
-    /// The request URL. It carries the token: it goes to reqwest and nowhere else.
+    /// The request URL, with or without the token.
     fn url(&self, hash: &BlobHash, with_token: bool) -> Url {
         let token = self
             .edge_token
@@ -78,49 +85,36 @@ impl UpstreamStore {
     }
 }
 
-/// reflector.go's HTTP server semantics.
-fn meaning(status: StatusCode) -> StatusMeaning {
-    if status == StatusCode::OK || status == StatusCode::NO_CONTENT {
-        StatusMeaning::Found
-    } else if status == StatusCode::NOT_FOUND {
-        StatusMeaning::Missing
-    } else {
-        StatusMeaning::Failed
-    }
-}
+impl Addressing for CacheApi {
+    /// The upstream's trace of the tiers it asked.
+    const VIA_IS_A_TRACE: bool = true;
 
-impl Remote for UpstreamStore {
-    fn origin(&self) -> &Origin {
-        self.fetcher.origin()
+    /// The request URL. It carries the token: it goes to reqwest and nowhere else.
+    fn url_of(&self, hash: &BlobHash) -> Url {
+        self.url(hash, true)
     }
 
-    async fn has(&self, hash: &BlobHash) -> StoreResult<bool> {
-        self.fetcher.head(self.url(hash, true), meaning).await
-    }
-
-    async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
-        let start = Instant::now();
-        let fetched = self.fetcher.get(self.url(hash, true), meaning).await?;
-        self.fetcher
-            .origin()
-            .verified_blob(hash, fetched.data, start, fetched.via.as_deref())
+    /// reflector.go's HTTP server semantics.
+    fn meaning(status: StatusCode) -> StatusMeaning {
+        if status == StatusCode::OK || status == StatusCode::NO_CONTENT {
+            StatusMeaning::Found
+        } else if status == StatusCode::NOT_FOUND {
+            StatusMeaning::Missing
+        } else {
+            StatusMeaning::Failed
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Metrics;
-    use std::sync::Arc;
     use std::time::Duration;
 
     #[test]
     fn urls_carry_hash_and_encoded_token() {
-        let ctx = BuildContext {
-            metrics: Arc::new(Metrics::new()),
-        };
         let endpoint = Endpoint::new("regional.example:5569/");
-        let s = UpstreamStore::new(
+        let s = CacheApi::new(
             &UpstreamConfig {
                 name: None,
                 endpoints: vec![endpoint.clone()],
@@ -130,7 +124,6 @@ mod tests {
                 health: Default::default(),
             },
             &endpoint,
-            &ctx,
         )
         .unwrap();
         let h = BlobHash::of(b"x");
