@@ -117,12 +117,36 @@ pub enum StoreConfig {
 }
 
 impl StoreConfig {
+    /// The store's name: what its metrics labels, log lines, traces and errors call it. A
+    /// section's configured `name`, or else the key it is written under (each section's own
+    /// `name()`); `singleflight` goes by its `component`, `noop` by its type, and `db_backed` by
+    /// its inner store's name, because it loads as that store.
+    pub fn name(&self) -> &str {
+        match self {
+            StoreConfig::Disk(c) => c.name(),
+            StoreConfig::Mem(c) => c.name(),
+            StoreConfig::Noop(_) => "noop",
+            StoreConfig::Caching(c) => c.name(),
+            StoreConfig::Ittt(c) => c.name(),
+            StoreConfig::Singleflight(c) => &c.component,
+            StoreConfig::Gcache(c) => c.name(),
+            StoreConfig::Peer(c) => c.name(),
+            StoreConfig::S3(c) => c.name(),
+            StoreConfig::Http(c) => c.name(),
+            StoreConfig::Upstream(c) => c.name(),
+            StoreConfig::Multiwriter(c) => c.name(),
+            StoreConfig::ProxiedS3(c) => c.name(),
+            StoreConfig::DbBacked(c) => c.store.name(),
+            StoreConfig::Http3(c) => c.name(),
+        }
+    }
+
     /// `type name=...` with the key parameters, for `check-config` output.
     pub fn summary(&self) -> String {
         match self {
             StoreConfig::Disk(c) => format!(
                 "disk name={} mount_point={} sharding_size={} max_size={}",
-                c.name.as_deref().unwrap_or("disk"),
+                c.name(),
                 c.mount_point.display(),
                 c.sharding_size,
                 c.max_size
@@ -131,60 +155,60 @@ impl StoreConfig {
             ),
             StoreConfig::Mem(c) => format!(
                 "mem name={} max_size={}",
-                c.name.as_deref().unwrap_or("mem"),
+                c.name(),
                 c.max_size
             ),
             StoreConfig::Noop(_) => "noop".into(),
             StoreConfig::Caching(c) => format!(
                 "caching name={} negative_cache_ttl={:?} negative_cache_size={}",
-                c.name.as_deref().unwrap_or("caching"),
+                c.name(),
                 c.negative_cache_ttl,
                 c.negative_cache_size
             ),
-            StoreConfig::Ittt(c) => format!("ittt name={}", c.name.as_deref().unwrap_or("ittt")),
+            StoreConfig::Ittt(c) => format!("ittt name={}", c.name()),
             StoreConfig::Singleflight(c) => format!("singleflight component={}", c.component),
             StoreConfig::Gcache(c) => format!(
                 "gcache name={} max_size={} blobs strategy={:?}",
-                c.name.as_deref().unwrap_or("gcache"),
+                c.name(),
                 c.max_size,
                 c.strategy
             ),
             StoreConfig::S3(c) => format!(
                 "s3 name={} bucket={} region={} endpoint={} keys={} prefix={} sharding_size={} timeout={:?} retries={}",
-                c.name.as_deref().unwrap_or("s3"),
+                c.name(),
                 c.bucket,
-                c.region.as_deref().unwrap_or(defaults::S3_REGION),
+                c.region(),
                 c.endpoint
                     .as_ref()
                     .map_or_else(|| "(AWS)".to_string(), ToString::to_string),
                 if c.aws_id.is_some() { shown(c.aws_secret.as_ref()) } else { "(AWS chain)" },
-                c.prefix.as_deref().unwrap_or(""),
+                c.prefix(),
                 c.sharding_size,
                 c.timeout,
                 c.retries
             ),
             StoreConfig::Http(c) => format!(
                 "http name={} endpoint={} sharding_size={} timeout={:?}",
-                c.name.as_deref().unwrap_or("http"),
+                c.name(),
                 c.endpoint,
                 c.sharding_size,
                 c.timeout
             ),
             StoreConfig::Upstream(c) => format!(
                 "upstream name={} {} edge_token={} timeout={:?}",
-                c.name.as_deref().unwrap_or("upstream"),
+                c.name(),
                 pool::summary("upstream", "upstreams", &c.endpoints, pool::url_name),
                 shown(c.edge_token.as_ref()),
                 c.timeout
             ),
             StoreConfig::Multiwriter(c) => format!(
                 "multiwriter name={} stores={}",
-                c.name.as_deref().unwrap_or("multiwriter"),
+                c.name(),
                 c.stores.len()
             ),
             StoreConfig::ProxiedS3(c) => format!(
                 "proxied-s3 name={}{}",
-                c.name.as_deref().unwrap_or("proxied-s3"),
+                c.name(),
                 if c.reader.is_none() { " (no reader: reads use the writer)" } else { "" }
             ),
             StoreConfig::DbBacked(c) => format!(
@@ -196,13 +220,13 @@ impl StoreConfig {
             ),
             StoreConfig::Peer(c) => format!(
                 "peer name={} {} timeout={:?}",
-                c.name.as_deref().unwrap_or("peer"),
+                c.name(),
                 pool::summary("address", "addresses", &c.addresses, pool::address_name),
                 c.timeout
             ),
             StoreConfig::Http3(c) => format!(
                 "http3 name={} {} timeout={:?} tls={}",
-                c.name.as_deref().unwrap_or("http3"),
+                c.name(),
                 pool::summary("address", "addresses", &c.addresses, pool::address_name),
                 c.timeout,
                 c.verify_summary()
@@ -242,6 +266,35 @@ impl StoreConfig {
             _ => vec![],
         }
     }
+}
+
+/// Gives each store section a `name()`: its configured `name`, or else the key the section is
+/// written under. This is the one place a store's default name is decided, so the store built
+/// from a section, its metrics labels and `check-config` cannot name it differently.
+macro_rules! named_after_key {
+    ($($section:ty => $key:literal,)*) => {$(
+        impl $section {
+            #[doc = concat!("The configured `name`, or `", $key, "`.")]
+            pub fn name(&self) -> &str {
+                self.name.as_deref().unwrap_or($key)
+            }
+        }
+    )*};
+}
+
+named_after_key! {
+    DiskConfig => "disk",
+    MemConfig => "mem",
+    CachingConfig => "caching",
+    IttConfig => "ittt",
+    GcacheConfig => "gcache",
+    PeerStoreConfig => "peer",
+    S3Config => "s3",
+    HttpOriginConfig => "http",
+    UpstreamConfig => "upstream",
+    MultiwriterConfig => "multiwriter",
+    ProxiedS3Config => "proxied-s3",
+    Http3StoreConfig => "http3",
 }
 
 /// `disk`: files under `mount_point`, LRU-bounded by `max_size` bytes.
@@ -441,6 +494,7 @@ pub struct UpstreamConfig {
     pub edge_token: Option<SecretString>,
     /// Whole-request deadline, per endpoint tried.
     pub timeout: Duration,
+    /// Deadline for establishing a connection. Default: the smaller of 10s and `timeout`.
     pub connect_timeout: Option<Duration>,
     /// Passive health of a pool's endpoints.
     pub health: PoolHealthConfig,
@@ -513,6 +567,44 @@ pub struct S3Config {
     /// Retries of a failed call (with exponential backoff); 0 = one attempt only.
     #[serde(default = "defaults::s3_retries")]
     pub retries: u32,
+}
+
+impl S3Config {
+    /// The configured `region`, or AWS's default one (what S3-compatible services that ignore
+    /// regions accept too).
+    pub fn region(&self) -> &str {
+        self.region.as_deref().unwrap_or(defaults::S3_REGION)
+    }
+
+    /// The configured key `prefix`; none is the bucket's root.
+    pub fn prefix(&self) -> &str {
+        self.prefix.as_deref().unwrap_or_default()
+    }
+
+    /// The deadline for connecting to S3 (not configurable: the default, within `timeout`).
+    pub fn connect_deadline(&self) -> Duration {
+        connect_deadline(None, self.timeout)
+    }
+}
+
+impl HttpOriginConfig {
+    /// The connect deadline that applies: `connect_timeout`, or 10 s, within `timeout`.
+    pub fn connect_deadline(&self) -> Duration {
+        connect_deadline(self.connect_timeout, self.timeout)
+    }
+}
+
+impl UpstreamConfig {
+    /// The connect deadline that applies: `connect_timeout`, or 10 s, within `timeout`.
+    pub fn connect_deadline(&self) -> Duration {
+        connect_deadline(self.connect_timeout, self.timeout)
+    }
+}
+
+/// The deadline for making a connection to a remote: the configured `connect_timeout`, or 10 s,
+/// and never longer than the whole call's `timeout` (a connect cannot outlive its call).
+fn connect_deadline(configured: Option<Duration>, timeout: Duration) -> Duration {
+    configured.unwrap_or(defaults::CONNECT_TIMEOUT).min(timeout)
 }
 
 /// `multiwriter`: writes to every store, reads from the first.
@@ -602,6 +694,7 @@ mod defaults {
         2000
     }
     pub const S3_REGION: &str = "us-east-1";
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
     pub fn origin_timeout() -> Duration {
         Duration::from_secs(30)
     }

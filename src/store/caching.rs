@@ -68,7 +68,7 @@ impl CachingStore {
         origin: Arc<dyn BlobStore>,
         ctx: &BuildContext,
     ) -> CachingStore {
-        let name: Arc<str> = Arc::from(config.name.as_deref().unwrap_or("caching"));
+        let name: Arc<str> = Arc::from(config.name());
         let m = &ctx.metrics;
         let labels = [cache.name(), &*name];
         let counters = Counters {

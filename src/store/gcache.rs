@@ -27,7 +27,7 @@ pub struct GcacheStore {
 
 impl GcacheStore {
     pub fn new(config: &GcacheConfig, store: Arc<dyn BlobStore>, ctx: &BuildContext) -> Self {
-        let name: Arc<str> = Arc::from(config.name.as_deref().unwrap_or("gcache"));
+        let name: Arc<str> = Arc::from(config.name());
         let policy = match config.strategy {
             GcacheStrategy::Lfu | GcacheStrategy::Arc => EvictionPolicy::tiny_lfu(),
             GcacheStrategy::Lru | GcacheStrategy::Simple => EvictionPolicy::lru(),

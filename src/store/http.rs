@@ -4,44 +4,59 @@
 //! its S3 keys). An endpoint with a query string (a signed CDN URL,
 //! `https://cdn/bucket/?sig=...`) keeps it: the hash goes into the path, the query is sent as
 //! configured. The query and any userinfo password are secrets (see [`crate::secret`]): the
-//! request URL is never printed, and transport errors are taken without it. 404 and 403 mean "not here" (S3-style buckets answer 403 for a missing key
-//! when listing is not allowed); any other non-2xx is an origin error, so a broken origin gives
-//! 502/504, never a 404 that a negative cache would remember. Writes are refused: this store
-//! cannot upload.
+//! request URL is never printed, and transport errors are taken without it. 404 and 403 mean
+//! "not here" (S3-style buckets answer 403 for a missing key when listing is not allowed); any
+//! other non-2xx is an origin error, so a broken origin gives 502/504, never a 404 that a
+//! negative cache would remember. Writes are refused: this store cannot upload.
+//!
+//! Only the layout and the statuses are this file's; the fetching is the one HTTP origin
+//! ([`crate::store::http_origin`]) that `upstream` uses too.
 
-use std::time::Instant;
-
-use async_trait::async_trait;
-use bytes::Bytes;
 use reqwest::{StatusCode, Url};
 
 use crate::blob::BlobHash;
 use crate::config::HttpOriginConfig;
-use crate::store::http_fetch::{HttpFetcher, StatusMeaning};
+use crate::store::http_origin::{Addressing, HttpOrigin, StatusMeaning};
 use crate::store::origin::{check_base_url, Origin};
-use crate::store::{Blob, BlobStore, BuildContext, StoreResult};
+use crate::store::BuildContext;
 
-pub struct HttpOriginStore {
-    fetcher: HttpFetcher,
+/// Where object storage keeps a blob.
+pub struct ObjectLayout {
     /// The configured endpoint, parsed once (path segments are appended per blob).
     endpoint: Url,
     sharding_size: usize,
 }
 
-impl HttpOriginStore {
-    pub fn new(config: &HttpOriginConfig, ctx: &BuildContext) -> anyhow::Result<HttpOriginStore> {
-        let name = config.name.as_deref().unwrap_or("http");
-        let endpoint = check_base_url(name, "endpoint", config.endpoint.expose())?;
-        let origin = Origin::new(name, config.timeout, &ctx.metrics.upstream_in_bytes);
-        Ok(HttpOriginStore {
-            fetcher: HttpFetcher::new(origin, config.connect_timeout)?,
-            endpoint,
+/// The `http` store `config` describes.
+pub fn origin(
+    config: &HttpOriginConfig,
+    ctx: &BuildContext,
+) -> anyhow::Result<HttpOrigin<ObjectLayout>> {
+    let layout = ObjectLayout::new(config)?;
+    let origin = Origin::new(
+        config.name(),
+        config.timeout,
+        &ctx.metrics.upstream_in_bytes,
+    );
+    HttpOrigin::new(origin, config.connect_deadline(), layout)
+}
+
+impl ObjectLayout {
+    /// Fails (a config error at start-up) when `endpoint` is not an absolute http(s) URL.
+    pub fn new(config: &HttpOriginConfig) -> anyhow::Result<ObjectLayout> {
+        Ok(ObjectLayout {
+            endpoint: check_base_url(config.name(), "endpoint", config.endpoint.expose())?,
             sharding_size: config.sharding_size,
         })
     }
+}
 
-    /// The URL a blob is fetched from: the endpoint's path plus `[shard/]hash`, its query kept.
-    pub fn url_of(&self, hash: &BlobHash) -> Url {
+impl Addressing for ObjectLayout {
+    /// A CDN's or proxy's `Via` names no blob cache.
+    const VIA_IS_A_TRACE: bool = false;
+
+    /// The endpoint's path plus `[shard/]hash`, its query kept.
+    fn url_of(&self, hash: &BlobHash) -> Url {
         let mut url = self.endpoint.clone();
         // An http(s) URL always has path segments (checked at construction), so this applies.
         if let Ok(mut segments) = url.path_segments_mut() {
@@ -51,56 +66,16 @@ impl HttpOriginStore {
         }
         url
     }
-}
 
-/// Object-storage status semantics.
-fn meaning(status: StatusCode) -> StatusMeaning {
-    if status.is_success() {
-        StatusMeaning::Found
-    } else if status == StatusCode::NOT_FOUND || status == StatusCode::FORBIDDEN {
-        StatusMeaning::Missing
-    } else {
-        StatusMeaning::Failed
-    }
-}
-
-#[async_trait]
-impl BlobStore for HttpOriginStore {
-    fn name(&self) -> &str {
-        self.fetcher.origin().name()
-    }
-
-    async fn has(&self, hash: &BlobHash) -> StoreResult<bool> {
-        self.fetcher.head(self.url_of(hash), meaning).await
-    }
-
-    async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
-        let start = Instant::now();
-        let fetched = self.fetcher.get(self.url_of(hash), meaning).await?;
-        self.fetcher
-            .origin()
-            .verified_blob(hash, fetched.data, start, None)
-    }
-
-    async fn put(&self, _: &BlobHash, _: Bytes) -> StoreResult<()> {
-        Err(self.fetcher.origin().read_only("put"))
-    }
-
-    async fn delete(&self, _: &BlobHash) -> StoreResult<()> {
-        Err(self.fetcher.origin().read_only("delete"))
-    }
-
-    /// A backend, not a cache.
-    async fn has_cached(&self, _: &BlobHash) -> StoreResult<bool> {
-        Ok(false)
-    }
-
-    /// Starts no fills.
-    async fn wait_for_fill(&self, _: &BlobHash) {}
-
-    /// A remote (or nothing): cannot list.
-    fn list(&self) -> Option<Vec<BlobHash>> {
-        None
+    /// Object-storage status semantics.
+    fn meaning(status: StatusCode) -> StatusMeaning {
+        if status.is_success() {
+            StatusMeaning::Found
+        } else if status == StatusCode::NOT_FOUND || status == StatusCode::FORBIDDEN {
+            StatusMeaning::Missing
+        } else {
+            StatusMeaning::Failed
+        }
     }
 }
 
@@ -111,24 +86,18 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    fn ctx() -> BuildContext {
-        BuildContext {
-            metrics: Arc::new(Metrics::new()),
+    fn config(name: Option<&str>, endpoint: &str, sharding_size: usize) -> HttpOriginConfig {
+        HttpOriginConfig {
+            name: name.map(Into::into),
+            endpoint: endpoint.into(),
+            sharding_size,
+            timeout: Duration::from_secs(1),
+            connect_timeout: None,
         }
     }
 
-    fn store(endpoint: &str, sharding_size: usize) -> HttpOriginStore {
-        HttpOriginStore::new(
-            &HttpOriginConfig {
-                name: None,
-                endpoint: endpoint.into(),
-                sharding_size,
-                timeout: Duration::from_secs(1),
-                connect_timeout: None,
-            },
-            &ctx(),
-        )
-        .unwrap()
+    fn layout(endpoint: &str, sharding_size: usize) -> ObjectLayout {
+        ObjectLayout::new(&config(None, endpoint, sharding_size)).unwrap()
     }
 
     #[test]
@@ -136,15 +105,15 @@ mod tests {
         let h = BlobHash::of(b"x");
         let hex = h.to_hex();
         assert_eq!(
-            store("https://cdn.example/bucket/", 4).url_of(&h).as_str(),
+            layout("https://cdn.example/bucket/", 4).url_of(&h).as_str(),
             format!("https://cdn.example/bucket/{}/{hex}", &hex[..4])
         );
         assert_eq!(
-            store("https://cdn.example/bucket", 0).url_of(&h).as_str(),
+            layout("https://cdn.example/bucket", 0).url_of(&h).as_str(),
             format!("https://cdn.example/bucket/{hex}")
         );
         assert_eq!(
-            store("https://cdn.example", 0).url_of(&h).as_str(),
+            layout("https://cdn.example", 0).url_of(&h).as_str(),
             format!("https://cdn.example/{hex}")
         );
     }
@@ -154,7 +123,7 @@ mod tests {
         let h = BlobHash::of(b"x");
         let hex = h.to_hex();
         assert_eq!(
-            store("https://cdn.example/bucket/?sig=a%2Fb&exp=9", 2)
+            layout("https://cdn.example/bucket/?sig=a%2Fb&exp=9", 2)
                 .url_of(&h)
                 .as_str(),
             format!(
@@ -166,16 +135,10 @@ mod tests {
 
     #[test]
     fn bad_endpoint_is_a_build_error() {
-        let e = HttpOriginStore::new(
-            &HttpOriginConfig {
-                name: Some("o".into()),
-                endpoint: "s3.example/bucket".into(),
-                sharding_size: 0,
-                timeout: Duration::from_secs(1),
-                connect_timeout: None,
-            },
-            &ctx(),
-        );
+        let ctx = BuildContext {
+            metrics: Arc::new(Metrics::new()),
+        };
+        let e = origin(&config(Some("o"), "s3.example/bucket", 0), &ctx);
         assert!(e.is_err());
     }
 }

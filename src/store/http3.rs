@@ -14,7 +14,6 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use bytes::{Buf, Bytes};
 use http::{header, Request, StatusCode};
 
@@ -23,8 +22,10 @@ use crate::config::{Endpoint, Http3StoreConfig};
 use crate::protocol::http3::{get_path, has_path};
 use crate::quic::{self, Verify};
 use crate::store::body::CappedBuffer;
-use crate::store::origin::{Failure, Origin};
-use crate::store::{Blob, BlobStore, BuildContext, StoreError, StoreResult};
+use crate::store::origin::Origin;
+use crate::store::reconnect::{retry_once_if_dead, Failure, Reuse};
+use crate::store::remote::Remote;
+use crate::store::{Blob, BuildContext, StoreError, StoreResult};
 
 /// Idle timeout of the upstream connection (kept alive by pings at a third of it).
 const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -75,7 +76,7 @@ impl Http3Store {
         )?;
         Ok(Http3Store {
             origin: Origin::new(
-                config.name.as_deref().unwrap_or("http3"),
+                config.name(),
                 config.timeout,
                 &ctx.metrics.upstream_in_bytes,
             ),
@@ -91,13 +92,13 @@ impl Http3Store {
     }
 
     /// The current connection, dialling a new one if there is none or it has closed. Concurrent
-    /// callers wait on the lock, so a reconnect storm is one handshake. Returns whether the
-    /// connection was dialled by this call.
-    async fn connection(&self) -> StoreResult<(Upstream, bool)> {
+    /// callers wait on the lock, so a reconnect storm is one handshake. Says whether the
+    /// connection was dialled by this call ([`Reuse::Fresh`]) or already there.
+    async fn connection(&self) -> StoreResult<(Upstream, Reuse)> {
         let mut state = self.state.lock().await;
         if let Some(up) = &state.upstream {
             if up.quic.close_reason().is_none() {
-                return Ok((up.clone(), false));
+                return Ok((up.clone(), Reuse::Reused));
             }
             tracing::debug!(
                 store = self.origin.name(),
@@ -141,7 +142,7 @@ impl Http3Store {
         tracing::debug!(store = self.origin.name(), %addr, "http3 upstream connected");
         let up = Upstream { quic: conn, send };
         state.upstream = Some(up.clone());
-        Ok((up, true))
+        Ok((up, Reuse::Fresh))
     }
 
     /// Forgets `dead` (unless another caller already replaced it).
@@ -162,26 +163,37 @@ impl Http3Store {
             .ok_or_else(|| self.unavailable(format!("{} resolves to no address", self.address)))
     }
 
-    /// One request on the shared connection, retried once on a fresh connection if the reused
-    /// one turned out to be dead. The whole exchange is bounded by `timeout`.
+    /// One request on the shared connection, retried once on a fresh connection if the shared
+    /// one turned out to be dead (see [`retry_once_if_dead`]). The whole exchange is bounded by
+    /// `timeout`.
     async fn request(&self, path: &str, limit: usize) -> StoreResult<(http::Response<()>, Bytes)> {
-        self.origin.bounded(async {
-            let (up, fresh) = self.connection().await?;
-            match self.attempt(&up, path, limit).await {
-                Ok(r) => Ok(r),
-                Err(f) if f.connection_died => {
-                    self.forget(&up).await;
-                    if fresh {
-                        return Err(f.error);
-                    }
-                    tracing::debug!(store = self.origin.name(), error = %f.error, "http3 upstream connection was dead; retrying once");
-                    let (up, _) = self.connection().await?;
-                    self.attempt(&up, path, limit).await.map_err(|f| f.error)
-                }
-                Err(f) => Err(f.error),
-            }
-        })
-        .await
+        self.origin
+            .bounded(async {
+                let first = self.connection().await?;
+                retry_once_if_dead(
+                    self.origin.name(),
+                    first,
+                    || async { Ok(self.connection().await?.0) },
+                    |up| self.attempt_or_forget(up, path, limit),
+                )
+                .await
+            })
+            .await
+    }
+
+    /// [`Http3Store::attempt`], forgetting the connection when it died, so the next request
+    /// (or the retry) dials a new one.
+    async fn attempt_or_forget(
+        &self,
+        up: Upstream,
+        path: &str,
+        limit: usize,
+    ) -> Result<(http::Response<()>, Bytes), Failure> {
+        let result = self.attempt(&up, path, limit).await;
+        if matches!(&result, Err(f) if f.connection_died) {
+            self.forget(&up).await;
+        }
+        result
     }
 
     async fn attempt(
@@ -267,10 +279,9 @@ fn host_of(address: &str) -> anyhow::Result<String> {
     Ok(host.to_string())
 }
 
-#[async_trait]
-impl BlobStore for Http3Store {
-    fn name(&self) -> &str {
-        self.origin.name()
+impl Remote for Http3Store {
+    fn origin(&self) -> &Origin {
+        &self.origin
     }
 
     async fn has(&self, hash: &BlobHash) -> StoreResult<bool> {
@@ -295,27 +306,6 @@ impl BlobStore for Http3Store {
             .get(header::VIA)
             .and_then(|v| v.to_str().ok());
         self.origin.verified_blob(hash, body, start, upstream)
-    }
-
-    async fn put(&self, _: &BlobHash, _: Bytes) -> StoreResult<()> {
-        Err(self.origin.read_only("put"))
-    }
-
-    async fn delete(&self, _: &BlobHash) -> StoreResult<()> {
-        Err(self.origin.read_only("delete"))
-    }
-
-    /// A backend, not a cache.
-    async fn has_cached(&self, _: &BlobHash) -> StoreResult<bool> {
-        Ok(false)
-    }
-
-    /// Starts no fills.
-    async fn wait_for_fill(&self, _: &BlobHash) {}
-
-    /// A remote (or nothing): cannot list.
-    fn list(&self) -> Option<Vec<BlobHash>> {
-        None
     }
 }
 

@@ -21,9 +21,9 @@ pub struct IfThisThenThat {
 }
 
 impl IfThisThenThat {
-    pub fn new(name: Option<&str>, this: Arc<dyn BlobStore>, that: Arc<dyn BlobStore>) -> Self {
+    pub fn new(name: &str, this: Arc<dyn BlobStore>, that: Arc<dyn BlobStore>) -> Self {
         IfThisThenThat {
-            name: Arc::from(name.unwrap_or("ittt")),
+            name: Arc::from(name),
             this,
             that,
         }

@@ -32,7 +32,7 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     pub fn new(config: &MemConfig, ctx: &BuildContext) -> MemoryStore {
-        let name: Arc<str> = Arc::from(config.name.as_deref().unwrap_or("mem"));
+        let name: Arc<str> = Arc::from(config.name());
         let evictions = ctx
             .metrics
             .cache_evict_total

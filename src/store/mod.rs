@@ -4,8 +4,10 @@
 //! (a directory, memory, a remote); composites (`caching`, `ittt`, `singleflight`, `gcache`,
 //! `multiwriter`, `proxied-s3`, the blocklist layer) only combine other stores. The tree is built
 //! recursively from one serde model ([`crate::config::StoreConfig`]), so a new backend is one new
-//! file here plus one enum variant. Remote backends share their deadline, verification, metrics
-//! and refusals through [`origin`]; how they talk is [`crate::protocol`]'s, never a front door's.
+//! file here plus one enum variant. Remote backends share their deadline, verification and
+//! metrics through [`origin`], the rest of their store contract through [`remote`], and the retry
+//! of a dead reused connection through [`reconnect`]; how they talk is [`crate::protocol`]'s,
+//! never a front door's.
 
 use std::io;
 use std::sync::Arc;
@@ -15,8 +17,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::blob::{BlobHash, VerifyError};
-use crate::config::StoreConfig;
+use crate::config::{Endpoint, Http3StoreConfig, PeerStoreConfig, StoreConfig, UpstreamConfig};
 use crate::metrics::Metrics;
+use crate::store::remote::{Remote, RemoteStore};
 use crate::trace::BlobTrace;
 
 pub mod announce;
@@ -30,7 +33,7 @@ pub mod flight;
 pub mod gcache;
 pub mod http;
 pub mod http3;
-pub mod http_fetch;
+pub mod http_origin;
 pub mod ittt;
 pub mod memory;
 pub mod multiwriter;
@@ -39,6 +42,8 @@ pub mod origin;
 pub mod peer;
 pub mod pool;
 pub mod proxied_s3;
+pub mod reconnect;
+pub mod remote;
 pub mod s3;
 pub mod singleflight;
 pub mod upstream;
@@ -293,7 +298,7 @@ pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn
         StoreConfig::Ittt(c) => {
             let this = build(&c.this, ctx).context("in ittt.this")?;
             let that = build(&c.that, ctx).context("in ittt.that")?;
-            Arc::new(ittt::IfThisThenThat::new(c.name.as_deref(), this, that))
+            Arc::new(ittt::IfThisThenThat::new(c.name(), this, that))
         }
         StoreConfig::Singleflight(c) => {
             let inner = build(&c.store, ctx).context("in singleflight.store")?;
@@ -303,19 +308,6 @@ pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn
             let inner = build(&c.store, ctx).context("in gcache.store")?;
             Arc::new(gcache::GcacheStore::new(c, inner, ctx))
         }
-        StoreConfig::Http(c) => Arc::new(http::HttpOriginStore::new(c, ctx)?),
-        StoreConfig::Upstream(c) => {
-            let spec = pool::PoolSpec {
-                store: c.name.as_deref().unwrap_or("upstream"),
-                endpoints: &c.endpoints,
-                health: &c.health,
-                name_of: crate::config::pool::url_name,
-            };
-            Arc::new(pool::build(spec, ctx, |e| {
-                Ok(Arc::new(upstream::UpstreamStore::new(c, e, ctx)?))
-            })?)
-        }
-        StoreConfig::S3(c) => Arc::new(s3::S3Store::new(c, ctx)?),
         StoreConfig::Multiwriter(c) => {
             if c.stores.is_empty() {
                 anyhow::bail!("multiwriter: `stores` must list at least one store");
@@ -326,7 +318,7 @@ pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn
                 .enumerate()
                 .map(|(i, s)| build(s, ctx).with_context(|| format!("in multiwriter.stores[{i}]")))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            Arc::new(multiwriter::MultiWriter::new(c.name.as_deref(), stores))
+            Arc::new(multiwriter::MultiWriter::new(c.name(), stores))
         }
         StoreConfig::ProxiedS3(c) => {
             let writer = build(&c.writer, ctx).context("in proxied-s3.writer")?;
@@ -334,43 +326,69 @@ pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn
                 Some(r) => build(r, ctx).context("in proxied-s3.reader")?,
                 None => Arc::clone(&writer),
             };
-            Arc::new(proxied_s3::ProxiedS3::new(
-                c.name.as_deref(),
-                reader,
-                writer,
-            ))
+            Arc::new(proxied_s3::ProxiedS3::new(c.name(), reader, writer))
         }
         StoreConfig::DbBacked(c) => {
             let resolved = db_backed::resolve(c);
             db_backed::warn(&resolved);
             return build(&resolved.store, ctx).context("in db_backed.store");
         }
-        StoreConfig::Peer(c) => {
-            let spec = pool::PoolSpec {
-                store: c.name.as_deref().unwrap_or("peer"),
-                endpoints: &c.addresses,
-                health: &c.health,
-                name_of: crate::config::pool::address_name,
-            };
-            Arc::new(pool::build(spec, ctx, |e| {
-                Ok(Arc::new(peer::PeerStore::new(c, e, ctx)))
-            })?)
-        }
-        StoreConfig::Http3(c) => {
-            let spec = pool::PoolSpec {
-                store: c.name.as_deref().unwrap_or("http3"),
-                endpoints: &c.addresses,
-                health: &c.health,
-                name_of: crate::config::pool::address_name,
-            };
-            Arc::new(pool::build(spec, ctx, |e| {
-                Ok(Arc::new(http3::Http3Store::new(c, e, ctx).with_context(
-                    || format!("setting up http3 store for {}", e.address),
-                )?))
-            })?)
-        }
+        StoreConfig::Http(c) => Arc::new(RemoteStore::new(http::origin(c, ctx)?)),
+        StoreConfig::S3(c) => Arc::new(RemoteStore::new(s3::S3Store::new(c, ctx)?)),
+        StoreConfig::Upstream(c) => upstream_pool(c, ctx)?,
+        StoreConfig::Peer(c) => peer_pool(c, ctx)?,
+        StoreConfig::Http3(c) => http3_pool(c, ctx)?,
     };
     Ok(store)
+}
+
+/// `upstream`: one HTTP origin per endpoint, pooled (a single endpoint is a pool of one).
+fn upstream_pool(c: &UpstreamConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn BlobStore>> {
+    let spec = pool::PoolSpec {
+        store: c.name(),
+        endpoints: &c.endpoints,
+        health: &c.health,
+        name_of: crate::config::pool::url_name,
+    };
+    remote_pool(spec, ctx, |e| upstream::origin(c, e, ctx))
+}
+
+/// `peer`: one peer-protocol client per address, pooled.
+fn peer_pool(c: &PeerStoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn BlobStore>> {
+    let spec = pool::PoolSpec {
+        store: c.name(),
+        endpoints: &c.addresses,
+        health: &c.health,
+        name_of: crate::config::pool::address_name,
+    };
+    remote_pool(spec, ctx, |e| Ok(peer::PeerStore::new(c, e, ctx)))
+}
+
+/// `http3`: one HTTP/3 client per address, pooled.
+fn http3_pool(c: &Http3StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn BlobStore>> {
+    use anyhow::Context;
+    let spec = pool::PoolSpec {
+        store: c.name(),
+        endpoints: &c.addresses,
+        health: &c.health,
+        name_of: crate::config::pool::address_name,
+    };
+    remote_pool(spec, ctx, |e| {
+        http3::Http3Store::new(c, e, ctx)
+            .with_context(|| format!("setting up http3 store for {}", e.address))
+    })
+}
+
+/// The pool `spec` describes, of one [`RemoteStore`] per endpoint.
+fn remote_pool<R: Remote>(
+    spec: pool::PoolSpec<'_>,
+    ctx: &BuildContext,
+    mut endpoint_remote: impl FnMut(&Endpoint) -> anyhow::Result<R>,
+) -> anyhow::Result<Arc<dyn BlobStore>> {
+    let pool = pool::build(spec, ctx, |e| {
+        Ok(Arc::new(RemoteStore::new(endpoint_remote(e)?)))
+    })?;
+    Ok(Arc::new(pool))
 }
 
 /// Creates a disk store's `mount_point` when it does not exist yet, saying so: a typo in the
@@ -405,5 +423,50 @@ fn describe_into(config: &StoreConfig, depth: usize, out: &mut String) {
     for (role, child) in config.children() {
         let _ = writeln!(out, "{pad}  {role}:");
         describe_into(child, depth + 2, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BlobcacheConfig;
+
+    fn config(store: &str) -> StoreConfig {
+        let file: BlobcacheConfig =
+            crate::config::parse(&format!("store:\n  {store}\n"), "t.yaml").expect("parses");
+        file.store
+    }
+
+    /// The name a store is built with is the one its config reports, default or configured,
+    /// for every type (remote leaves and pools included).
+    #[tokio::test]
+    async fn a_built_store_is_named_as_its_config_says() {
+        let ctx = BuildContext {
+            metrics: Arc::new(Metrics::new()),
+        };
+        for (store, name) in [
+            ("mem: {}", "mem"),
+            ("mem: {name: hot}", "hot"),
+            ("noop:", "noop"),
+            ("caching: {cache: {mem: {}}, origin: {noop: }}", "caching"),
+            ("ittt: {this: {noop: }, that: {noop: }}", "ittt"),
+            ("singleflight: {component: sf, store: {noop: }}", "sf"),
+            ("multiwriter: {stores: [{noop: }]}", "multiwriter"),
+            ("proxied-s3: {name: up, writer: {noop: }}", "up"),
+            ("http: {endpoint: \"http://127.0.0.1:1/b/\"}", "http"),
+            ("upstream: {upstream: \"127.0.0.1:1\"}", "upstream"),
+            (
+                "upstream: {name: regional, upstream: \"127.0.0.1:1\"}",
+                "regional",
+            ),
+            ("s3: {bucket: b, endpoint: \"http://127.0.0.1:1\"}", "s3"),
+            ("peer: {address: \"127.0.0.1:1\"}", "peer"),
+            ("http3: {address: \"127.0.0.1:1\"}", "http3"),
+        ] {
+            let config = config(store);
+            assert_eq!(config.name(), name, "{store}");
+            let built = build(&config, &ctx).expect(store);
+            assert_eq!(built.name(), name, "{store}");
+        }
     }
 }

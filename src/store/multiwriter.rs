@@ -21,9 +21,9 @@ pub struct MultiWriter {
 
 impl MultiWriter {
     /// `stores` must not be empty (the builder checks).
-    pub fn new(name: Option<&str>, stores: Vec<Arc<dyn BlobStore>>) -> MultiWriter {
+    pub fn new(name: &str, stores: Vec<Arc<dyn BlobStore>>) -> MultiWriter {
         MultiWriter {
-            name: Arc::from(name.unwrap_or("multiwriter")),
+            name: Arc::from(name),
             stores,
         }
     }
@@ -158,7 +158,10 @@ mod tests {
     #[tokio::test]
     async fn writes_all_reads_first_and_reports_a_failed_write() {
         let (a, b) = (mem("a"), mem("b"));
-        let mw = MultiWriter::new(None, vec![Arc::clone(&a), Arc::new(Broken), Arc::clone(&b)]);
+        let mw = MultiWriter::new(
+            "multiwriter",
+            vec![Arc::clone(&a), Arc::new(Broken), Arc::clone(&b)],
+        );
         let (hash, data) = crate::blob::named(&b"hello"[..]);
         let err = mw.put(&hash, data.clone()).await.unwrap_err();
         assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");

@@ -17,9 +17,10 @@
 //!   (whatever the verdict), into the reflector.go counter that fits: `reflector_s3_in_bytes`
 //!   for `s3`, `reflector_upstream_in_bytes` for every other remote (`http`, `upstream`, `peer`,
 //!   `http3`): bytes that came from outside our own storage.
-//! - **One refusal.** Read-only remotes refuse `put`/`delete` with [`Origin::read_only`].
-//! - **One retry rule.** An attempt on a reused connection that turns out to be dead is a
-//!   [`Failure`] with `connection_died`; the store retries it once on a fresh connection.
+//!
+//! The rest of a remote's store contract (read-only, not a cache, cannot list) is
+//! [`remote`](super::remote)'s; the retry of a dead reused connection is
+//! [`reconnect`](super::reconnect)'s.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,33 +38,6 @@ pub struct Origin {
     name: Arc<str>,
     timeout: Duration,
     in_bytes: IntCounter,
-}
-
-/// Why one attempt failed, and whether a retry on a new connection can help.
-pub struct Failure {
-    pub error: StoreError,
-    /// The (reused) connection was found dead before the remote answered: one retry on a fresh
-    /// connection may succeed where this one could not.
-    pub connection_died: bool,
-}
-
-impl Failure {
-    /// A failure that a fresh connection may fix.
-    pub fn connection_died(error: StoreError) -> Failure {
-        Failure {
-            error,
-            connection_died: true,
-        }
-    }
-}
-
-impl From<StoreError> for Failure {
-    fn from(error: StoreError) -> Failure {
-        Failure {
-            error,
-            connection_died: false,
-        }
-    }
 }
 
 impl Origin {

@@ -20,8 +20,7 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
-use async_trait::async_trait;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -30,8 +29,10 @@ use tokio::sync::Semaphore;
 use crate::blob::{BlobHash, MAX_BLOB_SIZE};
 use crate::config::{Endpoint, PeerStoreConfig};
 use crate::protocol::peer::{next_frame, Answer, Frame, Incoming, Request};
-use crate::store::origin::{Failure, Origin};
-use crate::store::{Blob, BlobStore, BuildContext, StoreError, StoreResult};
+use crate::store::origin::Origin;
+use crate::store::reconnect::{retry_once_if_dead, Failure, Reuse};
+use crate::store::remote::Remote;
+use crate::store::{Blob, BuildContext, StoreError, StoreResult};
 
 /// Idle connections kept for reuse.
 const MAX_IDLE: usize = 8;
@@ -47,21 +48,13 @@ pub struct PeerStore {
     in_flight: Semaphore,
 }
 
-/// Where a connection came from: a pooled one may have been closed by the peer while idle, which
-/// is worth one retry on a fresh connection.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Source {
-    Pooled,
-    Fresh,
-}
-
 impl PeerStore {
     /// The store for one `endpoint` of `config` (a pool has one per endpoint: see
     /// [`crate::store::pool`]).
     pub fn new(config: &PeerStoreConfig, endpoint: &Endpoint, ctx: &BuildContext) -> PeerStore {
         PeerStore {
             origin: Origin::new(
-                config.name.as_deref().unwrap_or("peer"),
+                config.name(),
                 config.timeout,
                 &ctx.metrics.upstream_in_bytes,
             ),
@@ -100,8 +93,9 @@ impl PeerStore {
         Ok(conn)
     }
 
-    /// Runs `exchange` on a pooled connection (retrying once on a fresh one if the pooled one
-    /// turns out to be dead), all within the store's timeout.
+    /// Runs one exchange on an idle pooled connection, or a fresh one when none is idle (a
+    /// pooled one that turns out dead is retried once on a fresh one: see
+    /// [`retry_once_if_dead`]), all within the store's timeout.
     async fn with_connection(&self, ask: Ask) -> StoreResult<Reply> {
         let request = ask.request().to_bytes();
         let started = Instant::now();
@@ -112,44 +106,49 @@ impl PeerStore {
                     .acquire()
                     .await
                     .map_err(|_| self.unavailable("peer store is closed"))?;
-                let mut attempt = match self.take_idle() {
-                    Some(conn) => (conn, Source::Pooled),
-                    None => (self.connect().await?, Source::Fresh),
+                let first = match self.take_idle() {
+                    Some(conn) => (conn, Reuse::Reused),
+                    None => (self.connect().await?, Reuse::Fresh),
                 };
-                loop {
-                    let (mut conn, source) = attempt;
-                    let result = async {
-                        conn.write_all(&request)
-                            .await
-                            .map_err(|e| self.closed_before_answer(format!("sending request: {e}")))?;
-                        match ask {
-                            Ask::Download(hash) => self
-                                .download(&mut conn, BytesMut::new(), hash, started)
-                                .await
-                                .map(|(blob, reusable)| (Reply::Blob(blob), reusable)),
-                            Ask::Has(hash) => self
-                                .availability(&mut conn, BytesMut::new(), hash)
-                                .await
-                                .map(|(has, reusable)| (Reply::Has(has), reusable)),
-                        }
-                    }
-                    .await;
-                    match result {
-                        Ok((value, reusable)) => {
-                            if reusable {
-                                self.put_idle(conn);
-                            }
-                            return Ok(value);
-                        }
-                        Err(f) if f.connection_died && source == Source::Pooled => {
-                            tracing::debug!(store = self.origin.name(), reason = %f.error, "pooled peer connection was dead; reconnecting");
-                            attempt = (self.connect().await?, Source::Fresh);
-                        }
-                        Err(f) => return Err(f.error),
-                    }
-                }
+                retry_once_if_dead(
+                    self.origin.name(),
+                    first,
+                    || self.connect(),
+                    |conn| self.exchange(conn, &request, ask, started),
+                )
+                .await
             })
             .await
+    }
+
+    /// One exchange on `conn`. The connection goes back to the idle pool only when the exchange
+    /// left it in a known state.
+    async fn exchange(
+        &self,
+        mut conn: TcpStream,
+        request: &[u8],
+        ask: Ask,
+        started: Instant,
+    ) -> Result<Reply, Failure> {
+        conn.write_all(request)
+            .await
+            .map_err(|e| self.closed_before_answer(format!("sending request: {e}")))?;
+        let (reply, reusable) = match ask {
+            Ask::Download(hash) => {
+                let (blob, reusable) = self
+                    .download(&mut conn, BytesMut::new(), hash, started)
+                    .await?;
+                (Reply::Blob(blob), reusable)
+            }
+            Ask::Has(hash) => {
+                let (has, reusable) = self.availability(&mut conn, BytesMut::new(), hash).await?;
+                (Reply::Has(has), reusable)
+            }
+        };
+        if reusable {
+            self.put_idle(conn);
+        }
+        Ok(reply)
     }
 }
 
@@ -310,10 +309,9 @@ impl PeerStore {
     }
 }
 
-#[async_trait]
-impl BlobStore for PeerStore {
-    fn name(&self) -> &str {
-        self.origin.name()
+impl Remote for PeerStore {
+    fn origin(&self) -> &Origin {
+        &self.origin
     }
 
     async fn has(&self, hash: &BlobHash) -> StoreResult<bool> {
@@ -328,26 +326,5 @@ impl BlobStore for PeerStore {
             Reply::Blob(blob) => blob,
             Reply::Has(_) => Err(self.unavailable("internal: has answer to a get request")),
         }
-    }
-
-    async fn put(&self, _hash: &BlobHash, _data: Bytes) -> StoreResult<()> {
-        Err(self.origin.read_only("put"))
-    }
-
-    async fn delete(&self, _hash: &BlobHash) -> StoreResult<()> {
-        Err(self.origin.read_only("delete"))
-    }
-
-    /// A backend, not a cache.
-    async fn has_cached(&self, _: &BlobHash) -> StoreResult<bool> {
-        Ok(false)
-    }
-
-    /// Starts no fills.
-    async fn wait_for_fill(&self, _: &BlobHash) {}
-
-    /// A remote (or nothing): cannot list.
-    fn list(&self) -> Option<Vec<BlobHash>> {
-        None
     }
 }

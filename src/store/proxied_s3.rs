@@ -19,13 +19,9 @@ pub struct ProxiedS3 {
 }
 
 impl ProxiedS3 {
-    pub fn new(
-        name: Option<&str>,
-        reader: Arc<dyn BlobStore>,
-        writer: Arc<dyn BlobStore>,
-    ) -> ProxiedS3 {
+    pub fn new(name: &str, reader: Arc<dyn BlobStore>, writer: Arc<dyn BlobStore>) -> ProxiedS3 {
         ProxiedS3 {
-            name: Arc::from(name.unwrap_or("proxied-s3")),
+            name: Arc::from(name),
             reader,
             writer,
         }

@@ -23,7 +23,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
@@ -40,14 +39,12 @@ use crate::config::S3Config;
 use crate::secret::ExposeSecret;
 use crate::store::body::CappedBuffer;
 use crate::store::origin::{check_base_url, Origin};
-use crate::store::{Blob, BlobStore, BuildContext, StoreError, StoreResult};
+use crate::store::remote::Remote;
+use crate::store::{Blob, BuildContext, StoreError, StoreResult};
 
 /// First retry waits this long; each further one doubles (with jitter), up to [`MAX_BACKOFF`].
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// Connect deadline, capped by `timeout`.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-const DEFAULT_REGION: &str = "us-east-1";
 
 pub struct S3Store {
     origin: Origin,
@@ -57,7 +54,7 @@ pub struct S3Store {
 
 impl S3Store {
     pub fn new(config: &S3Config, ctx: &BuildContext) -> anyhow::Result<S3Store> {
-        let name = config.name.as_deref().unwrap_or("s3");
+        let name = config.name();
         if let Some(endpoint) = &config.endpoint {
             check_base_url(name, "endpoint", endpoint.expose())?;
         }
@@ -81,7 +78,7 @@ impl S3Store {
     pub fn key_of(&self, hash: &BlobHash) -> String {
         format!(
             "{}{}",
-            self.config.prefix.as_deref().unwrap_or(""),
+            self.config.prefix(),
             hash.sharded_path(self.config.sharding_size)
         )
     }
@@ -92,9 +89,8 @@ impl S3Store {
 
     async fn make_client(&self) -> Client {
         let c = &self.config;
-        let region = c.region.clone().unwrap_or_else(|| DEFAULT_REGION.into());
-        let mut loader =
-            aws_config::defaults(BehaviorVersion::latest()).region(Region::new(region));
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(c.region().to_owned()));
         if let (Some(id), Some(secret)) = (&c.aws_id, &c.aws_secret) {
             loader = loader.credentials_provider(Credentials::new(
                 id.expose_secret(),
@@ -108,7 +104,7 @@ impl S3Store {
         let mut builder = aws_sdk_s3::config::Builder::from(&shared)
             .timeout_config(
                 TimeoutConfig::builder()
-                    .connect_timeout(CONNECT_TIMEOUT.min(c.timeout))
+                    .connect_timeout(c.connect_deadline())
                     .operation_attempt_timeout(c.timeout)
                     .operation_timeout(c.timeout)
                     .build(),
@@ -197,10 +193,10 @@ fn is_plain_code(code: &str) -> bool {
     code.len() <= 64 && code.chars().all(|c| c.is_ascii_alphanumeric() || c == '.')
 }
 
-#[async_trait]
-impl BlobStore for S3Store {
-    fn name(&self) -> &str {
-        self.origin.name()
+/// The one remote that writes: `put` and `delete` are its own, not refusals.
+impl Remote for S3Store {
+    fn origin(&self) -> &Origin {
+        &self.origin
     }
 
     async fn has(&self, hash: &BlobHash) -> StoreResult<bool> {
@@ -303,18 +299,5 @@ impl BlobStore for S3Store {
                 }
             })
             .await
-    }
-
-    /// A backend, not a cache.
-    async fn has_cached(&self, _: &BlobHash) -> StoreResult<bool> {
-        Ok(false)
-    }
-
-    /// Starts no fills.
-    async fn wait_for_fill(&self, _: &BlobHash) {}
-
-    /// A remote (or nothing): cannot list.
-    fn list(&self) -> Option<Vec<BlobHash>> {
-        None
     }
 }

@@ -5,14 +5,11 @@
 //! header shows every tier a blob crossed. The bytes are verified here like any origin's: an
 //! upstream is another cache, and caches can be wrong. A 403 from an upstream means our
 //! `edge_token` is missing or wrong, which is a configuration error
-//! ([`StoreError::OriginStatus`]: 502 "origin refused (check edge_token)"), not a "not found"
-//! that a negative cache would remember. The token is a secret: it is only ever in the request
-//! URL, which no error or log line carries (see [`crate::store::http_fetch`]).
+//! ([`StoreError::OriginStatus`](crate::store::StoreError::OriginStatus): 502 "origin refused
+//! (check edge_token)"), not a "not found" that a negative cache would remember. The token is a
+//! secret: it is only ever in the request URL, which no error or log line carries (see
+//! [`crate::store::http_origin`], the one HTTP origin this and `http` share).
 
-use std::time::Instant;
-
-use async_trait::async_trait;
-use bytes::Bytes;
 use reqwest::{StatusCode, Url};
 
 use crate::secret::{ExposeSecret, SecretString};
@@ -20,40 +17,49 @@ use crate::secret::{ExposeSecret, SecretString};
 use crate::blob::BlobHash;
 use crate::config::{Endpoint, UpstreamConfig};
 use crate::protocol::http::blob_request;
-use crate::store::http_fetch::{HttpFetcher, StatusMeaning};
+use crate::store::http_origin::{Addressing, HttpOrigin, StatusMeaning};
 use crate::store::origin::{check_base_url, Origin};
-use crate::store::{Blob, BlobStore, BuildContext, StoreResult};
+use crate::store::BuildContext;
 
-pub struct UpstreamStore {
-    fetcher: HttpFetcher,
+/// Where another cache's HTTP API serves a blob, and the token it wants.
+pub struct CacheApi {
     /// `http(s)://host:port[/prefix]/`: always ends in `/`, so `blob?...` is joined below it.
     base: Url,
     edge_token: Option<SecretString>,
 }
 
-impl UpstreamStore {
-    /// The store for one `endpoint` of `config` (a pool has one per endpoint: see
-    /// [`crate::store::pool`]).
-    pub fn new(
-        config: &UpstreamConfig,
-        endpoint: &Endpoint,
-        ctx: &BuildContext,
-    ) -> anyhow::Result<UpstreamStore> {
-        let name = config.name.as_deref().unwrap_or("upstream");
+/// The store for one `endpoint` of `config` (a pool has one per endpoint: see
+/// [`crate::store::pool`]).
+pub fn origin(
+    config: &UpstreamConfig,
+    endpoint: &Endpoint,
+    ctx: &BuildContext,
+) -> anyhow::Result<HttpOrigin<CacheApi>> {
+    let api = CacheApi::new(config, endpoint)?;
+    let origin = Origin::new(
+        config.name(),
+        config.timeout,
+        &ctx.metrics.upstream_in_bytes,
+    );
+    HttpOrigin::new(origin, config.connect_deadline(), api)
+}
+
+impl CacheApi {
+    /// A bare `host:port` is taken as `http://host:port`, as reflector.go's loader only
+    /// concatenates. Fails (a config error at start-up) when that is not an http(s) URL.
+    pub fn new(config: &UpstreamConfig, endpoint: &Endpoint) -> anyhow::Result<CacheApi> {
         let address = endpoint.address.as_str();
         let base = if address.contains("://") {
             address.to_string()
         } else {
             format!("http://{address}")
         };
-        let mut base = check_base_url(name, "upstream", &base)?;
+        let mut base = check_base_url(config.name(), "upstream", &base)?;
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let origin = Origin::new(name, config.timeout, &ctx.metrics.upstream_in_bytes);
-        Ok(UpstreamStore {
-            fetcher: HttpFetcher::new(origin, config.connect_timeout)?,
+        Ok(CacheApi {
             base,
             edge_token: config
                 .edge_token
@@ -62,7 +68,7 @@ impl UpstreamStore {
         })
     }
 
-    /// The request URL. It carries the token: it goes to reqwest and nowhere else.
+    /// The request URL, with or without the token.
     fn url(&self, hash: &BlobHash, with_token: bool) -> Url {
         let token = self
             .edge_token
@@ -79,71 +85,36 @@ impl UpstreamStore {
     }
 }
 
-/// reflector.go's HTTP server semantics.
-fn meaning(status: StatusCode) -> StatusMeaning {
-    if status == StatusCode::OK || status == StatusCode::NO_CONTENT {
-        StatusMeaning::Found
-    } else if status == StatusCode::NOT_FOUND {
-        StatusMeaning::Missing
-    } else {
-        StatusMeaning::Failed
-    }
-}
+impl Addressing for CacheApi {
+    /// The upstream's trace of the tiers it asked.
+    const VIA_IS_A_TRACE: bool = true;
 
-#[async_trait]
-impl BlobStore for UpstreamStore {
-    fn name(&self) -> &str {
-        self.fetcher.origin().name()
+    /// The request URL. It carries the token: it goes to reqwest and nowhere else.
+    fn url_of(&self, hash: &BlobHash) -> Url {
+        self.url(hash, true)
     }
 
-    async fn has(&self, hash: &BlobHash) -> StoreResult<bool> {
-        self.fetcher.head(self.url(hash, true), meaning).await
-    }
-
-    async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
-        let start = Instant::now();
-        let fetched = self.fetcher.get(self.url(hash, true), meaning).await?;
-        self.fetcher
-            .origin()
-            .verified_blob(hash, fetched.data, start, fetched.via.as_deref())
-    }
-
-    async fn put(&self, _: &BlobHash, _: Bytes) -> StoreResult<()> {
-        Err(self.fetcher.origin().read_only("put"))
-    }
-
-    async fn delete(&self, _: &BlobHash) -> StoreResult<()> {
-        Err(self.fetcher.origin().read_only("delete"))
-    }
-
-    /// A backend, not a cache.
-    async fn has_cached(&self, _: &BlobHash) -> StoreResult<bool> {
-        Ok(false)
-    }
-
-    /// Starts no fills.
-    async fn wait_for_fill(&self, _: &BlobHash) {}
-
-    /// A remote (or nothing): cannot list.
-    fn list(&self) -> Option<Vec<BlobHash>> {
-        None
+    /// reflector.go's HTTP server semantics.
+    fn meaning(status: StatusCode) -> StatusMeaning {
+        if status == StatusCode::OK || status == StatusCode::NO_CONTENT {
+            StatusMeaning::Found
+        } else if status == StatusCode::NOT_FOUND {
+            StatusMeaning::Missing
+        } else {
+            StatusMeaning::Failed
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Metrics;
-    use std::sync::Arc;
     use std::time::Duration;
 
     #[test]
     fn urls_carry_hash_and_encoded_token() {
-        let ctx = BuildContext {
-            metrics: Arc::new(Metrics::new()),
-        };
         let endpoint = Endpoint::new("regional.example:5569/");
-        let s = UpstreamStore::new(
+        let s = CacheApi::new(
             &UpstreamConfig {
                 name: None,
                 endpoints: vec![endpoint.clone()],
@@ -153,7 +124,6 @@ mod tests {
                 health: Default::default(),
             },
             &endpoint,
-            &ctx,
         )
         .unwrap();
         let h = BlobHash::of(b"x");

@@ -179,7 +179,7 @@ impl Drop for DiskStore {
 
 impl Disk {
     fn open(config: &DiskConfig, ctx: &BuildContext, options: OpenOptions) -> io::Result<Disk> {
-        let name: Arc<str> = Arc::from(config.name.as_deref().unwrap_or("disk"));
+        let name: Arc<str> = Arc::from(config.name());
         let root = config.mount_point.clone();
         let files = Files::open(root, config.sharding_size)?;
         let swept = files.sweep_temp()?;

@@ -343,7 +343,7 @@ fn scan_dir(disk: &Disk, dir: &Path) -> io::Result<Found> {
         .strip_prefix(disk.files.root())
         .ok()
         .and_then(|p| p.to_str())
-        .unwrap_or("");
+        .unwrap_or_default();
     let now = SystemTime::now();
     for entry in fs::read_dir(dir)? {
         if disk.progress.is_cancelled() {
