@@ -8,6 +8,10 @@
 //! - [`http`]: reflector.go's HTTP blob API (`servers.http` and the `upstream` store).
 //! - [`http3`]: reflector.go's HTTP/3 blob API (`servers.http3` and the `http3` store).
 //! - [`reflector`]: the reflector upload protocol (`servers.reflector`, TCP 5566).
+//! - [`frame`]: framing by parsing, shared by [`peer`] and [`reflector`].
+//!
+//! Two formats live with the code that owns them: the `Via` trace header's JSON in
+//! [`crate::trace`], and the LBRY DHT's UDP datagrams in [`crate::dht::wire`].
 //!
 //! Nothing here does I/O or touches a store: these modules only say what the bytes look like.
 

@@ -16,8 +16,8 @@
 //!   `"incoming_blob":{"error":"..."}` and no bytes, and `available_blobs` without it. The SDK
 //!   server itself answers a missing blob by not mentioning `incoming_blob` at all, which is why
 //!   a client must ask `requested_blobs` too: with only `requested_blob` it would get nothing.
-//! - **Rates.** [`RATE_ACCEPTED`], [`RATE_TOO_LOW`] (a negative rate was offered),
-//!   [`RATE_UNSET`] (the key came without a number).
+//! - **Rates** ([`rate_answer`]). [`RATE_ACCEPTED`] for any number >= 0, [`RATE_TOO_LOW`] for a
+//!   negative number, [`RATE_UNSET`] for `null` or anything that is not a number.
 //! - **What a client checks** (the SDK, in order): `available_blobs == [H]`, the rate accepted,
 //!   `incoming_blob.blob_hash == H`, the length, then the SHA-384 of what arrived. The SDK server
 //!   closes a connection whose pending request exceeds 1,200 bytes, idles 30 s, or stalls a
