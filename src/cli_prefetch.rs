@@ -22,7 +22,7 @@ pub fn run(conf_dir: &Path, once: bool) -> anyhow::Result<()> {
     let Some(prefetch) = cfg.prefetch.clone() else {
         anyhow::bail!(
             "{}/blobcache.yaml has no `prefetch:` section; add one with `api:` and `channels:` \
-             (see README.md, \"Channel prefetch\")",
+             (see docs/prefetch.md)",
             conf_dir.display()
         );
     };

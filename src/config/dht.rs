@@ -15,8 +15,7 @@ pub struct DhtConfig {
     /// Off unless set: joining a public network is an explicit choice.
     #[serde(default)]
     pub enabled: bool,
-    /// UDP port (the SDK's default is 4444; see "Port pairing matters" in the README's
-    /// "LBRY DHT" section).
+    /// UDP port (the SDK's default is 4444; see "Port pairing matters" in docs/dht.md).
     #[serde(default = "defaults::port")]
     pub port: u16,
     /// Bind address; omitted = all IPv4 interfaces (the DHT's compact formats are IPv4-only).

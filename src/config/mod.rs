@@ -119,19 +119,19 @@ pub struct BlobcacheConfig {
     /// directory, like every path in the file (as in reflector.go).
     #[serde(default)]
     pub protected_list: Option<PathBuf>,
-    /// Keep chosen channels' blobs warm (README, "Channel prefetch"). Omitted = no prefetching.
+    /// Keep chosen channels' blobs warm (docs/prefetch.md). Omitted = no prefetching.
     #[serde(default)]
     pub prefetch: Option<PrefetchConfig>,
     /// Blobs never to serve or keep.
     #[serde(default)]
     pub blocklist: Option<BlocklistConfig>,
-    /// Take part in the LBRY DHT and announce cached streams (README, "LBRY DHT").
+    /// Take part in the LBRY DHT and announce cached streams (docs/dht.md).
     #[serde(default)]
     pub dht: Option<DhtConfig>,
     /// Stream playback (`/stream/{sd_hash}`, player-server routes). Omitted = defaults.
     #[serde(default)]
     pub stream: Option<StreamConfig>,
-    /// Bounds shared by every front door (README, "Limits").
+    /// Bounds shared by every front door (docs/configuration.md, "Limits").
     #[serde(default)]
     pub limits: LimitsConfig,
 }
