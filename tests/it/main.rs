@@ -10,6 +10,7 @@ mod cluster;
 mod config_files;
 mod dht;
 mod disk_store;
+mod doors;
 mod hostile;
 mod http3;
 mod http3_zero_copy;
