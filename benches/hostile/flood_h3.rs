@@ -2,18 +2,24 @@
 //! with tiny receive windows, each opening `--streams` requests for `--path` and never reading
 //! them, so the server's sends stall. Prints `opened N connections, M streams` once they are
 //! all open, then holds them until its standard input closes (flood.py closes it when the
-//! flood is over), or `--max-secs` at the latest, so it always stops by itself.
+//! flood is over), or `--max-secs` at the latest, so it always stops by itself. It then closes
+//! every connection and waits (bounded) for the closes to be sent, so the server frees them at
+//! once rather than at its idle timeout.
 //!
 //! ```text
 //! cargo run --release --example flood_h3 -- --addr 127.0.0.1:5568 --path /get/HASH \
 //!     [--conns 40] [--streams 32] [--max-secs 120]
 //! ```
 
+#[path = "../load/clients/clients.rs"]
+mod clients;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use clients::{QuicConn, H3_NO_ERROR};
 use prism_lite::quic::{self, Verify};
 use tokio::io::AsyncReadExt;
 
@@ -36,10 +42,37 @@ struct Cli {
     max_secs: u64,
 }
 
-/// Everything one connection holds open: dropping it closes the connection.
-type Held = Vec<Box<dyn Send>>;
+/// How long one connection may take to open, and then to open its streams.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn stalled_connection(cli: &Cli) -> anyhow::Result<Held> {
+/// One flooding connection: the QUIC connection, and its h3 handles and unread streams.
+struct Stalled {
+    quic: QuicConn,
+    held: Vec<Box<dyn Send>>,
+}
+
+impl Stalled {
+    async fn close(self) {
+        self.quic.close(H3_NO_ERROR).await;
+        drop(self.held);
+    }
+}
+
+async fn stalled_connection(cli: &Cli) -> anyhow::Result<Stalled> {
+    let quic = tokio::time::timeout(OPEN_TIMEOUT, connect(cli)).await??;
+    let opened = tokio::time::timeout(OPEN_TIMEOUT, open_streams(cli, &quic.conn))
+        .await
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("streams not opened in {OPEN_TIMEOUT:?}")));
+    match opened {
+        Ok(held) => Ok(Stalled { quic, held }),
+        Err(e) => {
+            quic.close(H3_NO_ERROR).await;
+            Err(e)
+        }
+    }
+}
+
+async fn connect(cli: &Cli) -> anyhow::Result<QuicConn> {
     let mut cfg =
         quic::client_config(&Verify::Insecure, &[quic::ALPN_H3], Duration::from_secs(60))?;
     // Tiny windows: the server can send only a little before it must wait for this client.
@@ -50,11 +83,16 @@ async fn stalled_connection(cli: &Cli) -> anyhow::Result<Held> {
     let mut endpoint = quinn::Endpoint::client(SocketAddr::new(cli.from, 0))?;
     endpoint.set_default_client_config(cfg);
     let conn = endpoint.connect(cli.addr, "localhost")?.await?;
+    Ok(QuicConn { endpoint, conn })
+}
+
+/// `--streams` requests on `conn`, never read; the returned handles keep them open.
+async fn open_streams(cli: &Cli, conn: &quinn::Connection) -> anyhow::Result<Vec<Box<dyn Send>>> {
     let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn.clone())).await?;
     tokio::spawn(async move {
         let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
     });
-    let mut held: Held = vec![Box::new(endpoint), Box::new(conn)];
+    let mut held: Vec<Box<dyn Send>> = Vec::new();
     for _ in 0..cli.streams {
         let mut send = send.clone();
         let req = http::Request::get(format!("https://localhost{}", cli.path)).body(())?;
@@ -72,9 +110,9 @@ async fn main() -> anyhow::Result<()> {
     let mut held = Vec::new();
     let mut refused = 0;
     for _ in 0..cli.conns {
-        match tokio::time::timeout(Duration::from_secs(10), stalled_connection(&cli)).await {
-            Ok(Ok(h)) => held.push(h),
-            _ => refused += 1,
+        match stalled_connection(&cli).await {
+            Ok(h) => held.push(h),
+            Err(_) => refused += 1,
         }
     }
     println!(
@@ -92,6 +130,10 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(cli.max_secs), until_closed).await;
-    drop(held);
+    let mut closing = tokio::task::JoinSet::new();
+    for h in held {
+        closing.spawn(h.close());
+    }
+    while closing.join_next().await.is_some() {}
     Ok(())
 }

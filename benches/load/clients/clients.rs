@@ -4,7 +4,11 @@
 //! Each client holds one keep-alive connection and fetches one blob per call, returning the
 //! body length: raw HTTP/1.1 and the LBRY peer protocol over plain sockets (no client library
 //! overhead), HTTP/3 over quinn/h3. [`run_load`] drives C of them for a fixed time (or one
-//! request each, all started together) and gathers latencies.
+//! request each, all started together) and gathers latencies, then closes them.
+//!
+//! QUIC clients hold a [`QuicConn`] and end it with [`QuicConn::close`]: a process that exits
+//! without sending CONNECTION_CLOSE leaves its connections open on the server until its idle
+//! timeout (30 s), where they count against `max_connections_per_ip` and refuse the next run.
 #![allow(dead_code)] // every example uses a different subset
 
 use std::net::SocketAddr;
@@ -24,6 +28,69 @@ pub trait Fetch: Send + 'static {
         &mut self,
         hash: BlobHash,
     ) -> impl std::future::Future<Output = anyhow::Result<usize>> + Send;
+
+    /// Ends the connection when the run is over. Dropping is enough for a TCP socket (the
+    /// kernel sends the FIN); QUIC clients close theirs with [`QuicConn::close`].
+    fn close(self) -> impl std::future::Future<Output = ()> + Send
+    where
+        Self: Sized,
+    {
+        async {}
+    }
+}
+
+/// The longest [`QuicConn::close`] waits for its close to leave.
+pub const QUIC_CLOSE_WAIT: Duration = Duration::from_secs(3);
+
+/// HTTP/3's "no error" code (H3_NO_ERROR), to close an HTTP/3 connection with.
+pub const H3_NO_ERROR: u32 = 0x100;
+
+/// One QUIC connection and the endpoint it alone uses (the endpoint must outlive it).
+pub struct QuicConn {
+    pub endpoint: quinn::Endpoint,
+    pub conn: quinn::Connection,
+}
+
+impl QuicConn {
+    /// Closes the connection with application error `code` and waits, at most
+    /// [`QUIC_CLOSE_WAIT`], until its CONNECTION_CLOSE has left, so the server ends the
+    /// connection at once instead of at its idle timeout.
+    ///
+    /// The wait ends at the first of: the endpoint idle (`wait_idle`), or the connection having
+    /// counted a datagram sent (`udp_tx`) since just after `close`. Once closed, quinn builds
+    /// nothing but the close packet, and its driver counts a datagram and hands it to the socket
+    /// under one lock; `close` only wakes the driver, so the count read just after it is almost
+    /// always from before the close packet (if not, the wait falls back to `wait_idle`).
+    /// `wait_idle` alone lasts quinn's whole closing period, 3 PTO, which on a loaded debug run
+    /// was 0.15 to over 3 s; `benches/load/run.sh` takes client and server CPU over the
+    /// client's whole wall time, so that idle tail would lower both figures.
+    ///
+    /// A connection that has already ended (closed by the server, or by an error here) is left
+    /// as it is: there is nothing more to tell the server.
+    pub async fn close(self, code: u32) {
+        if self.conn.close_reason().is_some() {
+            return;
+        }
+        self.conn.close(quinn::VarInt::from_u32(code), b"done");
+        let sent_before = self.conn.stats().udp_tx.datagrams;
+        let close_sent = async {
+            while self.conn.stats().udp_tx.datagrams == sent_before {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        };
+        let gone = async {
+            tokio::select! {
+                _ = close_sent => {}
+                _ = self.endpoint.wait_idle() => {}
+            }
+        };
+        if tokio::time::timeout(QUIC_CLOSE_WAIT, gone).await.is_err() {
+            eprintln!(
+                "QUIC close to {} not seen sent within {QUIC_CLOSE_WAIT:?}",
+                self.conn.remote_address()
+            );
+        }
+    }
 }
 
 /// HTTP/3: one QUIC connection, one request stream per fetch (`GET /get/HASH`). Every answer's
@@ -33,20 +100,24 @@ pub trait Fetch: Send + 'static {
 /// pinned A/B run, so it measured the client, not the server.
 pub struct H3 {
     send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
-    _endpoint: quinn::Endpoint,
+    quic: QuicConn,
 }
 
 impl H3 {
     pub async fn connect(addr: SocketAddr) -> anyhow::Result<H3> {
-        let (endpoint, conn) = quic_connect(addr).await?;
-        let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn)).await?;
+        let quic = quic_connect(addr).await?;
+        let h3_conn = h3_quinn::Connection::new(quic.conn.clone());
+        let (mut driver, send) = match h3::client::new(h3_conn).await {
+            Ok(h3) => h3,
+            Err(e) => {
+                quic.close(H3_NO_ERROR).await;
+                return Err(e.into());
+            }
+        };
         tokio::spawn(async move {
             let _ = std::future::poll_fn(|cx| driver.poll_close(cx)).await;
         });
-        Ok(H3 {
-            send,
-            _endpoint: endpoint,
-        })
+        Ok(H3 { send, quic })
     }
 }
 
@@ -71,14 +142,17 @@ impl Fetch for H3 {
         );
         Ok(n)
     }
+
+    async fn close(self) {
+        // The h3 driver task ends when it sees the connection closed.
+        self.quic.close(H3_NO_ERROR).await;
+    }
 }
 
 /// One QUIC connection to `addr` on its own endpoint, with the same tuned socket, endpoint and
 /// transport settings as the server and the `http3` store (certificate not checked: bench
-/// servers are self-signed). The endpoint must outlive the connection.
-pub async fn quic_connect(
-    addr: SocketAddr,
-) -> anyhow::Result<(quinn::Endpoint, quinn::Connection)> {
+/// servers are self-signed).
+pub async fn quic_connect(addr: SocketAddr) -> anyhow::Result<QuicConn> {
     let cfg = quic::client_config(&Verify::Insecure, &[quic::ALPN_H3], Duration::from_secs(30))?;
     let any: std::net::IpAddr = if addr.is_ipv4() {
         std::net::Ipv4Addr::UNSPECIFIED.into()
@@ -88,7 +162,7 @@ pub async fn quic_connect(
     let mut endpoint = quic::client_endpoint(SocketAddr::new(any, 0))?;
     endpoint.set_default_client_config(cfg);
     let conn = endpoint.connect(addr, "localhost")?.await?;
-    Ok((endpoint, conn))
+    Ok(QuicConn { endpoint, conn })
 }
 
 /// Which plain-socket protocol a [`Raw`] client speaks.
@@ -261,7 +335,8 @@ pub enum Span {
 }
 
 /// Runs `clients` clients made by `make` (one connection each), fetching `hashes` round-robin
-/// (client i starts at hash i).
+/// (client i starts at hash i). Every client is closed ([`Fetch::close`]) before this returns,
+/// after the run is timed, and also when one cannot be made.
 pub async fn run_load<F, Fut, C>(
     clients: usize,
     span: Span,
@@ -275,7 +350,13 @@ where
 {
     let mut conns = Vec::with_capacity(clients);
     for i in 0..clients {
-        conns.push(make(i).await?);
+        match make(i).await {
+            Ok(c) => conns.push(c),
+            Err(e) => {
+                close_all(conns).await;
+                return Err(e);
+            }
+        }
     }
     let start_gate = Arc::new(tokio::sync::Barrier::new(clients + 1));
     let mut tasks = tokio::task::JoinSet::new();
@@ -316,14 +397,16 @@ where
                 }
                 next += clients;
             }
-            run
+            (run, client)
         });
     }
     start_gate.wait().await;
     let began = Instant::now();
     let mut total = Run::default();
+    let mut finished = Vec::with_capacity(clients);
     while let Some(done) = tasks.join_next().await {
-        let run = done?;
+        let (run, client) = done?;
+        finished.push(client);
         total.bytes += run.bytes;
         total.errors += run.errors;
         total.latencies.extend(run.latencies);
@@ -335,7 +418,17 @@ where
         Span::For(d) => d,
         Span::Once { .. } => began.elapsed(),
     };
+    close_all(finished).await;
     Ok(total)
+}
+
+/// Closes every client at once and waits for all of them.
+async fn close_all<C: Fetch>(clients: Vec<C>) {
+    let mut closing = tokio::task::JoinSet::new();
+    for c in clients {
+        closing.spawn(c.close());
+    }
+    while closing.join_next().await.is_some() {}
 }
 
 /// Hashes from a file, one per line (blank lines and `#` comments ignored).

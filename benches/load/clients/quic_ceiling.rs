@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use clients::{print_run, quic_connect, run_load, Fetch, Span};
+use clients::{print_run, quic_connect, run_load, Fetch, QuicConn, Span};
 use prism_lite::blob::{BlobHash, MAX_BLOB_SIZE};
 use prism_lite::config::Http3ServerConfig;
 use prism_lite::quic;
@@ -96,24 +96,17 @@ async fn serve(addr: SocketAddr) -> anyhow::Result<()> {
 }
 
 /// One QUIC connection with the load client's settings; one stream per fetch.
-struct RawQuic {
-    conn: quinn::Connection,
-    _endpoint: quinn::Endpoint,
-}
+struct RawQuic(QuicConn);
 
 impl RawQuic {
     async fn connect(addr: SocketAddr) -> anyhow::Result<RawQuic> {
-        let (endpoint, conn) = quic_connect(addr).await?;
-        Ok(RawQuic {
-            conn,
-            _endpoint: endpoint,
-        })
+        Ok(RawQuic(quic_connect(addr).await?))
     }
 }
 
 impl Fetch for RawQuic {
     async fn fetch(&mut self, _hash: BlobHash) -> anyhow::Result<usize> {
-        let (mut send, mut recv) = self.conn.open_bi().await?;
+        let (mut send, mut recv) = self.0.conn.open_bi().await?;
         send.write_all(b"?").await?;
         send.finish()?;
         let mut n = 0;
@@ -125,5 +118,9 @@ impl Fetch for RawQuic {
             "{n} body bytes, expected {MAX_BLOB_SIZE}"
         );
         Ok(n)
+    }
+
+    async fn close(self) {
+        self.0.close(0).await;
     }
 }
