@@ -14,7 +14,6 @@ use prometheus::IntGauge;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::config::DoorSettings;
-use crate::secret::SecretString;
 use crate::server::slots::Slots;
 
 /// Which door a request came through: names its metric series and its wire vocabulary.
@@ -64,11 +63,6 @@ impl Door {
     /// The settings in force now.
     pub fn settings(&self) -> Arc<DoorSettings> {
         self.settings.load_full()
-    }
-
-    /// The token in force now (a reload may have rotated it).
-    pub fn edge_token(&self) -> Option<SecretString> {
-        self.settings.load().edge_token.clone()
     }
 
     /// Applies a reload: the token at once, a raised request limit at once, a lowered one as

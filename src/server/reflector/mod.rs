@@ -6,7 +6,7 @@
 //!
 //! Admission happens before a byte is read: the `allow` list, the global connection cap
 //! and the per-address cap (both in [`Acceptor`]). The protocol itself runs in
-//! [`session`].
+//! `session`.
 //!
 //! When a stream's last blob is stored, the [`OnStreamStored`] hook is called (app.rs hands the
 //! DHT announcer in, so uploaded streams are announced).

@@ -1,18 +1,18 @@
 //! `disk`: blobs as files under `mount_point`, bounded in bytes, least recently used first out.
 //!
 //! Built for terabytes: 10 TB of 2 MiB blobs is 5 million files. The parts, one idea each:
-//! - [`files`]: reflector.go's layout and atomic writes (temp file, fsync, rename).
-//! - [`mapped`]: hits served from the page cache without a copy (a memory map as `Bytes`), and
+//! - `files`: reflector.go's layout and atomic writes (temp file, fsync, rename).
+//! - `mapped`: hits served from the page cache without a copy (a memory map as `Bytes`), and
 //!   why a mapped blob cannot change under a reader.
 //! - [`index`]: which blobs are held, their sizes and recency, in about 70 bytes a blob, with
 //!   sampled-LRU eviction.
-//! - [`rebuild`]: the index is rebuilt from the files at start, in the background and in
+//! - `rebuild`: the index is rebuilt from the files at start, in the background and in
 //!   parallel; the store serves from the first moment.
-//! - [`space`]: capacity and the filesystem under the store; a full disk lowers the capacity.
-//! - [`integrity`]: `check-integrity`, re-hashing every file.
+//! - `space`: capacity and the filesystem under the store; a full disk lowers the capacity.
+//! - `integrity`: `check-integrity`, re-hashing every file.
 //!
 //! Invariants, and how they are kept:
-//! - **A file is a whole verified blob or nothing** ([`files`]).
+//! - **A file is a whole verified blob or nothing** (`files`).
 //! - **Index and files agree.** Every change to a blob's file and its index entry together
 //!   (write, delete, eviction, the rebuild adding a file it found, dropping a file that vanished)
 //!   happens under a per-hash lock, so a fresh file is never deleted by a stale eviction and a
