@@ -268,67 +268,39 @@ pub struct DoorSettings {
     pub requests: RequestLimits,
 }
 
-impl HttpServerConfig {
-    pub fn settings(&self) -> DoorSettings {
-        DoorSettings {
-            listen: Listen::new(
-                &self.address,
-                self.port,
-                self.max_connections,
-                self.max_connections_per_ip,
-                self.shutdown_timeout,
-            ),
-            edge_token: self.edge_token.clone(),
-            requests: RequestLimits::new(
-                self.max_concurrent_requests,
-                self.max_queued_requests,
-                self.queue_timeout,
-            ),
+/// `settings()` for a serving door's section, which has the keys every serving door has
+/// (`address`, `port`, connection caps, `shutdown_timeout`, request limits); `$token` says
+/// which token unlocks protected blobs on it.
+macro_rules! door_settings {
+    ($section:ty, $token:expr) => {
+        impl $section {
+            /// The section resolved once into what the door uses.
+            pub fn settings(&self) -> DoorSettings {
+                let token: fn(&$section) -> Option<SecretString> = $token;
+                DoorSettings {
+                    listen: Listen::new(
+                        &self.address,
+                        self.port,
+                        self.max_connections,
+                        self.max_connections_per_ip,
+                        self.shutdown_timeout,
+                    ),
+                    edge_token: token(self),
+                    requests: RequestLimits::new(
+                        self.max_concurrent_requests,
+                        self.max_queued_requests,
+                        self.queue_timeout,
+                    ),
+                }
+            }
         }
-    }
+    };
 }
 
-impl Http3ServerConfig {
-    pub fn settings(&self) -> DoorSettings {
-        DoorSettings {
-            listen: Listen::new(
-                &self.address,
-                self.port,
-                self.max_connections,
-                self.max_connections_per_ip,
-                self.shutdown_timeout,
-            ),
-            edge_token: self.edge_token.clone(),
-            requests: RequestLimits::new(
-                self.max_concurrent_requests,
-                self.max_queued_requests,
-                self.queue_timeout,
-            ),
-        }
-    }
-}
-
-impl PeerServerConfig {
-    /// Peers cannot present a token, so no token is configured: protected blobs are never
-    /// served on this door.
-    pub fn settings(&self) -> DoorSettings {
-        DoorSettings {
-            listen: Listen::new(
-                &self.address,
-                self.port,
-                self.max_connections,
-                self.max_connections_per_ip,
-                self.shutdown_timeout,
-            ),
-            edge_token: None,
-            requests: RequestLimits::new(
-                self.max_concurrent_requests,
-                self.max_queued_requests,
-                self.queue_timeout,
-            ),
-        }
-    }
-}
+door_settings!(HttpServerConfig, |c| c.edge_token.clone());
+door_settings!(Http3ServerConfig, |c| c.edge_token.clone());
+// Peers cannot present a token, so none is configured: protected blobs are never served there.
+door_settings!(PeerServerConfig, |_| None);
 
 impl super::reflector::ReflectorServerConfig {
     pub fn listen(&self) -> Listen {
