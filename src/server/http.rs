@@ -168,7 +168,7 @@ impl HttpServer {
     fn admission(&self, listen: &Listen) -> Admission {
         let refused = self
             .service
-            .metrics()
+            .door_metrics()
             .requests_rejected_total
             .with_label_values(&[DoorKind::Http.name()]);
         Admission::new(listen, refused, DoorKind::Http.name())

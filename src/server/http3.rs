@@ -133,7 +133,7 @@ impl Http3Server {
     pub async fn serve(self: Arc<Self>, endpoint: quinn::Endpoint, shutdown: CancellationToken) {
         let refused = self
             .service
-            .metrics()
+            .door_metrics()
             .requests_rejected_total
             .with_label_values(&[DoorKind::Http3.name()]);
         let admission = Admission::new(&self.door.settings().listen, refused, "http3");
@@ -191,7 +191,7 @@ impl Http3Server {
                 return;
             }
         };
-        self.service.metrics().http3_connections_total.inc();
+        self.service.door_metrics().http3_connections_total.inc();
         let mut builder = h3::server::builder();
         builder.max_field_section_size(MAX_FIELD_SECTION_SIZE);
         // Bodies lent to this connection's streams, sent without a copy.

@@ -105,7 +105,7 @@ impl PeerServer {
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
         let refused = self
             .service
-            .metrics()
+            .door_metrics()
             .requests_rejected_total
             .with_label_values(&[DoorKind::Peer.name()]);
         let admission = Admission::new(&self.door.settings().listen, refused, "peer");
@@ -117,7 +117,7 @@ impl PeerServer {
             let shutdown = shutdown.child_token();
             tokio::spawn(async move {
                 let metrics = server.service.metrics();
-                let _open = GaugeGuard::new(&metrics.peer_connections);
+                let _open = GaugeGuard::new(&server.service.door_metrics().peer_connections);
                 match server.serve_connection(stream, peer.ip(), shutdown).await {
                     Close::Quiet => {}
                     Close::Error(kind) => {

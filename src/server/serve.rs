@@ -26,6 +26,7 @@ use crate::policy::Policy;
 use crate::secret::ExposeSecret;
 use crate::server::budget::{Charge, InflightBudget, Reservation};
 use crate::server::door::{Door, DoorKind};
+use crate::server::metrics::ServerMetrics;
 use crate::store::{Blob, BlobStore, StoreError};
 
 /// The answer body for a protected blob requested without the right token.
@@ -143,6 +144,7 @@ pub struct BlobService {
     policy: Arc<Policy>,
     budget: Arc<InflightBudget>,
     metrics: Arc<Metrics>,
+    door_metrics: Arc<ServerMetrics>,
 }
 
 impl BlobService {
@@ -156,6 +158,7 @@ impl BlobService {
             store,
             policy,
             budget,
+            door_metrics: metrics.family(),
             metrics,
         })
     }
@@ -163,11 +166,11 @@ impl BlobService {
     /// A door's live settings and request slots, with its metric series present (at zero)
     /// from the start, so `rate()` panels work before the first refusal.
     pub fn open_door(&self, kind: DoorKind, settings: DoorSettings) -> Arc<Door> {
-        self.metrics
+        self.door_metrics
             .requests_rejected_total
             .with_label_values(&[kind.name()]);
-        let queue_gauge =
-            (kind == DoorKind::Http).then(|| self.metrics.http_blob_request_queue_size.clone());
+        let queue_gauge = (kind == DoorKind::Http)
+            .then(|| self.door_metrics.http_blob_request_queue_size.clone());
         Door::new(kind, settings, queue_gauge)
     }
 
@@ -184,8 +187,14 @@ impl BlobService {
         &self.budget
     }
 
+    /// The process's metrics (`reflector_error_total`, the registry).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The download doors' metrics.
+    pub fn door_metrics(&self) -> &ServerMetrics {
+        &self.door_metrics
     }
 
     /// The blob `ask` names, through every step of the module docs.
@@ -290,7 +299,7 @@ impl BlobService {
 
     /// Counts a blob `door` delivered (`len` bytes), under reflector.go's names.
     pub fn delivered(&self, door: DoorKind, len: usize) {
-        let m = &self.metrics;
+        let m = &self.door_metrics;
         m.blob_download_total.inc();
         let (downloads, out_bytes) = match door {
             DoorKind::Http => (&m.http_blob_download_total, &m.http_out_bytes),
@@ -303,7 +312,7 @@ impl BlobService {
 
     /// Records how long a request on `door` took, by the status it was answered with.
     pub fn observe(&self, door: DoorKind, status: StatusCode, start: Instant) {
-        self.metrics
+        self.door_metrics
             .request_duration_seconds
             .with_label_values(&[door.name(), status.as_str()])
             .observe(start.elapsed().as_secs_f64());
@@ -314,7 +323,7 @@ impl BlobService {
     fn refuse(&self, door: &Door, hash: Option<&BlobHash>, refusal: Refusal) -> Refusal {
         let door = door.kind();
         if refusal.is_busy() {
-            self.metrics
+            self.door_metrics
                 .requests_rejected_total
                 .with_label_values(&[door.name()])
                 .inc();
