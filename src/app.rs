@@ -24,12 +24,15 @@ use crate::server::admin::AdminServer;
 use crate::server::budget::InflightBudget;
 use crate::server::http::HttpServer;
 use crate::server::http3::Http3Server;
+use crate::server::metrics::ServerMetrics;
 use crate::server::peer::PeerServer;
 use crate::server::playback::Playback;
+use crate::server::reflector::metrics::ReflectorMetrics;
 use crate::server::reflector::{OnStreamStored, ReflectorServer};
 use crate::server::BlobService;
 use crate::store::announce::AnnouncingStore;
 use crate::store::blocklist::BlocklistStore;
+use crate::store::metrics::StoreMetrics;
 use crate::store::{self, BlobStore, BuildContext};
 
 /// Process-level options (from the command line, not the YAML).
@@ -122,6 +125,17 @@ pub async fn build_root(
     })
 }
 
+/// The process's metrics with every always-present family registered, so the first scrape
+/// shows them all whichever doors and stores are configured (each owner takes its family again
+/// when it is built: the same handles).
+pub fn process_metrics() -> Arc<Metrics> {
+    let metrics = Arc::new(Metrics::new());
+    metrics.family::<StoreMetrics>();
+    metrics.family::<ServerMetrics>();
+    metrics.family::<ReflectorMetrics>();
+    metrics
+}
+
 /// Reads `conf_dir/blobcache.yaml` and starts serving it.
 pub async fn start_from_dir(opts: RunOptions) -> anyhow::Result<Running> {
     let (cfg, raw) = reload::read_config(&opts.conf_dir)?;
@@ -139,7 +153,7 @@ async fn start_with_raw(
     raw: serde_yaml::Value,
     opts: RunOptions,
 ) -> anyhow::Result<Running> {
-    let metrics = Arc::new(Metrics::new());
+    let metrics = process_metrics();
     let policy = Arc::new(Policy::new(
         reload::load_protected(&config)?,
         HashSet::new(),
@@ -168,7 +182,8 @@ async fn start_with_raw(
     let blocklist = blocklist_settings.as_ref();
     start_blocklist(&config, blocklist, &policy, &root, &mut tasks, &shutdown).await?;
 
-    let budget = InflightBudget::new(&config.limits, metrics.inflight_bytes.clone());
+    let inflight_bytes = metrics.family::<ServerMetrics>().inflight_bytes.clone();
+    let budget = InflightBudget::new(&config.limits, inflight_bytes);
     let service = BlobService::new(
         Arc::clone(&root),
         Arc::clone(&policy),

@@ -1,7 +1,8 @@
 //! `prism_prefetch_*` metrics, registered into the process's one registry.
 //!
-//! Kept here rather than in [`crate::metrics::Metrics`] because only a configured prefetcher
-//! needs them; registering on construction keeps the scrape free of always-zero series.
+//! Registered when a prefetcher is built rather than as an always-present
+//! [`Family`](crate::metrics::Family), because only a configured prefetcher needs them;
+//! registering on construction keeps the scrape free of always-zero series.
 
 use prometheus::{Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry};
 

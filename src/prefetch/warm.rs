@@ -52,6 +52,22 @@ enum FetchError {
     Cancelled,
 }
 
+/// How a stream ended and, for a failure not yet counted in its channel's report, why.
+type Warmed = (StreamOutcome, Option<String>);
+
+/// A content blob's fetch as its task returns it: the hash, the bytes reserved for it, and
+/// what the fetch got.
+type ContentFetch = (BlobHash, u64, Result<Blob, FetchError>);
+
+/// A store error as a channel report tells it.
+fn failure(e: &StoreError) -> String {
+    if e.is_not_found() {
+        "not found in any store".to_string()
+    } else {
+        e.to_string()
+    }
+}
+
 /// The run's byte budget: bytes fetched plus bytes reserved by fetches in flight.
 struct Budget {
     limit: u64,
@@ -289,41 +305,12 @@ impl Warmer {
         self.tally.stream(job.channel, outcome, why);
     }
 
-    async fn warm_stream_inner(self: &Arc<Self>, job: &WarmJob) -> (StreamOutcome, Option<String>) {
-        let ch = job.channel;
-        let sd_hash = job.stream.sd_hash;
-        let name = &job.stream.claim_name;
-        let was_cached = self.is_cached(&sd_hash).await;
-        if !was_cached && !self.budget.reserve(0) {
-            return (StreamOutcome::Incomplete, None);
-        }
-        let Some(permit) = self.acquire(&self.slots).await else {
-            return (StreamOutcome::Incomplete, None);
+    async fn warm_stream_inner(self: &Arc<Self>, job: &WarmJob) -> Warmed {
+        let sd = match self.warm_sd_blob(job).await {
+            Ok(sd) => sd,
+            Err(end) => return end,
         };
-        let sd = self.fetch(&sd_hash).await;
-        drop(permit);
-        self.progress.inc(1);
-        let sd = match sd {
-            Ok(blob) => blob,
-            Err(FetchError::Cancelled) => return (StreamOutcome::Incomplete, None),
-            Err(FetchError::Store(e)) => {
-                let what = if e.is_not_found() {
-                    "not found in any store".to_string()
-                } else {
-                    e.to_string()
-                };
-                self.tally
-                    .failed(ch, format!("stream {name:?}: sd blob {sd_hash}: {what}"));
-                return (StreamOutcome::Failed, None);
-            }
-        };
-        let sd_len = sd.data.len() as u64;
-        if was_cached {
-            self.tally.cached(ch, sd_len);
-        } else {
-            self.budget.settle(0, sd_len);
-            self.tally.fetched(ch, sd_len);
-        }
+        let (name, sd_hash) = (&job.stream.claim_name, job.stream.sd_hash);
         let descriptor = match StreamDescriptor::parse(&sd.data) {
             Ok(d) => d,
             Err(e) => {
@@ -345,7 +332,54 @@ impl Warmer {
             .map(|(_, hash, len)| (hash, len))
             .collect();
         self.progress.inc_length(blobs.len() as u64);
+        (self.warm_content(job, blobs).await, None)
+    }
 
+    /// The stream's sd blob, fetched (within the budget) or found cached, and counted; or how
+    /// the stream ends without it.
+    async fn warm_sd_blob(&self, job: &WarmJob) -> Result<Blob, Warmed> {
+        let sd_hash = job.stream.sd_hash;
+        let was_cached = self.is_cached(&sd_hash).await;
+        if !was_cached && !self.budget.reserve(0) {
+            return Err((StreamOutcome::Incomplete, None));
+        }
+        let Some(permit) = self.acquire(&self.slots).await else {
+            return Err((StreamOutcome::Incomplete, None));
+        };
+        let sd = self.fetch(&sd_hash).await;
+        drop(permit);
+        self.progress.inc(1);
+        let sd = match sd {
+            Ok(blob) => blob,
+            Err(FetchError::Cancelled) => return Err((StreamOutcome::Incomplete, None)),
+            Err(FetchError::Store(e)) => {
+                let name = &job.stream.claim_name;
+                let what = failure(&e);
+                self.tally.failed(
+                    job.channel,
+                    format!("stream {name:?}: sd blob {sd_hash}: {what}"),
+                );
+                return Err((StreamOutcome::Failed, None));
+            }
+        };
+        let sd_len = sd.data.len() as u64;
+        if was_cached {
+            self.tally.cached(job.channel, sd_len);
+        } else {
+            self.budget.settle(0, sd_len);
+            self.tally.fetched(job.channel, sd_len);
+        }
+        Ok(sd)
+    }
+
+    /// Fetches the content blobs not cached yet, each within the budget and a fetch slot, and
+    /// waits for them all; the stream's outcome.
+    async fn warm_content(
+        self: &Arc<Self>,
+        job: &WarmJob,
+        blobs: Vec<(BlobHash, u64)>,
+    ) -> StreamOutcome {
+        let ch = job.channel;
         let mut outcome = StreamOutcome::Complete;
         let mut fetches = JoinSet::new();
         for (hash, len) in blobs {
@@ -369,6 +403,18 @@ impl Warmer {
                 (hash, len, me.fetch(&hash).await)
             });
         }
+        self.settle_content(job, fetches, outcome).await
+    }
+
+    /// Waits for the content fetches of [`warm_content`](Self::warm_content), settling the
+    /// budget and counting each; `outcome` as the spawning left it, worsened by any failure.
+    async fn settle_content(
+        &self,
+        job: &WarmJob,
+        mut fetches: JoinSet<ContentFetch>,
+        mut outcome: StreamOutcome,
+    ) -> StreamOutcome {
+        let (ch, name) = (job.channel, &job.stream.claim_name);
         while let Some(joined) = fetches.join_next().await {
             self.progress.inc(1);
             match joined {
@@ -385,11 +431,7 @@ impl Warmer {
                 }
                 Ok((hash, len, Err(FetchError::Store(e)))) => {
                     self.budget.settle(len, 0);
-                    let what = if e.is_not_found() {
-                        "not found in any store".to_string()
-                    } else {
-                        e.to_string()
-                    };
+                    let what = failure(&e);
                     self.tally
                         .failed(ch, format!("stream {name:?}: blob {hash}: {what}"));
                     outcome = StreamOutcome::Failed;
@@ -401,6 +443,6 @@ impl Warmer {
                 }
             }
         }
-        (outcome, None)
+        outcome
     }
 }

@@ -36,9 +36,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{DoorSettings, HttpServerConfig, Listen};
+use crate::config::{DoorSettings, HttpServerConfig};
 use crate::protocol::http::{BlobQuery, BLOB_PATH};
-use crate::server::accept::{self, Accepted, Acceptor, Admission};
+use crate::server::accept::{self, Accepted, Acceptor};
 use crate::server::budget::Charge;
 use crate::server::door::{Door, DoorKind};
 use crate::server::playback::hyper_body::{self, HyperBody};
@@ -128,7 +128,7 @@ impl HttpServer {
     /// up to `shutdown_timeout` to finish.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let acceptor = Acceptor::new(listener, self.admission(&self.door.settings().listen));
+        let acceptor = Acceptor::new(listener, self.service.admission(&self.door));
         while let Some(Accepted { stream, peer, slot }) = acceptor.next(&shutdown).await {
             let server = Arc::clone(&self);
             let handed_over = Arc::new(HandedOver::default());
@@ -163,15 +163,6 @@ impl HttpServer {
                 tracing::warn!(timeout = ?deadline, "http server drain timed out; closing remaining connections");
             }
         }
-    }
-
-    fn admission(&self, listen: &Listen) -> Admission {
-        let refused = self
-            .service
-            .metrics()
-            .requests_rejected_total
-            .with_label_values(&[DoorKind::Http.name()]);
-        Admission::new(listen, refused, DoorKind::Http.name())
     }
 
     async fn handle(

@@ -46,7 +46,6 @@ use crate::config::Http3ServerConfig;
 use crate::protocol::http::BlobQuery;
 use crate::protocol::http3::{parse_path, Availability, Route, LBRYCRD_ADDRESS};
 use crate::quic::h3_transport::{self, Keep, Lent};
-use crate::server::accept::Admission;
 use crate::server::budget::Charge;
 use crate::server::door::{Door, DoorKind};
 use crate::server::playback::{Playback, PlaybackBody};
@@ -131,12 +130,7 @@ impl Http3Server {
 
     /// Accepts connections until `shutdown`, then drains (see the module docs).
     pub async fn serve(self: Arc<Self>, endpoint: quinn::Endpoint, shutdown: CancellationToken) {
-        let refused = self
-            .service
-            .metrics()
-            .requests_rejected_total
-            .with_label_values(&[DoorKind::Http3.name()]);
-        let admission = Admission::new(&self.door.settings().listen, refused, "http3");
+        let admission = self.service.admission(&self.door);
         loop {
             let incoming = tokio::select! {
                 i = endpoint.accept() => match i { Some(i) => i, None => break },
@@ -191,7 +185,7 @@ impl Http3Server {
                 return;
             }
         };
-        self.service.metrics().http3_connections_total.inc();
+        self.service.door_metrics().http3_connections_total.inc();
         let mut builder = h3::server::builder();
         builder.max_field_section_size(MAX_FIELD_SECTION_SIZE);
         // Bodies lent to this connection's streams, sent without a copy.

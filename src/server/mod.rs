@@ -20,6 +20,7 @@ pub mod budget;
 pub mod door;
 pub mod http;
 pub mod http3;
+pub mod metrics;
 pub mod peer;
 pub mod per_ip;
 pub mod playback;

@@ -44,7 +44,7 @@ use crate::metrics::{GaugeGuard, DIRECTION_DOWNLOAD};
 use crate::protocol::peer::{
     next_frame, rate_answer, BadRequest, Frame, IncomingBlob, Request, Response,
 };
-use crate::server::accept::{self, Accepted, Acceptor, Admission};
+use crate::server::accept::{self, Accepted, Acceptor};
 use crate::server::budget::Charge;
 use crate::server::door::{Door, DoorKind};
 use crate::server::serve::{Ask, BlobService};
@@ -103,12 +103,7 @@ impl PeerServer {
     /// Accepts connections until `shutdown`, then stops accepting, closes idle connections and
     /// waits (at most `shutdown_timeout`) for answers being written to finish.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
-        let refused = self
-            .service
-            .metrics()
-            .requests_rejected_total
-            .with_label_values(&[DoorKind::Peer.name()]);
-        let admission = Admission::new(&self.door.settings().listen, refused, "peer");
+        let admission = self.service.admission(&self.door);
         let acceptor = Acceptor::new(listener, admission);
         while let Some(Accepted { stream, peer, slot }) = acceptor.next(&shutdown).await {
             let server = Arc::clone(&self);
@@ -117,7 +112,7 @@ impl PeerServer {
             let shutdown = shutdown.child_token();
             tokio::spawn(async move {
                 let metrics = server.service.metrics();
-                let _open = GaugeGuard::new(&metrics.peer_connections);
+                let _open = GaugeGuard::new(&server.service.door_metrics().peer_connections);
                 match server.serve_connection(stream, peer.ip(), shutdown).await {
                     Close::Quiet => {}
                     Close::Error(kind) => {

@@ -24,8 +24,10 @@ use crate::config::DoorSettings;
 use crate::metrics::{Metrics, DIRECTION_DOWNLOAD};
 use crate::policy::Policy;
 use crate::secret::ExposeSecret;
+use crate::server::accept::Admission;
 use crate::server::budget::{Charge, InflightBudget, Reservation};
 use crate::server::door::{Door, DoorKind};
+use crate::server::metrics::ServerMetrics;
 use crate::store::{Blob, BlobStore, StoreError};
 
 /// The answer body for a protected blob requested without the right token.
@@ -143,6 +145,7 @@ pub struct BlobService {
     policy: Arc<Policy>,
     budget: Arc<InflightBudget>,
     metrics: Arc<Metrics>,
+    door_metrics: Arc<ServerMetrics>,
 }
 
 impl BlobService {
@@ -156,6 +159,7 @@ impl BlobService {
             store,
             policy,
             budget,
+            door_metrics: metrics.family(),
             metrics,
         })
     }
@@ -163,12 +167,23 @@ impl BlobService {
     /// A door's live settings and request slots, with its metric series present (at zero)
     /// from the start, so `rate()` panels work before the first refusal.
     pub fn open_door(&self, kind: DoorKind, settings: DoorSettings) -> Arc<Door> {
-        self.metrics
+        self.door_metrics
             .requests_rejected_total
             .with_label_values(&[kind.name()]);
-        let queue_gauge =
-            (kind == DoorKind::Http).then(|| self.metrics.http_blob_request_queue_size.clone());
+        let queue_gauge = (kind == DoorKind::Http)
+            .then(|| self.door_metrics.http_blob_request_queue_size.clone());
         Door::new(kind, settings, queue_gauge)
+    }
+
+    /// The connection caps of `door` as it was started, its refusals counted as rejected
+    /// requests of that door.
+    pub fn admission(&self, door: &Door) -> Admission {
+        let name = door.kind().name();
+        let refused = self
+            .door_metrics
+            .requests_rejected_total
+            .with_label_values(&[name]);
+        Admission::new(&door.settings().listen, refused, name)
     }
 
     /// The root store (playback plans and readahead read through it).
@@ -184,8 +199,14 @@ impl BlobService {
         &self.budget
     }
 
+    /// The process's metrics (`reflector_error_total`, the registry).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The download doors' metrics.
+    pub fn door_metrics(&self) -> &ServerMetrics {
+        &self.door_metrics
     }
 
     /// The blob `ask` names, through every step of the module docs.
@@ -293,7 +314,7 @@ impl BlobService {
 
     /// Counts a blob `door` delivered (`len` bytes), under reflector.go's names.
     pub fn delivered(&self, door: DoorKind, len: usize) {
-        let m = &self.metrics;
+        let m = &self.door_metrics;
         m.blob_download_total.inc();
         let (downloads, out_bytes) = match door {
             DoorKind::Http => (&m.http_blob_download_total, &m.http_out_bytes),
@@ -306,7 +327,7 @@ impl BlobService {
 
     /// Records how long a request on `door` took, by the status it was answered with.
     pub fn observe(&self, door: DoorKind, status: StatusCode, start: Instant) {
-        self.metrics
+        self.door_metrics
             .request_duration_seconds
             .with_label_values(&[door.name(), status.as_str()])
             .observe(start.elapsed().as_secs_f64());
@@ -317,7 +338,7 @@ impl BlobService {
     fn refuse(&self, door: &Door, hash: Option<&BlobHash>, refusal: Refusal) -> Refusal {
         let door = door.kind();
         if refusal.is_busy() {
-            self.metrics
+            self.door_metrics
                 .requests_rejected_total
                 .with_label_values(&[door.name()])
                 .inc();

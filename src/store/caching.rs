@@ -30,6 +30,7 @@ use crate::blob::{verify, BlobHash};
 use crate::config::CachingConfig;
 use crate::metrics::{GaugeGuard, Metrics, DIRECTION_DOWNLOAD};
 use crate::store::flight::{wait_limit_for, Flights};
+use crate::store::metrics::StoreMetrics;
 use crate::store::{Blob, BlobStore, BuildContext, StoreError, StoreResult};
 
 pub struct CachingStore {
@@ -45,6 +46,7 @@ struct Inner {
     has_flights: Arc<Flights<BlobHash, StoreResult<bool>>>,
     not_found: Option<Cache<BlobHash, ()>>,
     metrics: Arc<Metrics>,
+    store_metrics: Arc<StoreMetrics>,
     counters: Counters,
 }
 
@@ -69,7 +71,7 @@ impl CachingStore {
         ctx: &BuildContext,
     ) -> CachingStore {
         let name: Arc<str> = Arc::from(config.name());
-        let m = &ctx.metrics;
+        let m = ctx.store_metrics();
         let labels = [cache.name(), &*name];
         let counters = Counters {
             hits: m.cache_hit_total.with_label_values(&labels),
@@ -102,6 +104,7 @@ impl CachingStore {
                 has_flights: Flights::new(wait_limit_for(&config.origin)),
                 not_found,
                 metrics: Arc::clone(&ctx.metrics),
+                store_metrics: m,
                 counters,
             }),
         }
@@ -245,7 +248,7 @@ impl Inner {
         let secs = took.as_secs_f64();
         if secs > 0.0 {
             let mbps = bytes as f64 * 8.0 / 1_000_000.0 / secs;
-            self.metrics
+            self.store_metrics
                 .speed_mbps
                 .with_label_values(&[self.cache.name(), &self.name, source])
                 .set(mbps);

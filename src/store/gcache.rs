@@ -35,7 +35,7 @@ impl GcacheStore {
         let doomed: Arc<Mutex<VecDeque<BlobHash>>> = Arc::default();
         let queue = Arc::clone(&doomed);
         let evictions = ctx
-            .metrics
+            .store_metrics()
             .cache_evict_total
             .with_label_values(&["gcache", &name]);
         let index = Cache::builder()

@@ -34,7 +34,7 @@ impl MemoryStore {
     pub fn new(config: &MemConfig, ctx: &BuildContext) -> MemoryStore {
         let name: Arc<str> = Arc::from(config.name());
         let evictions = ctx
-            .metrics
+            .store_metrics()
             .cache_evict_total
             .with_label_values(&["mem", &name]);
         let cache = Cache::builder()
@@ -46,13 +46,16 @@ impl MemoryStore {
                 }
             })
             .build();
-        ctx.metrics
+        ctx.store_metrics()
             .store_capacity_bytes
             .with_label_values(&[&name])
             .set(i64::try_from(config.max_size.0).unwrap_or(i64::MAX));
         MemoryStore {
-            size_gauge: ctx.metrics.store_size_bytes.with_label_values(&[&name]),
-            blobs_gauge: ctx.metrics.store_blobs.with_label_values(&[&name]),
+            size_gauge: ctx
+                .store_metrics()
+                .store_size_bytes
+                .with_label_values(&[&name]),
+            blobs_gauge: ctx.store_metrics().store_blobs.with_label_values(&[&name]),
             name,
             cache,
         }

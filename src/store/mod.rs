@@ -19,6 +19,7 @@ use bytes::Bytes;
 use crate::blob::{BlobHash, VerifyError};
 use crate::config::{Endpoint, Http3StoreConfig, PeerStoreConfig, StoreConfig, UpstreamConfig};
 use crate::metrics::Metrics;
+use crate::store::metrics::StoreMetrics;
 use crate::store::remote::{Remote, RemoteStore};
 use crate::trace::BlobTrace;
 
@@ -36,6 +37,7 @@ pub mod http3;
 pub mod http_origin;
 pub mod ittt;
 pub mod memory;
+pub mod metrics;
 pub mod multiwriter;
 pub mod noop;
 pub mod origin;
@@ -271,6 +273,13 @@ pub trait BlobStore: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct BuildContext {
     pub metrics: Arc<Metrics>,
+}
+
+impl BuildContext {
+    /// The stores' metrics, registered in `metrics` on first use.
+    pub fn store_metrics(&self) -> Arc<StoreMetrics> {
+        self.metrics.family()
+    }
 }
 
 /// Builds the store tree described by `config`. Does blocking file-system work (creating

@@ -68,7 +68,7 @@ impl S3Store {
             anyhow::bail!("{name}: bucket must not be empty");
         }
         Ok(S3Store {
-            origin: Origin::new(name, config.timeout, &ctx.metrics.s3_in_bytes),
+            origin: Origin::new(name, config.timeout, &ctx.store_metrics().s3_in_bytes),
             config: config.clone(),
             client: OnceCell::new(),
         })

@@ -29,11 +29,11 @@ impl SingleFlightStore {
         let labels = [store.name(), config.component.as_str()];
         SingleFlightStore {
             in_flight: ctx
-                .metrics
+                .store_metrics()
                 .cache_origin_requests_total
                 .with_label_values(&labels),
             waiting: ctx
-                .metrics
+                .store_metrics()
                 .cache_waiting_requests_total
                 .with_label_values(&labels),
             name: Arc::from(config.component.as_str()),

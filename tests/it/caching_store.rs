@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use crate::common::{blob_bytes, metric, wait_until, OriginMode, Store, TestOrigin, TEST_TIMEOUT};
+use crate::common::{
+    blob_bytes, metric, wait_until, Families, OriginMode, Store, TestOrigin, TEST_TIMEOUT,
+};
 use bytes::Bytes;
 use prism_lite::config::StoreConfig;
 use prism_lite::metrics::Metrics;
@@ -92,6 +94,7 @@ async fn hundred_concurrent_misses_make_one_origin_get() {
     }
     // 99 callers parked on the leader's flight, the leader parked at the origin's gate.
     let waiting = metrics
+        .stores()
         .cache_waiting_requests_total
         .with_label_values(&["ram", "edge"]);
     wait_until("99 waiters", || waiting.get() == 99).await;
@@ -127,6 +130,7 @@ async fn leader_disconnecting_does_not_fail_the_others() {
         })
         .collect();
     let waiting = metrics
+        .stores()
         .cache_waiting_requests_total
         .with_label_values(&["ram", "edge"]);
     wait_until("10 waiters", || waiting.get() == 10).await;
@@ -159,6 +163,7 @@ async fn failed_fill_wakes_every_waiter_with_the_error() {
         })
         .collect();
     let waiting = metrics
+        .stores()
         .cache_waiting_requests_total
         .with_label_values(&["ram", "edge"]);
     wait_until("19 waiters", || waiting.get() == 19).await;
@@ -294,6 +299,7 @@ async fn cache_write_failure_still_answers_from_origin() {
     }
     wait_until("fills finished", || store.fills_in_flight() == 0).await;
     let writes_failed = metrics
+        .stores()
         .store_write_errors_total
         .with_label_values(&["full-disk"]);
     assert_eq!(writes_failed.get(), 2);

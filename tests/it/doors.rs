@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::common::{
-    blob_bytes, wait_until, Cache, Door, H3Client, Store, TestOrigin, TEST_TIMEOUT,
+    blob_bytes, wait_until, Cache, Door, Families, H3Client, Store, TestOrigin, TEST_TIMEOUT,
 };
 
 /// One blob request slot and no queue: a second request while the first is held is refused.
@@ -44,7 +44,7 @@ fn service(origin: &Arc<TestOrigin>, config: &BlobcacheConfig) -> (Arc<BlobServi
     let service = BlobService::new(
         Arc::clone(origin) as Arc<dyn BlobStore>,
         Arc::new(Policy::default()),
-        InflightBudget::new(&config.limits, metrics.inflight_bytes.clone()),
+        InflightBudget::new(&config.limits, metrics.doors().inflight_bytes.clone()),
         Arc::clone(&metrics),
     );
     (service, metrics)
@@ -104,6 +104,7 @@ async fn peer_answer(s: &mut TcpStream) -> (Map<String, Value>, Vec<u8>) {
 
 fn rejected(metrics: &Metrics, door: &str) -> u64 {
     metrics
+        .doors()
         .requests_rejected_total
         .with_label_values(&[door])
         .get()

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::common::{
-    blob_bytes, fixture_blobs, metric, quoted, wait_until, Cache, Door, H3Client, Store,
+    blob_bytes, fixture_blobs, metric, quoted, wait_until, Cache, Door, Families, H3Client, Store,
     TEST_TIMEOUT,
 };
 use bytes::Bytes;
@@ -269,7 +269,7 @@ async fn sixty_four_concurrent_requests_on_one_connection() {
         assert_eq!(BlobHash::of(&got.unwrap().data), hash);
     }
     assert_eq!(
-        running.metrics.http3_connections_total.get(),
+        running.metrics.doors().http3_connections_total.get(),
         2,
         "one connection for the test client, one shared by the store's 64 gets"
     );
@@ -535,7 +535,7 @@ async fn tuned_chain_reuses_one_connection_and_survives_a_regional_restart() {
         assert!(edge.store.has(hash).await.unwrap(), "edge cached {hash}");
     }
     assert_eq!(
-        regional.metrics.http3_connections_total.get(),
+        regional.metrics.doors().http3_connections_total.get(),
         1,
         "eight misses reused the edge's one connection to the regional"
     );
@@ -588,7 +588,7 @@ async fn tuned_chain_reuses_one_connection_and_survives_a_regional_restart() {
         get_verified(&client, hash).await;
     }
     assert_eq!(
-        regional.metrics.http3_connections_total.get(),
+        regional.metrics.doors().http3_connections_total.get(),
         1,
         "after the restart the edge dialled once and reused that connection"
     );

@@ -14,7 +14,7 @@ use prism_lite::app;
 use prism_lite::blob::BlobHash;
 use prism_lite::quic;
 
-use crate::common::{blob_bytes, wait_until, within, H3Client, H3Stream, UdpRelay};
+use crate::common::{blob_bytes, wait_until, within, Families, H3Client, H3Stream, UdpRelay};
 use crate::http3::mem_server;
 
 /// A memory-store cache with an HTTP/3 door and the given `limits:`.
@@ -55,10 +55,10 @@ async fn bodies_of_every_size_arrive_intact_and_their_charges_are_given_back() {
         assert_eq!(body, stored);
     }
     // Every body was read: each charge goes back once the client's acknowledgements arrive.
-    let inflight = running.metrics.inflight_bytes.clone();
+    let inflight = running.metrics.doors().inflight_bytes.clone();
     wait_until("every charge to be given back", || inflight.get() == 0).await;
     assert_eq!(
-        running.metrics.http3_blob_download_total.get(),
+        running.metrics.doors().http3_blob_download_total.get(),
         sizes.len() as u64
     );
     within("stop", running.stop()).await;
@@ -96,7 +96,7 @@ async fn a_client_that_abandons_a_stream_mid_body_frees_its_charge_before_the_st
     let first = first.copy_to_bytes(first.remaining());
     assert!(!first.is_empty());
     assert_eq!(&data[..first.len()], &first[..]);
-    let inflight = running.metrics.inflight_bytes.clone();
+    let inflight = running.metrics.doors().inflight_bytes.clone();
     assert!(inflight.get() > 0, "the unsent body is charged");
 
     // The client gives up on the stream but keeps its connection: dropping an unfinished quinn
@@ -130,9 +130,9 @@ async fn a_body_never_acknowledged_frees_its_charge_after_the_stall_timeout() {
     let asked = std::time::Instant::now();
     let _stream = h3.send_get(&format!("/get/{hash}")).await;
     // Counted once the whole body is handed to QUIC; its charge is held from before that.
-    let downloads = running.metrics.http3_blob_download_total.clone();
+    let downloads = running.metrics.doors().http3_blob_download_total.clone();
     wait_until("the body to be handed to QUIC", || downloads.get() == 1).await;
-    let inflight = running.metrics.inflight_bytes.clone();
+    let inflight = running.metrics.doors().inflight_bytes.clone();
     wait_until("the unacknowledged body's charge to be given back", || {
         inflight.get() == 0
     })

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use crate::common::{
-    blob_bytes, fixture_blobs, free_port, http_client, metric, wait_until, Cache, Door, Store,
-    TestOrigin, TEST_TIMEOUT,
+    blob_bytes, fixture_blobs, free_port, http_client, metric, wait_until, Cache, Door, Families,
+    Store, TestOrigin, TEST_TIMEOUT,
 };
 use prism_lite::app;
 use prism_lite::blob::BlobHash;
@@ -192,7 +192,7 @@ async fn gated_server(
         Arc::new(Policy::default()),
         prism_lite::server::budget::InflightBudget::new(
             &http.limits,
-            metrics.inflight_bytes.clone(),
+            metrics.doors().inflight_bytes.clone(),
         ),
         Arc::clone(&metrics),
     );
@@ -219,7 +219,7 @@ async fn saturated_server_answers_503_beyond_the_queue() {
         .collect();
     wait_until("two in flight", || origin.get_count() == 2).await;
     wait_until("one queued", || {
-        metrics.http_blob_request_queue_size.get() == 1
+        metrics.doors().http_blob_request_queue_size.get() == 1
     })
     .await;
     let rejected = http_client().get(&url).send().await.unwrap();
@@ -231,6 +231,7 @@ async fn saturated_server_answers_503_beyond_the_queue() {
     }
     assert_eq!(
         metrics
+            .doors()
             .requests_rejected_total
             .with_label_values(&["http"])
             .get(),

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use crate::common::{
-    blob_bytes, free_port, http_client, metric, quoted, wait_until, Cache, Door, Store,
+    blob_bytes, free_port, http_client, metric, quoted, scrape, wait_until, Cache, Door, Store,
     TEST_TIMEOUT,
 };
 use prism_lite::blob::BlobHash;
@@ -418,14 +418,7 @@ async fn metrics_pass_promtool_and_dashboard_queries_use_exported_metrics() {
     let base = format!("http://{}/blob?hash=", running.http_addr.unwrap());
     status(&format!("{base}{hash}")).await;
     status(&format!("{base}bad")).await;
-    let text = http_client()
-        .get(format!("http://{}/metrics", running.metrics_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(running.metrics_addr).await;
     running.stop().await;
 
     let mut child = Command::new(promtool())
@@ -491,6 +484,39 @@ async fn metrics_pass_promtool_and_dashboard_queries_use_exported_metrics() {
             );
         }
     }
+}
+
+/// `/metrics` right after start lists the families and series in `metrics_at_start.txt`
+/// (values left out): every family with its HELP and TYPE lines, and every series created at
+/// zero. The upload door and the other download doors are not configured: their families are
+/// there anyway. A change here changes what dashboards and alerts see; make it on purpose.
+#[tokio::test]
+async fn metrics_at_start_are_the_listed_families_and_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = Cache::new()
+        .http()
+        .name("edge")
+        .tier(Store::mem().named("ram"))
+        .origin(
+            Store::caching(
+                Store::disk(dir.path().join("cache")).named("disk"),
+                Store::upstreams(&["http://127.0.0.1:9", "http://127.0.0.2:9"]).named("regionals"),
+            )
+            .named("local"),
+        )
+        .start()
+        .await;
+    let text = scrape(running.metrics_addr).await;
+    running.stop().await;
+    let shape: Vec<&str> = text
+        .lines()
+        .map(|l| match l.starts_with('#') {
+            true => l,
+            false => l.rsplit_once(' ').map_or(l, |(series, _value)| series),
+        })
+        .collect();
+    let expected: Vec<&str> = include_str!("metrics_at_start.txt").lines().collect();
+    assert_eq!(shape, expected, "/metrics at start:\n{}", shape.join("\n"));
 }
 
 /// Metric names in a PromQL expression (identifiers starting with our prefixes).

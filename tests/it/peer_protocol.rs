@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{blob, free_port, Cache, Door, Store};
+use crate::common::{blob, free_port, Cache, Door, Families, Store};
 use bytes::Bytes;
 use prism_lite::app::Running;
 use prism_lite::blob::{verify, BlobHash, MAX_BLOB_SIZE};
@@ -178,7 +178,7 @@ async fn sdk_request_gets_header_and_exact_verified_bytes() {
     assert_eq!(header["blob_data_payment_rate"], "RATE_ACCEPTED");
     assert!(c.buf.is_empty(), "stray bytes after the response");
 
-    let m = &running.metrics;
+    let m = running.metrics.doors();
     assert_eq!(m.peer_download_total.get(), 1);
     assert_eq!(m.blob_download_total.get(), 1);
     assert_eq!(m.tcp_out_bytes.get(), data.len() as u64);
@@ -310,7 +310,7 @@ async fn missing_invalid_and_protected_blobs_get_errors_and_no_bytes() {
     assert_eq!(got, data);
     assert_eq!(error_count(&running.metrics, "invalid_blob_hash"), 1);
     assert_eq!(error_count(&running.metrics, "protected_blob"), 1);
-    assert_eq!(running.metrics.peer_download_total.get(), 1);
+    assert_eq!(running.metrics.doors().peer_download_total.get(), 1);
     running.stop().await;
 }
 
@@ -432,7 +432,7 @@ async fn stalled_reader_times_out_and_others_are_served() {
     let (_, got) = other.response().await;
     verify(&got, &hash).unwrap();
     eventually("stalled connection released", || {
-        m.peer_connections.get() == 1
+        m.doors().peer_connections.get() == 1
     })
     .await;
     running.stop().await;
@@ -478,7 +478,7 @@ async fn fixture_streams_download_blob_by_blob() {
         assert_eq!(&got[..], &data[..]);
     }
     assert_eq!(
-        running.metrics.peer_download_total.get(),
+        running.metrics.doors().peer_download_total.get(),
         hashes.len() as u64
     );
     running.stop().await;
@@ -506,15 +506,18 @@ async fn chain_of_two_caches_over_the_peer_protocol() {
         serde_json::json!([hash.to_string()])
     );
     verify(&got, &hash).unwrap();
-    assert_eq!(b.metrics.peer_download_total.get(), 1);
-    assert_eq!(a.metrics.upstream_in_bytes.get(), data.len() as u64);
+    assert_eq!(b.metrics.doors().peer_download_total.get(), 1);
+    assert_eq!(
+        a.metrics.stores().upstream_in_bytes.get(),
+        data.len() as u64
+    );
 
     // Second get: a hit on A; B is not asked for the blob again.
     c.send(sdk_request(&hash.to_string()).as_bytes()).await;
     let (_, again) = c.response().await;
     assert_eq!(again, got);
-    assert_eq!(b.metrics.peer_download_total.get(), 1);
-    assert_eq!(a.metrics.peer_download_total.get(), 2);
+    assert_eq!(b.metrics.doors().peer_download_total.get(), 1);
+    assert_eq!(a.metrics.doors().peer_download_total.get(), 2);
 
     // Through A's HTTP front door too, still from A's cache.
     let mut http = connect(a.http_addr.unwrap()).await;
@@ -528,7 +531,7 @@ async fn chain_of_two_caches_over_the_peer_protocol() {
         .unwrap();
     assert!(resp.starts_with(b"HTTP/1.1 200"), "{:?}", &resp[..40]);
     assert!(resp.ends_with(&data[data.len() - 64..]));
-    assert_eq!(b.metrics.peer_download_total.get(), 1);
+    assert_eq!(b.metrics.doors().peer_download_total.get(), 1);
 
     // A blob neither has: an error answer through the chain, connection still usable.
     let (absent, _) = blob(13, 10);
@@ -611,8 +614,11 @@ async fn peer_store_gets_has_and_not_found_from_a_real_peer() {
     let got = within("get again", store.get(&hash)).await.unwrap();
     assert_eq!(got.data, data);
     // Five exchanges over one pooled connection.
-    assert_eq!(b.metrics.peer_connections.get(), 1);
-    assert_eq!(metrics.upstream_in_bytes.get(), 2 * data.len() as u64);
+    assert_eq!(b.metrics.doors().peer_connections.get(), 1);
+    assert_eq!(
+        metrics.stores().upstream_in_bytes.get(),
+        2 * data.len() as u64
+    );
     assert!(matches!(
         store.put(&hash, data.clone()).await,
         Err(StoreError::Refused { .. })

@@ -41,7 +41,7 @@ async fn s3_operations_sharding_missing_oversized() {
     let got = within("get", s3.get(&hash)).await.unwrap();
     assert_eq!(got.data, data);
     assert_eq!(&*got.trace.stacks[0].origin_name, "origin");
-    assert_eq!(metrics.s3_in_bytes.get(), data.len() as u64);
+    assert_eq!(metrics.stores().s3_in_bytes.get(), data.len() as u64);
 
     within("delete", s3.delete(&hash)).await.unwrap();
     assert!(!on_disk.exists());

@@ -22,7 +22,10 @@ use crate::metrics::DIRECTION_UPLOAD;
 use crate::server::accept::{self, Accepted, Acceptor, Admission};
 use crate::server::serve::BlobService;
 
+pub mod metrics;
 mod session;
+
+use self::metrics::ReflectorMetrics;
 
 pub use crate::config::ReflectorServerConfig;
 
@@ -42,6 +45,8 @@ pub type OnStreamStored = Arc<dyn Fn(&StoredStream) + Send + Sync>;
 pub struct ReflectorServer {
     /// The root store (uploads are `put` through it), the policy and the metrics.
     service: Arc<BlobService>,
+    /// The door's own metrics (errors go to the shared `reflector_error_total`).
+    metrics: Arc<ReflectorMetrics>,
     config: ReflectorServerConfig,
     on_stored: Option<OnStreamStored>,
 }
@@ -49,6 +54,7 @@ pub struct ReflectorServer {
 impl ReflectorServer {
     pub fn new(service: Arc<BlobService>, config: ReflectorServerConfig) -> ReflectorServer {
         ReflectorServer {
+            metrics: service.metrics().family(),
             service,
             config,
             on_stored: None,
@@ -85,11 +91,10 @@ impl ReflectorServer {
             let server = Arc::clone(&self);
             let shutdown = shutdown.child_token();
             tokio::spawn(async move {
-                let metrics = server.service.metrics();
-                let _open = GaugeGuard::new(&metrics.reflector_connections);
+                let _open = GaugeGuard::new(&server.metrics.reflector_connections);
                 if let Err(kind) = session::run(&server, stream, shutdown).await {
                     tracing::debug!(%peer, error_type = kind, "reflector connection closed");
-                    metrics.error(DIRECTION_UPLOAD, kind);
+                    server.service.metrics().error(DIRECTION_UPLOAD, kind);
                 }
                 drop(slot);
             });

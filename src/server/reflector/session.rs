@@ -245,19 +245,13 @@ impl Session<'_> {
             };
             match read {
                 Ok(Ok(0)) => return Err(End::Error("unexpected_eof")),
-                Ok(Ok(n)) => self
-                    .server
-                    .service
-                    .metrics()
-                    .reflector_in_bytes
-                    .inc_by(n as u64),
+                Ok(Ok(n)) => self.server.metrics.reflector_in_bytes.inc_by(n as u64),
                 Ok(Err(_)) => return Err(End::Error("read_conn_reset")),
                 Err(_) => return Err(End::Error("io_timeout")),
             }
         }
         self.server
-            .service
-            .metrics()
+            .metrics
             .reflector_in_bytes
             .inc_by(already as u64);
         let data = Bytes::from(data);
@@ -283,7 +277,7 @@ impl Session<'_> {
 
     /// Writes verified bytes through the root store; false (counted) when the store refuses.
     async fn store(&self, hash: BlobHash, data: Bytes, is_sd: bool) -> bool {
-        let m = &self.server.service.metrics();
+        let m = &self.server.metrics;
         match self.server.service.store().put(&hash, data).await {
             Ok(()) => {
                 m.blob_upload_total.inc();
@@ -323,7 +317,7 @@ impl Session<'_> {
             return;
         };
         if fresh {
-            self.server.service.metrics().reflector_streams_total.inc();
+            self.server.metrics.reflector_streams_total.inc();
             tracing::info!(sd_hash = %upload.sd_hash, "uploaded stream complete");
         }
         self.server.stream_stored(&StoredStream {

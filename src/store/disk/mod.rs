@@ -186,13 +186,8 @@ impl Disk {
         if swept > 0 {
             tracing::info!(store = %name, swept, "deleted temp files a crash left behind");
         }
-        let space = Space::new(
-            &name,
-            files.root(),
-            config.max_size.map(|s| s.0),
-            &ctx.metrics,
-        )?;
-        let m = &ctx.metrics;
+        let m = ctx.store_metrics();
+        let space = Space::new(&name, files.root(), config.max_size.map(|s| s.0), &m)?;
         let progress = Progress::new(
             options.rebuild_gate,
             m.disk_index_complete.with_label_values(&[&name]),

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use prometheus::IntGauge;
 
-use crate::metrics::Metrics;
+use crate::store::metrics::StoreMetrics;
 
 /// Share of the filesystem used when `max_size` is not configured.
 const DEFAULT_FS_SHARE: f64 = 0.9;
@@ -34,7 +34,7 @@ impl Space {
         name: &str,
         root: &Path,
         max_size: Option<u64>,
-        metrics: &Metrics,
+        metrics: &StoreMetrics,
     ) -> std::io::Result<Space> {
         let fs_size = filesystem_size(root)?;
         let capacity = match max_size {

@@ -23,7 +23,7 @@
 //! fetch from the home, or, when the home is down, one from the endpoint that stands in for it.
 //!
 //! Per-endpoint series: `prism_upstream_endpoint_{requests,errors,ejections}_total` and
-//! `prism_upstream_endpoint_state{store,endpoint}` (see [`crate::metrics::EndpointMetrics`]).
+//! `prism_upstream_endpoint_state{store,endpoint}` (see [`crate::store::metrics::EndpointMetrics`]).
 
 pub mod health;
 pub mod rendezvous;
@@ -85,7 +85,8 @@ pub fn build(
     } else {
         Policy::never_eject()
     };
-    let m = &ctx.metrics.upstream_endpoints;
+    let store_metrics = ctx.store_metrics();
+    let m = &store_metrics.upstream_endpoints;
     let mut members: Vec<Member> = Vec::with_capacity(spec.endpoints.len());
     for endpoint in spec.endpoints {
         let name = (spec.name_of)(&endpoint.address);

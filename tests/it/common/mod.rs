@@ -9,6 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use prism_lite::blob::BlobHash;
+use prism_lite::metrics::Metrics;
+use prism_lite::server::metrics::ServerMetrics;
+use prism_lite::store::metrics::StoreMetrics;
 use prism_lite::store::{Blob, BlobStore, StoreError, StoreResult};
 use tokio::sync::{Notify, Semaphore};
 
@@ -22,6 +25,25 @@ pub use h3::*;
 pub use net::*;
 pub use process::*;
 pub use relay::*;
+
+/// The metric families tests read by handle, reached from the process's [`Metrics`]
+/// (`running.metrics.doors().peer_download_total`).
+pub trait Families {
+    /// The download doors' metrics.
+    fn doors(&self) -> Arc<ServerMetrics>;
+    /// The stores' metrics.
+    fn stores(&self) -> Arc<StoreMetrics>;
+}
+
+impl Families for Metrics {
+    fn doors(&self) -> Arc<ServerMetrics> {
+        self.family()
+    }
+
+    fn stores(&self) -> Arc<StoreMetrics> {
+        self.family()
+    }
+}
 
 /// Upper bound for any single wait in a test.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(20);
