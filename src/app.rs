@@ -191,21 +191,15 @@ async fn start_with_raw(
         Arc::clone(&metrics),
     );
     let mut doors = Doors::start(&config, &service, &mut tasks, &shutdown).await?;
-    let dht = match config.dht.as_ref().filter(|d| d.enabled) {
-        Some(dht_config) => Some(
-            start_dht(
-                dht_config,
-                &config,
-                doors.peer_addr,
-                &announcing,
-                &metrics,
-                &mut tasks,
-                &shutdown,
-            )
-            .await?,
-        ),
-        None => None,
-    };
+    let dht = start_dht(
+        &config,
+        &doors,
+        &announcing,
+        &metrics,
+        &mut tasks,
+        &shutdown,
+    )
+    .await?;
     if let Some(node) = &dht {
         let _ = admin.dht_status.set(node.clone());
     }
@@ -428,21 +422,23 @@ async fn start_blocklist(
     Ok(())
 }
 
-/// Binds the DHT node (it announces the peer door's port), has it announce the streams the
-/// root store serves, restores the announcements of an earlier run, and runs it.
+/// When `dht.enabled`: binds the DHT node (it announces the peer door's port), has it announce
+/// the streams the root store serves, restores the announcements of an earlier run, and runs it.
 async fn start_dht(
-    dht_config: &crate::config::DhtConfig,
     config: &BlobcacheConfig,
-    peer_addr: Option<SocketAddr>,
+    doors: &Doors,
     announcing: &Arc<AnnouncingStore>,
     metrics: &Metrics,
     tasks: &mut JoinSet<()>,
     shutdown: &CancellationToken,
-) -> anyhow::Result<crate::dht::Dht> {
+) -> anyhow::Result<Option<crate::dht::Dht>> {
+    let Some(dht_config) = config.dht.as_ref().filter(|d| d.enabled) else {
+        return Ok(None);
+    };
     let node_id = crate::dht::load_or_create_node_id(&dht_config.data_dir)?;
     let node = crate::dht::Dht::bind(
         dht_config,
-        peer_addr.map(|a| a.port()),
+        doors.peer_addr.map(|a| a.port()),
         node_id,
         &metrics.registry,
     )
@@ -463,7 +459,7 @@ async fn start_dht(
         remembered,
     ));
     tasks.spawn(node.clone().run(shutdown.clone()));
-    Ok(node)
+    Ok(Some(node))
 }
 
 /// Starts the channel prefetcher. It runs on its own task with its own small concurrency
