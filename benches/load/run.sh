@@ -7,7 +7,8 @@
 #
 # Builds release, prepares blobs, installs nginx and wrk from the OS packages if missing, runs
 # every workload against prism-lite and nginx, prints a markdown table and writes it to
-# benches/load/RESULTS.md. Everything it starts it stops (trap on EXIT); every wait is bounded.
+# target/load-results.md (benches/load/RESULTS.md is the kept history: merge a run into it by
+# hand). Everything it starts it stops (trap on EXIT); every wait is bounded.
 #
 # Sections, in order: headline (unpinned, plain wrk and the project's client, memory tier and
 # disk tier only vs nginx static, ROUNDS interleaved rounds), hits, zipf, storm, doors,
@@ -31,7 +32,7 @@
 #   UNPINNED [1]        also run the HTTP/1.1 hits unpinned, default threads/workers (0 = skip)
 #   WORKDIR [/dev/shm/prism-loadbench]  blob files, caches, logs (tmpfs: same for everyone)
 #   STARTUP_DIR [/tmp/prism-loadbench-startup]  the 100k-blob disk store (a real filesystem)
-#   OUT [benches/load/RESULTS.md]
+#   OUT [target/load-results.md]
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -50,7 +51,7 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 UNPINNED=${UNPINNED:-1}
 W=${WORKDIR:-/dev/shm/prism-loadbench}
 STARTUP_DIR=${STARTUP_DIR:-/tmp/prism-loadbench-startup}
-OUT=${OUT:-$HERE/RESULTS.md}
+OUT=${OUT:-$REPO/target/load-results.md}
 SECTIONS=${SECTIONS:-"headline hits zipf storm doors h3 mtu1500 startup"}
 ROUNDS=${ROUNDS:-3}
 # The 1,500-MTU path: two namespaces joined by a veth pair, private test addresses that exist
