@@ -118,6 +118,10 @@ pub struct HttpServerConfig {
         deserialize_with = "duration"
     )]
     pub header_read_timeout: Duration,
+    /// `Access-Control-Allow-Origin` on every answer (player-server sends `*`), so a web
+    /// player on another origin can read them.
+    #[serde(default = "defaults::cors_origin", deserialize_with = "header_value")]
+    pub cors_origin: String,
     /// How long in-flight requests may take to finish on shutdown.
     #[serde(default = "defaults::shutdown_timeout", deserialize_with = "duration")]
     pub shutdown_timeout: Duration,
@@ -179,9 +183,23 @@ pub struct Http3ServerConfig {
     /// `max_connections` x this. A chained edge behind a long link needs bandwidth x RTT.
     #[serde(default = "defaults::http3_send_window")]
     pub send_window: ByteSize,
+    /// `Access-Control-Allow-Origin` on every answer, as on `servers.http`.
+    #[serde(default = "defaults::cors_origin", deserialize_with = "header_value")]
+    pub cors_origin: String,
     /// How long in-flight requests may take to finish on shutdown.
     #[serde(default = "defaults::shutdown_timeout", deserialize_with = "duration")]
     pub shutdown_timeout: Duration,
+}
+
+/// A string that can be an HTTP header value (visible ASCII), refused at load otherwise.
+fn header_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let value = String::deserialize(d)?;
+    match !value.is_empty() && value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        true => Ok(value),
+        false => Err(serde::de::Error::custom(format!(
+            "{value:?} is not a valid header value (visible ASCII, e.g. \"*\" or \"https://odysee.com\")"
+        ))),
+    }
 }
 
 /// Where a door listens and how many connections it holds: the part of every `servers.*`
@@ -319,6 +337,9 @@ pub(super) mod defaults {
     use crate::config::units::ByteSize;
     use std::time::Duration;
 
+    pub fn cors_origin() -> String {
+        "*".into()
+    }
     pub fn http_port() -> u16 {
         5569
     }

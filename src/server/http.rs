@@ -45,6 +45,10 @@ use crate::server::playback::hyper_body::{self, HyperBody};
 use crate::server::playback::Playback;
 use crate::server::serve::{Ask, BlobService, Refusal, Served};
 use crate::server::watched_io::{HandedOver, WatchedIo};
+use crate::server::web::{self, Cors};
+
+/// A blob is named by its hash and never changes: a cache in front may keep it for a year.
+const BLOB_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
 /// A response body: the whole answer, plus the budget charge for a blob, which is handed to
 /// the connection's [`HandedOver`] when hyper drops the body (all of it queued for writing).
@@ -97,6 +101,7 @@ pub struct HttpServer {
     playback: Option<Arc<Playback>>,
     /// Fixed at start: hyper takes it per connection.
     header_read_timeout: std::time::Duration,
+    cors: Cors,
 }
 
 impl HttpServer {
@@ -108,6 +113,7 @@ impl HttpServer {
         Arc::new(HttpServer {
             door: service.open_door(DoorKind::Http, config.settings()),
             header_read_timeout: config.header_read_timeout,
+            cors: door_cors("servers.http", &config.cors_origin),
             service,
             playback,
         })
@@ -172,7 +178,10 @@ impl HttpServer {
         handed_over: Arc<HandedOver>,
     ) -> Response<HyperBody> {
         let start = Instant::now();
-        let response = match &self.playback {
+        let mut response = match &self.playback {
+            _ if Cors::is_preflight(req.method()) => self
+                .cors
+                .preflight(hyper_body::infallible(Body::new(Bytes::new()))),
             Some(playback) if playback.claims(req.uri().path()) => playback
                 .serve(&req, &self.door, peer.ip())
                 .await
@@ -182,6 +191,7 @@ impl HttpServer {
                 .await
                 .map(hyper_body::infallible),
         };
+        self.cors.finish(response.status(), response.headers_mut());
         self.service
             .observe(DoorKind::Http, response.status(), start);
         response
@@ -215,6 +225,10 @@ impl HttpServer {
             token: query.edge_token.as_deref(),
             client: peer.ip(),
         };
+        let etag = format!("\"{}\"", ask.hash);
+        if !is_head && web::unchanged(req.headers(), &etag) {
+            return self.unchanged(ask, &etag);
+        }
         if is_head {
             return match self.service.presence(&self.door, ask).await {
                 Ok(true) => empty(StatusCode::NO_CONTENT),
@@ -226,6 +240,22 @@ impl HttpServer {
             Ok(served) => self.blob(served, handed_over),
             Err(refusal) => refused(&refusal),
         }
+    }
+
+    /// 304 for a client that holds the blob already (its `If-None-Match` names the hash, and the
+    /// hash names the bytes), after the same checks a fetch makes: a protected or blocked blob
+    /// is refused as it would be, not confirmed.
+    fn unchanged(&self, ask: Ask<'_>, etag: &str) -> Response<Body> {
+        let checked = self
+            .service
+            .admit(&self.door, ask.hash, ask.token)
+            .and_then(|hash| self.service.check_listed(&self.door, &hash, ask.token));
+        if let Err(refusal) = checked {
+            return refused(&refusal);
+        }
+        let mut r = empty(StatusCode::NOT_MODIFIED);
+        blob_cache_headers(r.headers_mut(), etag);
+        r
     }
 
     /// A blob answer: the store's own `Bytes` as the body, its charge handed to the
@@ -246,11 +276,32 @@ impl HttpServer {
         if let Ok(v) = HeaderValue::from_str(&format!("filename={hash}")) {
             h.insert(header::CONTENT_DISPOSITION, v);
         }
+        blob_cache_headers(h, &format!("\"{hash}\""));
         if let Ok(v) = HeaderValue::from_str(&via) {
             h.insert(header::VIA, v);
         }
         r
     }
+}
+
+/// What a blob answer (or its 304) says to caches: immutable, named by its hash.
+fn blob_cache_headers(h: &mut hyper::HeaderMap, etag: &str) {
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(BLOB_CACHE_CONTROL),
+    );
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        h.insert(header::ETAG, v);
+    }
+}
+
+/// The door's CORS rule; a value the config loader let through but a header cannot carry
+/// (only a config built in code can hold one) falls back to `*` with a warning.
+pub(crate) fn door_cors(section: &str, origin: &str) -> Cors {
+    Cors::new(origin).unwrap_or_else(|e| {
+        tracing::warn!(section, error = %e, "using cors_origin \"*\"");
+        Cors::any()
+    })
 }
 
 /// A refusal on this door's wire: its status and one line of text; `Retry-After` when busy.

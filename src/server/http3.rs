@@ -50,6 +50,7 @@ use crate::server::budget::Charge;
 use crate::server::door::{Door, DoorKind};
 use crate::server::playback::{Playback, PlaybackBody};
 use crate::server::serve::{Ask, BlobService, Served};
+use crate::server::web::Cors;
 
 /// A client must send its request headers within this time after opening a stream.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -78,6 +79,7 @@ pub struct Http3Server {
     playback: Option<Arc<Playback>>,
     /// The settings as started; [`Door`] holds the live token and request limits.
     config: Http3ServerConfig,
+    cors: Cors,
 }
 
 impl Http3Server {
@@ -90,6 +92,7 @@ impl Http3Server {
             door: service.open_door(DoorKind::Http3, config.settings()),
             service,
             playback,
+            cors: crate::server::http::door_cors("servers.http3", &config.cors_origin),
             config: config.clone(),
         })
     }
@@ -263,20 +266,22 @@ impl Http3Server {
         let status = if let Some(playback) = self
             .playback
             .as_ref()
-            .filter(|p| p.claims(req.uri().path()))
+            .filter(|p| p.claims(req.uri().path()) && !Cors::is_preflight(req.method()))
         {
-            let response = playback.serve(&req, &self.door, peer.ip()).await;
+            let mut response = playback.serve(&req, &self.door, peer.ip()).await;
+            self.cors.finish(response.status(), response.headers_mut());
             let status = response.status();
             if let Err(unsent) = send_playback(&mut stream, response, stall).await {
                 reset_unsent(&mut stream, unsent, peer);
             }
             status
         } else {
-            let Some(reply) = self.route(&req, peer).await else {
+            let Some(mut reply) = self.route(&req, peer).await else {
                 stream.stop_stream(h3::error::Code::H3_REQUEST_REJECTED);
                 return;
             };
             let status = reply.head.status();
+            self.cors.finish(status, reply.head.headers_mut());
             let (len, is_blob) = (reply.body.len(), reply.charge.is_some());
             match send(&mut stream, reply, stall, &lent).await {
                 Ok(()) if is_blob => self.service.delivered(DoorKind::Http3, len),
@@ -291,6 +296,13 @@ impl Http3Server {
     /// The answer to a request, or `None` when the door is busy or the in-flight budget has
     /// no room: the stream is then reset with `H3_REQUEST_REJECTED` (the client may retry).
     async fn route(&self, req: &Request<()>, peer: SocketAddr) -> Option<Reply> {
+        if Cors::is_preflight(req.method()) {
+            return Some(Reply {
+                head: self.cors.preflight(()),
+                body: Bytes::new(),
+                charge: None,
+            });
+        }
         let Some((route, hash_text)) = parse_path(req.uri().path()) else {
             return Some(text(
                 StatusCode::NOT_FOUND,

@@ -28,3 +28,4 @@ pub mod reflector;
 pub mod serve;
 pub mod slots;
 pub mod watched_io;
+pub mod web;

@@ -729,3 +729,37 @@ async fn http3_store_retries_once_when_its_reused_connection_dies() {
     assert_eq!(upstream.counts(), (4, 7));
     upstream.endpoint.close(0u32.into(), b"done");
 }
+
+/// The HTTP/3 door carries the same CORS rule as HTTP: on hits and errors, and a preflight is
+/// answered rather than refused as a method.
+#[tokio::test]
+async fn answers_carry_cors_and_a_preflight_is_answered() {
+    let running = mem_server().door(Door::http3()).start().await;
+    let data = blob_bytes(42, 4000);
+    let hash = BlobHash::of(&data);
+    running.store.put(&hash, data.clone()).await.unwrap();
+    let c = H3Client::connect(running.http3_addr.unwrap(), &[quic::ALPN_H3])
+        .await
+        .unwrap();
+
+    let (r, body) = c.get(&format!("/get/{hash}")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert_eq!(body, data);
+    let (r, _) = c.get("/get/xyz").await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert_eq!(r.headers()["cache-control"], "no-store");
+
+    let (r, body) = c
+        .request(http::Method::OPTIONS, &format!("/get/{hash}"))
+        .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert!(r.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("GET"));
+    assert!(body.is_empty());
+    running.stop().await;
+}

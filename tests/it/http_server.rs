@@ -402,3 +402,129 @@ async fn an_origin_failure_is_counted_once_per_request() {
     }
     running.stop().await;
 }
+
+/// What a web player on another origin and a CDN in front need: CORS on every answer (hits,
+/// misses, errors), a preflight answer, an immutable blob named by its hash (`ETag`, 304 for a
+/// client that has it), and errors a cache must not keep.
+#[tokio::test]
+async fn answers_carry_cors_and_blobs_are_cacheable_by_their_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = blob_bytes(40, 5000);
+    let hash = BlobHash::of(&data);
+    let secret = blob_bytes(41, 500);
+    let secret_hash = BlobHash::of(&secret);
+    let list = dir.path().join("protected.txt");
+    std::fs::write(&list, format!("{secret_hash}\n")).unwrap();
+    let running = Cache::new()
+        .door(Door::http().token("s3cret"))
+        .protected_list(&list)
+        .store(Store::mem())
+        .start()
+        .await;
+    running.store.put(&hash, data.clone()).await.unwrap();
+    running.store.put(&secret_hash, secret).await.unwrap();
+    let base = format!("http://{}", running.http_addr.unwrap());
+    let c = http_client();
+    let etag = format!("\"{hash}\"");
+
+    let hit = c
+        .get(format!("{base}/blob?hash={hash}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hit.status(), 200);
+    let h = hit.headers();
+    assert_eq!(h["access-control-allow-origin"], "*");
+    let exposed = h["access-control-expose-headers"].to_str().unwrap();
+    for name in ["Content-Range", "Content-Length", "Accept-Ranges", "ETag"] {
+        assert!(exposed.contains(name), "{exposed}");
+    }
+    assert_eq!(h["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(h["etag"], etag.as_str());
+    assert_eq!(hit.bytes().await.unwrap(), data);
+
+    let again = c
+        .get(format!("{base}/blob?hash={hash}"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"], etag.as_str());
+    assert_eq!(again.headers()["access-control-allow-origin"], "*");
+    assert!(again.bytes().await.unwrap().is_empty());
+
+    // A protected blob is refused, not confirmed, whatever the client claims to hold.
+    let claimed = c
+        .get(format!("{base}/blob?hash={secret_hash}"))
+        .header("if-none-match", "*")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(claimed.status(), 403);
+
+    let absent = BlobHash::of(b"absent");
+    for (url, status) in [
+        (format!("{base}/blob?hash={absent}"), 404),
+        (format!("{base}/blob?hash=xyz"), 400),
+        (format!("{base}/nowhere"), 404),
+    ] {
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), status, "{url}");
+        assert_eq!(r.headers()["access-control-allow-origin"], "*", "{url}");
+        assert_eq!(r.headers()["cache-control"], "no-store", "{url}");
+    }
+
+    let preflight = c
+        .request(reqwest::Method::OPTIONS, format!("{base}/blob?hash={hash}"))
+        .header("origin", "https://player.example")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "range")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    let h = preflight.headers();
+    assert_eq!(h["access-control-allow-origin"], "*");
+    assert!(h["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("GET"));
+    assert!(h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .contains("Range"));
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn the_cors_origin_is_configurable_and_checked_at_load() {
+    let running = Cache::new()
+        .door(Door::http().set("cors_origin", "https://odysee.com"))
+        .store(Store::mem())
+        .start()
+        .await;
+    let r = http_client()
+        .get(format!(
+            "http://{}/blob?hash={}",
+            running.http_addr.unwrap(),
+            BlobHash::of(b"x")
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://odysee.com"
+    );
+    running.stop().await;
+
+    let err = prism_lite::config::parse::<prism_lite::config::BlobcacheConfig>(
+        "servers: {http: {cors_origin: \"a\\u0001b\"}}\nstore: {noop: {}}",
+        "t.yaml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("cors_origin"), "{err}");
+    assert!(err.contains("not a valid header value"), "{err}");
+}

@@ -34,6 +34,7 @@ use crate::metrics::DIRECTION_DOWNLOAD;
 use crate::protocol::http::EDGE_TOKEN_PARAM;
 use crate::server::door::Door;
 use crate::server::serve::{status_for, BlobService, Refusal};
+use crate::server::web::etag_matches;
 use crate::store::StoreError;
 
 pub mod body;
@@ -270,15 +271,6 @@ impl Query {
     }
 }
 
-/// Whether an `If-None-Match` value names `etag` (or is `*`). Weak tags compare equal too
-/// (RFC 9110's weak comparison, the one `If-None-Match` uses).
-fn etag_matches(value: &str, etag: &str) -> bool {
-    value
-        .split(',')
-        .map(|t| t.trim())
-        .any(|t| t == "*" || t.trim_start_matches("W/") == etag)
-}
-
 /// A file name safe inside a quoted `Content-Disposition` parameter: ASCII letters, digits and
 /// `.-_ ` only, at most 100 characters; the sd hash prefix when nothing usable is left.
 pub fn attachment_name(suggested: Option<&str>, sd_hash: &BlobHash) -> String {
@@ -428,15 +420,5 @@ mod tests {
         assert_eq!(attachment_name(Some("\"\"\""), &h), fallback);
         assert_eq!(attachment_name(None, &h), fallback);
         assert_eq!(attachment_name(Some(&"a".repeat(500)), &h).len(), 100);
-    }
-
-    #[test]
-    fn etags_compare_weakly() {
-        let e = "\"abc\"";
-        assert!(etag_matches("\"abc\"", e));
-        assert!(etag_matches("W/\"abc\"", e));
-        assert!(etag_matches("\"x\", \"abc\"", e));
-        assert!(etag_matches("*", e));
-        assert!(!etag_matches("\"abd\"", e));
     }
 }

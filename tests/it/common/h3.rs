@@ -107,8 +107,14 @@ impl H3Client {
 
     /// GETs `path`: the response head and the whole body, all under the test timeout.
     pub async fn get(&self, path: &str) -> (http::Response<()>, Bytes) {
-        within("h3 GET", async {
-            let mut stream = self.open_get(path).await;
+        self.request(http::Method::GET, path).await
+    }
+
+    /// Sends `method` for `path`: the response head and the whole body, all under the test
+    /// timeout.
+    pub async fn request(&self, method: http::Method, path: &str) -> (http::Response<()>, Bytes) {
+        within("h3 request", async {
+            let mut stream = self.open(method, path).await;
             stream.finish().await.expect("finish request");
             let resp = stream.recv_response().await.expect("response head");
             let mut body = BytesMut::new();
@@ -123,16 +129,18 @@ impl H3Client {
     /// Sends a GET for `path` (request finished, response not read), for tests that read the
     /// response slowly, partly or never.
     pub async fn send_get(&self, path: &str) -> H3Stream {
-        let mut stream = within("h3 request", self.open_get(path)).await;
+        let mut stream = within("h3 request", self.open(http::Method::GET, path)).await;
         // Not checked: h3 may write a grease frame here, which fails if the server has already
         // refused the stream; the caller sees that in the response.
         let _ = within("h3 finish", stream.finish()).await;
         stream
     }
 
-    /// Opens a request stream with a GET for `path`; the request side is left open.
-    async fn open_get(&self, path: &str) -> H3Stream {
-        let req = http::Request::get(format!("https://localhost{path}"))
+    /// Opens a request stream with `method` for `path`; the request side is left open.
+    async fn open(&self, method: http::Method, path: &str) -> H3Stream {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(format!("https://localhost{path}"))
             .body(())
             .unwrap();
         let mut send = self.send.clone();
