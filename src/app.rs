@@ -319,14 +319,14 @@ impl Doors {
             reflector: None,
         };
         if let Some(http) = &servers.http {
-            let listener = HttpServer::bind(&http.settings()).await?;
+            let listener = HttpServer::bind(http).await?;
             doors.http_addr = Some(listener.local_addr()?);
             let server = HttpServer::new(Arc::clone(service), http, Some(Arc::clone(&playback)));
             tasks.spawn(Arc::clone(&server).serve(listener, shutdown.clone()));
             doors.http = Some(server);
         }
         if let Some(peer) = &servers.peer {
-            let listener = PeerServer::bind(&peer.settings()).await?;
+            let listener = PeerServer::bind(peer).await?;
             doors.peer_addr = Some(listener.local_addr()?);
             let server = PeerServer::new(Arc::clone(service), peer);
             tasks.spawn(Arc::clone(&server).serve(listener, shutdown.clone()));

@@ -215,23 +215,11 @@ impl Reservation {
     /// new one costs its length (at most the reservation, so this never goes over the budget).
     pub fn charge(mut self, data: &Bytes) -> Charge {
         let budget = Arc::clone(&self.budget);
-        let mut state = budget.state.lock().unwrap_or_else(PoisonError::into_inner);
-        InflightBudget::unreserve(&mut state, self.ip, std::mem::take(&mut self.bytes));
-        budget.hold(state, self.ip, data)
-    }
-}
-
-impl InflightBudget {
-    /// Counts `data` for `ip` (once per buffer, and once per buffer and address) and returns
-    /// the charge that gives it back.
-    fn hold(
-        self: &Arc<Self>,
-        mut state: std::sync::MutexGuard<'_, State>,
-        ip: IpAddr,
-        data: &Bytes,
-    ) -> Charge {
+        let ip = self.ip;
         let key = (data.as_ptr() as usize, data.len());
         let len = data.len() as u64;
+        let mut state = budget.state.lock().unwrap_or_else(PoisonError::into_inner);
+        InflightBudget::unreserve(&mut state, ip, std::mem::take(&mut self.bytes));
         let for_ip = state.ip_buffers.entry((ip, key)).or_insert(0);
         *for_ip += 1;
         if *for_ip == 1 {
@@ -242,11 +230,11 @@ impl InflightBudget {
         if *holders == 1 {
             state.total += len;
         }
-        self.show(&state);
+        budget.show(&state);
         drop(state);
-        self.freed.notify_waiters();
+        budget.freed.notify_waiters();
         Charge {
-            budget: Arc::clone(self),
+            budget: Arc::clone(&budget),
             ip,
             key,
             _data: data.clone(),

@@ -36,7 +36,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{DoorSettings, HttpServerConfig};
+use crate::config::HttpServerConfig;
 use crate::protocol::http::{BlobQuery, BLOB_PATH};
 use crate::server::accept::{self, Accepted, Acceptor};
 use crate::server::budget::Charge;
@@ -113,7 +113,7 @@ impl HttpServer {
         Arc::new(HttpServer {
             door: service.open_door(DoorKind::Http, config.settings()),
             header_read_timeout: config.header_read_timeout,
-            cors: door_cors("servers.http", &config.cors_origin),
+            cors: Cors::configured("servers.http", &config.cors_origin),
             service,
             playback,
         })
@@ -121,8 +121,8 @@ impl HttpServer {
 
     /// Binds the listening socket (separate from [`serve`](Self::serve), so a taken port
     /// fails the start).
-    pub async fn bind(settings: &DoorSettings) -> anyhow::Result<TcpListener> {
-        accept::bind_tcp("servers.http", &settings.listen).await
+    pub async fn bind(config: &HttpServerConfig) -> anyhow::Result<TcpListener> {
+        accept::bind_tcp("servers.http", &config.settings().listen).await
     }
 
     /// The door's live settings and slots (a reload reconfigures them).
@@ -178,11 +178,15 @@ impl HttpServer {
         handed_over: Arc<HandedOver>,
     ) -> Response<HyperBody> {
         let start = Instant::now();
-        let mut response = match &self.playback {
+        let playback = self
+            .playback
+            .as_ref()
+            .filter(|p| p.claims(req.uri().path()));
+        let mut response = match playback {
             _ if Cors::is_preflight(req.method()) => self
                 .cors
                 .preflight(hyper_body::infallible(Body::new(Bytes::new()))),
-            Some(playback) if playback.claims(req.uri().path()) => playback
+            Some(playback) => playback
                 .serve(&req, &self.door, peer.ip())
                 .await
                 .map(|body| hyper_body::playback(body, handed_over)),
@@ -293,15 +297,6 @@ fn blob_cache_headers(h: &mut hyper::HeaderMap, etag: &str) {
     if let Ok(v) = HeaderValue::from_str(etag) {
         h.insert(header::ETAG, v);
     }
-}
-
-/// The door's CORS rule; a value the config loader let through but a header cannot carry
-/// (only a config built in code can hold one) falls back to `*` with a warning.
-pub(crate) fn door_cors(section: &str, origin: &str) -> Cors {
-    Cors::new(origin).unwrap_or_else(|e| {
-        tracing::warn!(section, error = %e, "using cors_origin \"*\"");
-        Cors::any()
-    })
 }
 
 /// A refusal on this door's wire: its status and one line of text; `Retry-After` when busy.

@@ -92,7 +92,7 @@ impl Http3Server {
             door: service.open_door(DoorKind::Http3, config.settings()),
             service,
             playback,
-            cors: crate::server::http::door_cors("servers.http3", &config.cors_origin),
+            cors: Cors::configured("servers.http3", &config.cors_origin),
             config: config.clone(),
         })
     }

@@ -39,7 +39,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::blob::BlobHash;
-use crate::config::{DoorSettings, PeerServerConfig};
+use crate::config::PeerServerConfig;
 use crate::metrics::{GaugeGuard, DIRECTION_DOWNLOAD};
 use crate::protocol::peer::{
     next_frame, rate_answer, BadRequest, Frame, IncomingBlob, Request, Response,
@@ -91,8 +91,8 @@ impl PeerServer {
 
     /// Binds the listening socket (separate from [`serve`](Self::serve), so a taken port
     /// fails the start).
-    pub async fn bind(settings: &DoorSettings) -> anyhow::Result<TcpListener> {
-        accept::bind_tcp("servers.peer", &settings.listen).await
+    pub async fn bind(config: &PeerServerConfig) -> anyhow::Result<TcpListener> {
+        accept::bind_tcp("servers.peer", &config.settings().listen).await
     }
 
     /// The door's live settings and slots (a reload reconfigures them).

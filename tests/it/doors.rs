@@ -61,7 +61,7 @@ async fn peer_door(origin: &Arc<TestOrigin>) -> Served {
     let config = one_slot(Door::peer());
     let peer = config.servers.peer.clone().unwrap();
     let (service, metrics) = service(origin, &config);
-    let listener = PeerServer::bind(&peer.settings()).await.unwrap();
+    let listener = PeerServer::bind(&peer).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
     let task = tokio::spawn(PeerServer::new(service, &peer).serve(listener, stop.clone()));
