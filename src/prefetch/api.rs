@@ -141,6 +141,21 @@ impl LbryApi {
             .ok_or_else(|| shape(format!("{url}: no claim_id in the resolved entry")))
     }
 
+    /// The claim with this full claim id, as `claim_search` (`claim_id`, `page_size: 1`) lists
+    /// it; `None` when there is none.
+    pub async fn claim_by_id(&self, claim_id: &str) -> Result<Option<Value>, ApiError> {
+        let params = json!({ "claim_id": claim_id, "page": 1, "page_size": 1, "no_totals": true });
+        let result = self.call("claim_search", params).await?;
+        let items = result
+            .get("items")
+            .and_then(Value::as_array)
+            .ok_or_else(|| ApiError::Shape {
+                method: "claim_search".into(),
+                message: "no items list in the result".into(),
+            })?;
+        Ok(items.first().cloned())
+    }
+
     /// One page of a channel's streams, newest first.
     pub async fn claim_search(
         &self,

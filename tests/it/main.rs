@@ -20,6 +20,7 @@ mod operate;
 mod peer_protocol;
 mod playback;
 mod playback_browser;
+mod player_routes;
 mod prefetch;
 mod reflector_ingest;
 mod s3_store;

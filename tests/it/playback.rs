@@ -1,22 +1,14 @@
 //! Stream playback on a real socket: the shared fixture streams decoded through `/stream`, ranges
 //! at blob boundaries and both ends, error statuses, a response cut by a bad blob, the
-//! player-server route through a stand-in LBRY API, and the encoder reproducing the fixtures.
+//! player-server v3/v4 routes through a stand-in LBRY API (every other shape is in
+//! `player_routes`), and the encoder reproducing the fixtures.
 //! Every cache here starts cold in front of a real HTTP origin, so streams fill through the tree.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use prism_lite::blob::BlobHash;
 use serde_json::Value;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 use crate::common::*;
 
@@ -61,7 +53,7 @@ impl Fixture {
 }
 
 /// A real HTTP origin holding `fixtures`' blobs at `/bucket/<hash>`.
-async fn origin_with(fixtures: &[&Fixture]) -> HttpOrigin {
+pub(crate) async fn origin_with(fixtures: &[&Fixture]) -> HttpOrigin {
     let origin = HttpOrigin::start().await;
     for f in fixtures {
         for (hash, data) in &f.blobs {
@@ -74,7 +66,7 @@ async fn origin_with(fixtures: &[&Fixture]) -> HttpOrigin {
 }
 
 /// A cold cache: memory in front of the origin.
-fn cold_cache(origin: &HttpOrigin) -> Cache {
+pub(crate) fn cold_cache(origin: &HttpOrigin) -> Cache {
     Cache::new()
         .http()
         .name("edge")
@@ -99,13 +91,13 @@ fn origin_gets(origin: &HttpOrigin, hash: &str) -> usize {
         .count()
 }
 
-struct Answer {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: Bytes,
+pub(crate) struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Bytes,
 }
 
-async fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Answer {
+pub(crate) async fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Answer {
     let mut req = http_client().request(method.parse().unwrap(), url);
     for (k, v) in headers {
         req = req.header(*k, *v);
@@ -121,7 +113,7 @@ async fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Answer {
     }
 }
 
-fn header<'a>(a: &'a Answer, name: &str) -> &'a str {
+pub(crate) fn header<'a>(a: &'a Answer, name: &str) -> &'a str {
     a.headers
         .get(name)
         .unwrap_or_else(|| panic!("no {name} header"))
@@ -413,91 +405,17 @@ async fn a_bad_content_blob_cuts_the_response_never_wrong_bytes() {
     cache2.stop().await;
 }
 
-/// A stand-in for the LBRY JSON-RPC API: answers `resolve` with the real response shape from
-/// `../shared/fixtures/lbry-api/resolve.json`, pointing claim `clip` at `sd_hash`; every other
-/// name gets the SDK's per-URL "not found" error.
-struct LbryApiStandIn {
-    addr: SocketAddr,
-    calls: Arc<AtomicUsize>,
-    task: JoinHandle<()>,
-}
-
-impl LbryApiStandIn {
-    async fn start(sd_hash: &str) -> LbryApiStandIn {
-        let fixture_dir = fixture_streams().unwrap().join("../lbry-api/resolve.json");
-        let example: Value = serde_json::from_slice(&std::fs::read(fixture_dir).unwrap()).unwrap();
-        let claim = example["response"]["result"]
-            .as_object()
-            .unwrap()
-            .values()
-            .next()
-            .unwrap()
-            .clone();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let calls = Arc::new(AtomicUsize::new(0));
-        let state = Arc::new((Mutex::new(claim), sd_hash.to_owned(), Arc::clone(&calls)));
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((socket, _)) = listener.accept().await else {
-                    continue;
-                };
-                let state = Arc::clone(&state);
-                tokio::spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                            let state = Arc::clone(&state);
-                            async move {
-                                let body = req.into_body().collect().await.unwrap().to_bytes();
-                                let call: Value = serde_json::from_slice(&body).unwrap();
-                                state.2.fetch_add(1, Ordering::SeqCst);
-                                let url = call["params"]["urls"][0].as_str().unwrap().to_owned();
-                                let entry = if url.starts_with("lbry://clip#") {
-                                    let mut claim = state.0.lock().unwrap().clone();
-                                    claim["value"]["source"]["sd_hash"] =
-                                        Value::from(state.1.clone());
-                                    claim
-                                } else {
-                                    serde_json::json!({"error": {"name": "NOT_FOUND",
-                                    "text": format!("Could not find claim at \"{url}\".")}})
-                                };
-                                let answer =
-                                    serde_json::json!({"jsonrpc": "2.0", "result": {url: entry}});
-                                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(
-                                    answer.to_string(),
-                                ))))
-                            }
-                        });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(socket), service)
-                        .await;
-                });
-            }
-        });
-        LbryApiStandIn { addr, calls, task }
-    }
-}
-
-impl Drop for LbryApiStandIn {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 #[tokio::test]
 async fn player_server_routes_resolve_through_the_lbry_api() {
     let medium = Fixture::load("medium");
     let origin = origin_with(&[&medium]).await;
-    let api = LbryApiStandIn::start(&medium.sd_hash).await;
+    let claim_id = "ad25e05aa7dc5e9994869040c6103f9a8728db46";
+    let api = LbryApiStandIn::start(vec![stream_claim("clip", claim_id, &medium.sd_hash, 1)]).await;
     let cache = cold_cache(&origin)
-        .section(
-            "stream",
-            format!("{{api: {}}}", quoted(format!("http://{}/", api.addr))),
-        )
+        .section("stream", format!("{{api: {}}}", quoted(api.url())))
         .start()
         .await;
     let base = format!("http://{}", cache.http_addr.unwrap());
-    let claim_id = "ad25e05aa7dc5e9994869040c6103f9a8728db46";
     let prefix = &medium.sd_hash[..8];
     for version in ["v4", "v3"] {
         let url = format!("{base}/api/{version}/streams/free/clip/{claim_id}/{prefix}");
@@ -505,7 +423,7 @@ async fn player_server_routes_resolve_through_the_lbry_api() {
         assert_eq!(a.status, 206, "{version}");
         assert!(a.body[..] == medium.source[10..]);
     }
-    assert_eq!(api.calls.load(Ordering::SeqCst), 1, "resolution is cached");
+    assert_eq!(api.calls(), 1, "resolution is cached");
     let wrong_prefix = format!("{base}/api/v4/streams/free/clip/{claim_id}/0000");
     assert_eq!(request("GET", &wrong_prefix, &[]).await.status, 404);
     let unknown = format!("{base}/api/v4/streams/free/nosuch/{claim_id}/{prefix}");

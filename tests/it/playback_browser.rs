@@ -1,7 +1,10 @@
-//! A real browser plays a stream: ffmpeg makes a short H.264/MP4 video, `prism-lite encode`
-//! turns it into an LBRY stream, a real origin blobcache holds the blobs, and a cold edge cache
-//! in front of it serves `/stream/{sd_hash}` to headless Chromium (driven through chromedriver).
-//! The video must play past 1 s, and a seek near the end must complete.
+//! A real browser plays a stream the way Odysee's web player does: ffmpeg makes a short
+//! H.264/MP4 video, `prism-lite encode` turns it into an LBRY stream, a real origin blobcache
+//! holds the blobs, and a cold edge cache in front of it serves the claim's
+//! `/v6/streams/{claim_id}/{sd6}.mp4` (resolved through a stand-in LBRY API) to headless
+//! Chromium (driven through chromedriver), from a page on another origin, with
+//! `<video crossorigin="anonymous">`. The video must play past 1 s with its frames readable by
+//! the page (CORS worked), and a seek near the end must complete.
 //!
 //! Needs Debian's `chromium`, `chromium-driver` and `ffmpeg` (tests/run.sh installs them); a
 //! missing one fails the test with a message saying so.
@@ -80,7 +83,7 @@ const STATE_JS: &str = "const v = document.getElementById('v'); return {t: v.cur
     error: v.error ? (v.error.code + ': ' + v.error.message) : (window.__playError || null)};";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn headless_chromium_plays_and_seeks_a_stream_from_a_cold_cache() {
+async fn headless_chromium_plays_and_seeks_a_v6_url_cross_origin_from_a_cold_cache() {
     require_tool("chromium", "--version", "chromium");
     require_tool("chromedriver", "--version", "chromium-driver");
     require_tool("ffmpeg", "-version", "ffmpeg");
@@ -139,9 +142,12 @@ async fn headless_chromium_plays_and_seeks_a_stream_from_a_cold_cache() {
         let data = bytes::Bytes::from(std::fs::read(&path).unwrap());
         origin.store.put(&hash, data).await.unwrap();
     }
+    let claim_id = "ad25e05aa7dc5e9994869040c6103f9a8728db46";
+    let api = LbryApiStandIn::start(vec![stream_claim("clip", claim_id, &sd_hash, 1)]).await;
     let edge = Cache::new()
         .http()
         .name("edge")
+        .section("stream", format!("{{api: {}}}", quoted(api.url())))
         .tier(Store::mem().named("edge_mem").max_size("64MiB"))
         .origin(
             Store::upstream(&format!("http://{}", origin.http_addr.unwrap()))
@@ -200,16 +206,21 @@ async fn headless_chromium_plays_and_seeks_a_stream_from_a_cold_cache() {
         }
     };
 
-    // A page on the cache's own origin, with a muted <video> pointed at the stream.
-    client.goto(&format!("{edge_base}/")).await.unwrap();
+    // A page on another origin (the origin cache's door), with a muted CORS-mode <video>
+    // pointed at the edge's v6 URL.
+    client
+        .goto(&format!("http://{}/", origin.http_addr.unwrap()))
+        .await
+        .unwrap();
+    let v6 = format!("{edge_base}/v6/streams/{claim_id}/{}.mp4", &sd_hash[..6]);
     client
         .execute(
             "const v = document.createElement('video'); v.id = 'v'; v.muted = true; \
-             v.preload = 'auto'; window.__seeked = false; \
+             v.crossOrigin = 'anonymous'; v.preload = 'auto'; window.__seeked = false; \
              v.addEventListener('seeked', () => { window.__seeked = true; }); \
              v.src = arguments[0]; document.body.appendChild(v); \
              v.play().catch(e => { window.__playError = String(e); }); return true;",
-            vec![json!(format!("{edge_base}/stream/{sd_hash}"))],
+            vec![json!(v6)],
         )
         .await
         .unwrap();
@@ -219,6 +230,17 @@ async fn headless_chromium_plays_and_seeks_a_stream_from_a_cold_cache() {
     .await;
     let duration = state["d"].as_f64().expect("a known duration");
     assert!(duration > 3.5, "duration {duration}");
+    // A cross-origin frame is readable only when the answers carried CORS headers.
+    let pixels = client
+        .execute(
+            "const c = document.createElement('canvas'); c.width = 8; c.height = 8; \
+             const g = c.getContext('2d'); g.drawImage(document.getElementById('v'), 0, 0, 8, 8); \
+             try { g.getImageData(0, 0, 1, 1); return 'readable'; } catch (e) { return String(e); }",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(pixels, json!("readable"), "the frame is tainted: no CORS");
 
     let target = duration - 0.5;
     client

@@ -3,8 +3,8 @@
 //!
 //! Routes (on the HTTP and HTTP/3 doors, GET and HEAD):
 //! - `/stream/{sd_hash}[?download=1][&edge_token=T]`
-//! - `/api/v4/streams/free/{claim_name}/{claim_id}/{sd_hash_prefix}` and the same under `v3`
-//!   (OdyseeTeam/player-server's paths; see [`resolve`]).
+//! - every URL shape of Odysee's player-server (`/v6/streams/{claim_id}/{sd6}.mp4` and the
+//!   older ones; see [`player_path`]), whose claim is resolved to an sd hash ([`resolve`]).
 //!
 //! A request fetches the sd blob through the store tree (a cold stream fills from the origin,
 //! verified like any blob), parses it, works out the plaintext layout ([`layout`]: the final
@@ -15,10 +15,12 @@
 //! door's concurrency limit; a slow viewer holds a connection, not a slot).
 //!
 //! Statuses: 200/206 (with `Content-Length`, `Accept-Ranges`, `ETag` = the sd hash, a
-//! year-long immutable `Cache-Control`), 304 for a matching `If-None-Match`, 416 with
-//! `Content-Range: bytes */SIZE`, 400 malformed hash or path, 403 protected, 404 no such blob or
-//! claim, 422 a blob that is not a stream descriptor, 502/504 origin or LBRY API failures, 503
-//! at the door's request limit. A content blob that fails mid-way cuts the response.
+//! year-long `Cache-Control`, `immutable` where the URL names the sd hash, and `Last-Modified`
+//! = the claim's timestamp on claim routes), 304 for a matching `If-None-Match` (or, without
+//! one, `If-Modified-Since`), 416 with `Content-Range: bytes */SIZE`, 400 malformed hash or
+//! path, 402 paid route or claim, 403 protected, 404 no such blob or claim, 422 a blob that is
+//! not a stream descriptor, 502/504 origin or LBRY API failures, 503 at the door's request
+//! limit. A content blob that fails mid-way cuts the response.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -43,6 +45,7 @@ pub mod hyper_body;
 pub mod layout;
 pub mod metrics;
 pub mod plans;
+pub mod player_path;
 pub mod range;
 pub mod resolve;
 
@@ -51,13 +54,72 @@ pub use crate::config::StreamConfig;
 pub use body::Chunk;
 use body::{BodyContext, StreamCut};
 use plans::{PlanError, Plans};
+use player_path::PathError;
 use range::{ByteRange, RangeRequest};
-use resolve::{ClaimPath, ResolveError, Resolver};
+use resolve::{ResolveError, Resolver};
 
-/// A stream response is immutable content named by its hash: cache it for a year.
-const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+/// `/stream/{sd_hash}` is immutable content named by its hash: cache it for a year.
+const CACHE_IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// A claim route: player-server's year (a claim update changes the ETag, the sd hash).
+const CACHE_CLAIM: &str = "public, max-age=31536000";
 const STREAM_PREFIX: &str = "/stream/";
-const PLAYER_PREFIXES: [&str; 2] = ["/api/v4/streams/free/", "/api/v3/streams/free/"];
+
+/// The stream a playback path names, with what its cache headers say.
+struct Target {
+    sd_hash: BlobHash,
+    /// `ETag`: the sd hash, quoted.
+    etag: String,
+    /// `Last-Modified`: the claim's timestamp, on claim routes.
+    modified: Option<std::time::SystemTime>,
+    cache_control: &'static str,
+}
+
+impl Target {
+    /// `/stream/{sd_hash}`: named by its hash, so immutable.
+    fn by_hash(sd_hash: BlobHash) -> Target {
+        Target {
+            etag: format!("\"{sd_hash}\""),
+            sd_hash,
+            modified: None,
+            cache_control: CACHE_IMMUTABLE,
+        }
+    }
+
+    /// A claim route's stream: the claim may later point elsewhere, so not `immutable`.
+    fn of_claim(stream: resolve::ResolvedStream) -> Target {
+        Target {
+            modified: stream.modified,
+            cache_control: CACHE_CLAIM,
+            ..Target::by_hash(stream.sd_hash)
+        }
+    }
+
+    /// Whether the client's copy is current: `If-None-Match` names this stream, or (without
+    /// one, RFC 9110 13.1.3) `If-Modified-Since` is not before the claim's timestamp.
+    fn unchanged_for(&self, headers: &HeaderMap) -> bool {
+        if let Some(tags) = header_str(headers, header::IF_NONE_MATCH) {
+            return etag_matches(tags, &self.etag);
+        }
+        let since = header_str(headers, header::IF_MODIFIED_SINCE)
+            .and_then(|v| httpdate::parse_http_date(v).ok());
+        matches!((since, self.modified), (Some(since), Some(modified)) if since >= modified)
+    }
+
+    fn set_cache_headers(&self, h: &mut HeaderMap) {
+        if let Ok(v) = HeaderValue::from_str(&self.etag) {
+            h.insert(header::ETAG, v);
+        }
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(self.cache_control),
+        );
+        if let Some(modified) = self.modified {
+            if let Ok(v) = HeaderValue::from_str(&httpdate::fmt_http_date(modified)) {
+                h.insert(header::LAST_MODIFIED, v);
+            }
+        }
+    }
+}
 
 /// A playback response body: short answers in full, streams chunk by chunk.
 pub enum PlaybackBody {
@@ -99,8 +161,7 @@ impl Playback {
     /// Whether `path` is a playback route (the door then hands the request to [`Self::serve`]).
     pub fn claims(&self, path: &str) -> bool {
         self.config.enabled
-            && (path.starts_with(STREAM_PREFIX)
-                || PLAYER_PREFIXES.iter().any(|p| path.starts_with(p)))
+            && (path.starts_with(STREAM_PREFIX) || player_path::is_player_path(path))
     }
 
     /// Answers one playback request from `client`, which came through `door` (its token
@@ -125,19 +186,19 @@ impl Playback {
                 return r;
             }
         };
-        let sd_hash = match self.sd_hash_of(uri.path()).await {
-            Ok(hash) => hash,
+        let target = match self.target_of(uri.path()).await {
+            Ok(target) => target,
             Err(response) => return response,
         };
+        let sd_hash = target.sd_hash;
         let query = Query::parse(uri.query());
         let presented = query.edge_token.as_deref();
         if let Err(refusal) = self.service.check_listed(door, &sd_hash, presented) {
             return refused(door, refusal);
         }
-        let etag = format!("\"{sd_hash}\"");
-        if header_str(headers, header::IF_NONE_MATCH).is_some_and(|v| etag_matches(v, &etag)) {
+        if target.unchanged_for(headers) {
             let mut r = empty(StatusCode::NOT_MODIFIED);
-            set_cache_headers(r.headers_mut(), &etag);
+            target.set_cache_headers(r.headers_mut());
             return r;
         }
         let plan = {
@@ -156,7 +217,7 @@ impl Playback {
             }
         }
 
-        let Some((status, range)) = chosen_range(headers, &etag, plan.size) else {
+        let Some((status, range)) = chosen_range(headers, &target.etag, plan.size) else {
             let mut r = text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", plan.size)) {
                 r.headers_mut().insert(header::CONTENT_RANGE, v);
@@ -164,7 +225,7 @@ impl Playback {
             return r;
         };
         let download = query.download.then_some(&sd_hash);
-        let mut response = stream_head(&plan, &etag, status, range, download);
+        let mut response = stream_head(&plan, &target, status, range, download);
         let (Some(range), false) = (range, is_head) else {
             return response;
         };
@@ -184,35 +245,38 @@ impl Playback {
         response
     }
 
-    /// The sd hash a playback path names (resolving a claim for the player-server routes), or
+    /// The stream a playback path names (resolving a claim for the player-server routes), or
     /// the error response.
-    async fn sd_hash_of(&self, path: &str) -> Result<BlobHash, Response<PlaybackBody>> {
+    async fn target_of(&self, path: &str) -> Result<Target, Response<PlaybackBody>> {
         if let Some(hex) = path.strip_prefix(STREAM_PREFIX) {
-            return BlobHash::parse(hex).map_err(|e| {
-                self.service
-                    .metrics()
-                    .error(DIRECTION_DOWNLOAD, "invalid_blob_hash");
-                text(
-                    StatusCode::BAD_REQUEST,
-                    &format!("bad sd hash in path: {e}"),
-                )
-            });
+            return match BlobHash::parse(hex) {
+                Ok(hash) => Ok(Target::by_hash(hash)),
+                Err(e) => {
+                    self.service
+                        .metrics()
+                        .error(DIRECTION_DOWNLOAD, "invalid_blob_hash");
+                    let message = format!("bad sd hash in path: {e}");
+                    Err(text(StatusCode::BAD_REQUEST, &message))
+                }
+            };
         }
-        let rest = PLAYER_PREFIXES
-            .iter()
-            .find_map(|p| path.strip_prefix(p))
-            .unwrap_or_default();
-        let claim = ClaimPath::parse(rest).map_err(|e| text(StatusCode::BAD_REQUEST, e))?;
+        let route = player_path::parse(path).map_err(|e| match e {
+            PathError::Malformed(m) => text(StatusCode::BAD_REQUEST, m),
+            PathError::NoSuchStream(m) => text(StatusCode::NOT_FOUND, m),
+            PathError::Paid => paid(),
+        })?;
         let Some(resolver) = &self.resolver else {
             return Err(text(
                 StatusCode::NOT_FOUND,
                 "claim resolution is not configured (stream.api)",
             ));
         };
-        resolver.sd_hash(&claim).await.map_err(|e| match e {
-            ResolveError::NotFound(m) => text(StatusCode::NOT_FOUND, &m),
-            ResolveError::Api(m) => text(StatusCode::BAD_GATEWAY, &m),
-        })
+        match resolver.stream(&route).await {
+            Ok(stream) => Ok(Target::of_claim(stream)),
+            Err(ResolveError::NotFound(m)) => Err(text(StatusCode::NOT_FOUND, &m)),
+            Err(ResolveError::Paid) => Err(paid()),
+            Err(ResolveError::Api(m)) => Err(text(StatusCode::BAD_GATEWAY, &m)),
+        }
     }
 
     fn plan_error(&self, sd_hash: &BlobHash, err: PlanError) -> Response<PlaybackBody> {
@@ -298,14 +362,12 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn set_cache_headers(h: &mut HeaderMap, etag: &str) {
-    if let Ok(v) = HeaderValue::from_str(etag) {
-        h.insert(header::ETAG, v);
-    }
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static(CACHE_CONTROL),
-    );
+/// A paid route or claim: refused plainly (this cache cannot check a purchase).
+fn paid() -> Response<PlaybackBody> {
+    text(
+        StatusCode::PAYMENT_REQUIRED,
+        "paid streams are not served here",
+    )
 }
 
 /// The status and byte range to send: the `Range` asked for (while `If-Range`, if any, names
@@ -341,7 +403,7 @@ fn chosen_range(
 /// the range sent, and an attachment name when `download` names the stream's sd hash.
 fn stream_head(
     plan: &layout::StreamPlan,
-    etag: &str,
+    target: &Target,
     status: StatusCode,
     range: Option<ByteRange>,
     download: Option<&BlobHash>,
@@ -349,7 +411,7 @@ fn stream_head(
     let mut response = Response::new(PlaybackBody::Full(Bytes::new()));
     *response.status_mut() = status;
     let h = response.headers_mut();
-    set_cache_headers(h, etag);
+    target.set_cache_headers(h);
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     let content_type = plan
         .file_name
