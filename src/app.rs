@@ -59,6 +59,8 @@ pub struct Running {
     pub dht_addr: Option<SocketAddr>,
     /// The DHT node (for tests and status), when `dht.enabled`.
     pub dht: Option<crate::dht::Dht>,
+    /// Port mapping on the router, when `nat:` is set.
+    pub nat: Option<Arc<crate::nat::Nat>>,
     pub metrics_addr: SocketAddr,
     /// The root store as the front doors see it (blocklist applied).
     pub store: Arc<dyn BlobStore>,
@@ -191,6 +193,9 @@ async fn start_with_raw(
         Arc::clone(&metrics),
     );
     let mut doors = Doors::start(&config, &service, &mut tasks, &shutdown).await?;
+    let nat = start_nat(&config, &doors, &metrics, &mut tasks, &shutdown).await;
+    let peer_port = doors.peer_addr.map(|a| a.port());
+    let config = announce_through_nat(config, nat.as_deref(), peer_port);
     let dht = start_dht(
         &config,
         &doors,
@@ -232,6 +237,7 @@ async fn start_with_raw(
         reflector_addr,
         dht_addr: dht.as_ref().map(|d| SocketAddr::V4(d.local_addr())),
         dht,
+        nat,
         metrics_addr,
         store: root,
         metrics,
@@ -420,6 +426,60 @@ async fn start_blocklist(
         shutdown.clone(),
     ));
     Ok(())
+}
+
+/// When `nat:` is set: maps the peer door's TCP port and the DHT's UDP port on the router
+/// (bounded by `nat.timeout` per method; never fails the start) and keeps them mapped.
+async fn start_nat(
+    config: &BlobcacheConfig,
+    doors: &Doors,
+    metrics: &Metrics,
+    tasks: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+) -> Option<Arc<crate::nat::Nat>> {
+    use crate::nat::{PortRequest, Transport};
+    let nat_config = config.nat.as_ref()?;
+    let mut requests = Vec::new();
+    if let Some(peer) = doors.peer_addr {
+        requests.push(PortRequest {
+            transport: Transport::Tcp,
+            port: peer.port(),
+            purpose: "peer",
+        });
+    }
+    if let Some(dht) = config.dht.as_ref().filter(|d| d.enabled && d.port != 0) {
+        requests.push(PortRequest {
+            transport: Transport::Udp,
+            port: dht.port,
+            purpose: "dht",
+        });
+    }
+    let nat_metrics = metrics.family::<crate::nat::NatMetrics>();
+    let nat = crate::nat::Nat::start(nat_config, requests, nat_metrics, tasks, shutdown).await;
+    Some(Arc::new(nat))
+}
+
+/// The config the DHT announces with: the router's external address and the peer door's
+/// external port, where port mapping learned them and `dht.announce_address` /
+/// `dht.announce_port` do not say otherwise.
+fn announce_through_nat(
+    mut config: BlobcacheConfig,
+    nat: Option<&crate::nat::Nat>,
+    peer_port: Option<u16>,
+) -> BlobcacheConfig {
+    let (Some(nat), Some(dht)) = (nat, config.dht.as_mut()) else {
+        return config;
+    };
+    let status = nat.status();
+    if dht.announce_address.is_none() {
+        dht.announce_address = status.external_ipv4();
+    }
+    if dht.announce_port.is_none() {
+        dht.announce_port = peer_port
+            .and_then(|port| status.external_port(crate::nat::Transport::Tcp, port))
+            .filter(|external| Some(*external) != peer_port);
+    }
+    config
 }
 
 /// When `dht.enabled`: binds the DHT node (it announces the peer door's port), has it announce

@@ -13,6 +13,7 @@ pub mod dht;
 pub mod encode;
 pub mod hashlist;
 pub mod metrics;
+pub mod nat;
 pub mod policy;
 pub mod prefetch;
 pub mod protocol;

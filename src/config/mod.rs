@@ -15,6 +15,7 @@
 
 pub mod dht;
 pub mod limits;
+pub mod nat;
 pub mod pool;
 pub mod prefetch;
 pub mod reflector;
@@ -30,6 +31,7 @@ use serde::Deserialize;
 
 pub use self::dht::DhtConfig;
 pub use self::limits::LimitsConfig;
+pub use self::nat::NatConfig;
 pub use self::pool::{Endpoint, PoolHealthConfig};
 pub use self::prefetch::PrefetchConfig;
 pub use self::reflector::ReflectorServerConfig;
@@ -128,6 +130,10 @@ pub struct BlobcacheConfig {
     /// Take part in the LBRY DHT and announce cached streams (docs/dht.md).
     #[serde(default)]
     pub dht: Option<DhtConfig>,
+    /// Map the peer and DHT ports on the home router (UPnP, NAT-PMP/PCP; docs/dht.md).
+    /// Omitted = no mapping.
+    #[serde(default)]
+    pub nat: Option<NatConfig>,
     /// Stream playback (`/stream/{sd_hash}`, player-server routes). Omitted = defaults.
     #[serde(default)]
     pub stream: Option<StreamConfig>,

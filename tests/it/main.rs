@@ -16,6 +16,7 @@ mod http3;
 mod http3_zero_copy;
 mod http_origin;
 mod http_server;
+mod nat;
 mod operate;
 mod peer_protocol;
 mod playback;

@@ -16,12 +16,14 @@ use prism_lite::store::{Blob, BlobStore, StoreError, StoreResult};
 use tokio::sync::{Notify, Semaphore};
 
 mod cache;
+mod gateway;
 mod h3;
 mod lbry_api;
 mod net;
 mod process;
 mod relay;
 pub use cache::*;
+pub use gateway::*;
 pub use h3::*;
 pub use lbry_api::*;
 pub use net::*;
