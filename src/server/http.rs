@@ -47,9 +47,6 @@ use crate::server::serve::{Ask, BlobService, Refusal, Served};
 use crate::server::watched_io::{HandedOver, WatchedIo};
 use crate::server::web::{self, Cors};
 
-/// A blob is named by its hash and never changes: a cache in front may keep it for a year.
-const BLOB_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
-
 /// A response body: the whole answer, plus the budget charge for a blob, which is handed to
 /// the connection's [`HandedOver`] when hyper drops the body (all of it queued for writing).
 pub struct Body {
@@ -229,7 +226,7 @@ impl HttpServer {
             token: query.edge_token.as_deref(),
             client: peer.ip(),
         };
-        let etag = format!("\"{}\"", ask.hash);
+        let etag = web::blob_etag(ask.hash);
         if !is_head && web::unchanged(req.headers(), &etag) {
             return self.unchanged(ask, &etag);
         }
@@ -250,15 +247,11 @@ impl HttpServer {
     /// hash names the bytes), after the same checks a fetch makes: a protected or blocked blob
     /// is refused as it would be, not confirmed.
     fn unchanged(&self, ask: Ask<'_>, etag: &str) -> Response<Body> {
-        let checked = self
-            .service
-            .admit(&self.door, ask.hash, ask.token)
-            .and_then(|hash| self.service.check_listed(&self.door, &hash, ask.token));
-        if let Err(refusal) = checked {
+        if let Err(refusal) = self.service.admit_listed(&self.door, ask.hash, ask.token) {
             return refused(&refusal);
         }
         let mut r = empty(StatusCode::NOT_MODIFIED);
-        blob_cache_headers(r.headers_mut(), etag);
+        web::blob_cache_headers(r.headers_mut(), etag);
         r
     }
 
@@ -280,22 +273,11 @@ impl HttpServer {
         if let Ok(v) = HeaderValue::from_str(&format!("filename={hash}")) {
             h.insert(header::CONTENT_DISPOSITION, v);
         }
-        blob_cache_headers(h, &format!("\"{hash}\""));
+        web::blob_cache_headers(h, &web::blob_etag(&hash.to_hex()));
         if let Ok(v) = HeaderValue::from_str(&via) {
             h.insert(header::VIA, v);
         }
         r
-    }
-}
-
-/// What a blob answer (or its 304) says to caches: immutable, named by its hash.
-fn blob_cache_headers(h: &mut hyper::HeaderMap, etag: &str) {
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static(BLOB_CACHE_CONTROL),
-    );
-    if let Ok(v) = HeaderValue::from_str(etag) {
-        h.insert(header::ETAG, v);
     }
 }
 

@@ -50,7 +50,7 @@ use crate::server::budget::Charge;
 use crate::server::door::{Door, DoorKind};
 use crate::server::playback::{Playback, PlaybackBody};
 use crate::server::serve::{Ask, BlobService, Served};
-use crate::server::web::Cors;
+use crate::server::web::{self, Cors};
 
 /// A client must send its request headers within this time after opening a stream.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -322,6 +322,25 @@ impl Http3Server {
             token: query.edge_token.as_deref(),
             client: peer.ip(),
         };
+        let etag = web::blob_etag(hash_text);
+        if route == Route::Get && web::unchanged(req.headers(), &etag) {
+            // The client holds these bytes already; confirmed after the same checks a fetch makes.
+            return Some(
+                match self.service.admit_listed(&self.door, ask.hash, ask.token) {
+                    Ok(_) => {
+                        let mut head = Response::new(());
+                        *head.status_mut() = StatusCode::NOT_MODIFIED;
+                        web::blob_cache_headers(head.headers_mut(), &etag);
+                        Reply {
+                            head,
+                            body: Bytes::new(),
+                            charge: None,
+                        }
+                    }
+                    Err(refusal) => text(refusal.status(), &refusal.message(DoorKind::Http3)),
+                },
+            );
+        }
         let answer = match route {
             Route::Has => self
                 .service
@@ -342,9 +361,10 @@ impl Http3Server {
 
 /// A blob answer; the `Via` trace only when the client asked for it, as reflector.go does.
 fn blob(served: Served, trace: bool) -> Reply {
-    let Served { blob, charge, .. } = served;
+    let Served { hash, blob, charge } = served;
     let mut head = Response::new(());
     let h = head.headers_mut();
+    web::blob_cache_headers(h, &web::blob_etag(&hash.to_hex()));
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/octet-stream"),

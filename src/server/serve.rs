@@ -239,6 +239,20 @@ impl BlobService {
         Ok(hash)
     }
 
+    /// [`admit`](Self::admit) with the blocklist checked too, for an answer that confirms a
+    /// blob without fetching it (a 304): a blocked blob is refused, not confirmed.
+    pub fn admit_listed(
+        &self,
+        door: &Door,
+        text: &str,
+        presented: Option<&str>,
+    ) -> Result<BlobHash, Refusal> {
+        let hash =
+            BlobHash::parse(text).map_err(|e| self.refuse(door, None, Refusal::BadHash(e)))?;
+        self.check_listed(door, &hash, presented)?;
+        Ok(hash)
+    }
+
     /// Step 2 alone, for a hash the door already holds (playback's content blobs).
     pub fn check(
         &self,

@@ -91,6 +91,25 @@ pub fn etag_matches(value: &str, etag: &str) -> bool {
         .any(|t| t == "*" || t.trim_start_matches("W/") == etag)
 }
 
+/// A blob answer is content named by its hash: any cache may keep it for a year.
+const BLOB_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+
+/// The quoted `ETag` of a blob: its hash.
+pub fn blob_etag(hash: &str) -> String {
+    format!("\"{hash}\"")
+}
+
+/// What a blob answer (or its 304) says to caches: immutable, named by its hash.
+pub fn blob_cache_headers(h: &mut HeaderMap, etag: &str) {
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(BLOB_CACHE_CONTROL),
+    );
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        h.insert(header::ETAG, v);
+    }
+}
+
 /// Whether `headers` carry an `If-None-Match` that names `etag`.
 pub fn unchanged(headers: &HeaderMap, etag: &str) -> bool {
     headers

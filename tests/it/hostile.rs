@@ -35,10 +35,15 @@ async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
 
 /// A client bound to `from`.
 fn client_from(from: &str) -> reqwest::Client {
+    client_from_within(from, Duration::from_secs(10))
+}
+
+/// A client from `from` whose whole request (body included) may take `timeout`.
+fn client_from_within(from: &str, timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .local_address(from.parse::<IpAddr>().unwrap())
-        .timeout(Duration::from_secs(10))
+        .timeout(timeout)
         .build()
         .unwrap()
 }

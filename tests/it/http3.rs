@@ -730,8 +730,8 @@ async fn http3_store_retries_once_when_its_reused_connection_dies() {
     upstream.endpoint.close(0u32.into(), b"done");
 }
 
-/// The HTTP/3 door carries the same CORS rule as HTTP: on hits and errors, and a preflight is
-/// answered rather than refused as a method.
+/// The HTTP/3 door carries the same CORS and cache rules as HTTP: CORS on hits and errors, a
+/// preflight answered rather than refused as a method, hits cacheable by their hash (ETag, 304).
 #[tokio::test]
 async fn answers_carry_cors_and_a_preflight_is_answered() {
     let running = mem_server().door(Door::http3()).start().await;
@@ -745,7 +745,24 @@ async fn answers_carry_cors_and_a_preflight_is_answered() {
     let (r, body) = c.get(&format!("/get/{hash}")).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert_eq!(
+        r.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(r.headers()["etag"], format!("\"{hash}\""));
     assert_eq!(body, data);
+    // A client holding the blob gets a 304, with the same cache headers and no body.
+    let etag = format!("\"{hash}\"");
+    let (r, body) = c
+        .request_with(
+            http::Method::GET,
+            &format!("/get/{hash}"),
+            &[("if-none-match", &etag)],
+        )
+        .await;
+    assert_eq!(r.status(), 304);
+    assert_eq!(r.headers()["etag"], etag.as_str());
+    assert!(body.is_empty());
     let (r, _) = c.get("/get/xyz").await;
     assert_eq!(r.status(), 400);
     assert_eq!(r.headers()["access-control-allow-origin"], "*");

@@ -113,8 +113,18 @@ impl H3Client {
     /// Sends `method` for `path`: the response head and the whole body, all under the test
     /// timeout.
     pub async fn request(&self, method: http::Method, path: &str) -> (http::Response<()>, Bytes) {
+        self.request_with(method, path, &[]).await
+    }
+
+    /// [`request`](Self::request) with request `headers`.
+    pub async fn request_with(
+        &self,
+        method: http::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> (http::Response<()>, Bytes) {
         within("h3 request", async {
-            let mut stream = self.open(method, path).await;
+            let mut stream = self.open_with(method, path, headers).await;
             stream.finish().await.expect("finish request");
             let resp = stream.recv_response().await.expect("response head");
             let mut body = BytesMut::new();
@@ -138,11 +148,22 @@ impl H3Client {
 
     /// Opens a request stream with `method` for `path`; the request side is left open.
     async fn open(&self, method: http::Method, path: &str) -> H3Stream {
-        let req = http::Request::builder()
+        self.open_with(method, path, &[]).await
+    }
+
+    async fn open_with(
+        &self,
+        method: http::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> H3Stream {
+        let mut req = http::Request::builder()
             .method(method)
-            .uri(format!("https://localhost{path}"))
-            .body(())
-            .unwrap();
+            .uri(format!("https://localhost{path}"));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let req = req.body(()).unwrap();
         let mut send = self.send.clone();
         send.send_request(req).await.expect("send request")
     }

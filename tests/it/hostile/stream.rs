@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
 use super::{
-    client_from, connect_from, server_process, stalled_h3_streams, wait_for_inflight, PeakRss,
-    ATTACKER, BYSTANDER, MIB,
+    client_from_within, connect_from, server_process, stalled_h3_streams, wait_for_inflight,
+    PeakRss, ATTACKER, BYSTANDER, MIB,
 };
 use crate::common::{metric, scrape, within, TEST_TIMEOUT};
 use crate::playback::Fixture;
@@ -25,7 +25,9 @@ async fn stalled_stream_viewers_stay_within_the_budget_while_another_address_wat
     let pid = server.child.id();
     let path = format!("/stream/{}", fixture.sd_hash);
     let url = format!("http://{}{path}", server.http);
-    let bystander = client_from(BYSTANDER);
+    // Whole streams read during the flood: the bound is generous, because what this test
+    // asserts is that the bystander is served in full, and a box busy with other work is slow.
+    let bystander = client_from_within(BYSTANDER, Duration::from_secs(60));
     let warm = within("warm-up", bystander.get(&url).send()).await.unwrap();
     assert_eq!(warm.bytes().await.unwrap(), fixture.source);
     let rss = PeakRss::track(pid);
@@ -60,9 +62,7 @@ async fn stalled_stream_viewers_stay_within_the_budget_while_another_address_wat
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Another address watches the whole stream meanwhile.
-    let resp = within("bystander during the flood", bystander.get(&url).send())
-        .await
-        .unwrap();
+    let resp = bystander.get(&url).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.bytes().await.unwrap(), fixture.source);
 
