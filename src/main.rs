@@ -21,6 +21,7 @@ mod cli_check;
 mod cli_dht;
 mod cli_encode;
 mod cli_prefetch;
+mod cli_reflector;
 
 /// A small, fast, never-wrong blob cache for the LBRY/Odysee network.
 #[derive(Parser)]
@@ -53,10 +54,15 @@ enum Command {
         /// Address for the metrics port (all interfaces by default).
         #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
         metrics_address: IpAddr,
-        /// Do not apply the blocklist (accepted for reflector.go compatibility).
-        #[arg(long)]
+        /// Do not apply the blocklist (`--disable-blocklist` or `--disable-blocklist=true`).
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+              default_missing_value = "true", default_value_t = false,
+              action = clap::ArgAction::Set)]
         disable_blocklist: bool,
     },
+    /// Run reflector.go's ingest server: CONF_DIR/reflector.yaml's servers and store, plus the
+    /// upload door (reflector protocol) on --receiver-port.
+    Reflector(cli_reflector::ReflectorArgs),
     /// Fetch one blob through the store tree (cache, then origin) to stdout or a file.
     Getblob {
         /// The blob's SHA-384 hash (96 lowercase hex characters).
@@ -121,11 +127,15 @@ fn main() -> ExitCode {
             metrics_port,
             metrics_address,
             disable_blocklist,
-        } => run_blobcache(RunOptions {
-            conf_dir: cli.conf_dir,
-            metrics_addr: SocketAddr::new(metrics_address, metrics_port),
-            disable_blocklist,
-        }),
+        } => {
+            let opts = RunOptions {
+                conf_dir: cli.conf_dir,
+                metrics_addr: SocketAddr::new(metrics_address, metrics_port),
+                disable_blocklist,
+            };
+            serve(|| app::start_from_dir(opts))
+        }
+        Command::Reflector(args) => cli_reflector::run(&cli.conf_dir, args),
         Command::CheckConfig { command } => cli_check::run(&cli.conf_dir, &command),
         Command::Getblob { hash, output } => getblob(&cli.conf_dir, &hash, output.as_deref()),
         Command::CheckIntegrity => match check_integrity(&cli.conf_dir) {
@@ -178,9 +188,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn run_blobcache(opts: RunOptions) -> anyhow::Result<()> {
+/// Starts a server (`blobcache`, `reflector`) and runs it until SIGINT/SIGTERM, reloading its
+/// file on SIGHUP.
+fn serve<F, Fut>(start: F) -> anyhow::Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<app::Running>>,
+{
     runtime()?.block_on(async move {
-        let running = app::start_from_dir(opts).await?;
+        let running = start().await?;
         let shutdown = running.shutdown_token();
         tokio::spawn(async move {
             wait_for_signal().await;

@@ -21,6 +21,7 @@ mod peer_protocol;
 mod playback;
 mod playback_browser;
 mod prefetch;
+mod reflector_command;
 mod reflector_ingest;
 mod s3_store;
 mod secrets;

@@ -104,3 +104,78 @@ impl Blobcache {
         self.child.kill().await.expect("kill prism-lite");
     }
 }
+
+/// A running `prism-lite` process started with any command line (e.g. `reflector` with its
+/// flags), its log going to a file in `dir`; ready when `/readyz` on `metrics_port` answers.
+pub struct Prism {
+    child: Child,
+    log: PathBuf,
+    pub metrics: SocketAddr,
+}
+
+impl Prism {
+    /// Runs `prism-lite ARGS` in `dir`; returns once `/readyz` on 127.0.0.1:`metrics_port`
+    /// answers 200 (panics with the log if the process exits first).
+    pub async fn start(dir: &Path, args: &[&str], metrics_port: u16) -> Prism {
+        let log = dir.join(format!("prism-{metrics_port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_prism-lite"))
+            .args(args)
+            .current_dir(dir)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn prism-lite");
+        let mut prism = Prism {
+            child,
+            log,
+            metrics: SocketAddr::from(([127, 0, 0, 1], metrics_port)),
+        };
+        prism.wait_ready().await;
+        prism
+    }
+
+    async fn wait_ready(&mut self) {
+        let client = http_client();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("prism-lite exited early ({status}):\n{}", self.log());
+            }
+            let ready = tokio::time::timeout(
+                Duration::from_secs(1),
+                client.get(format!("http://{}/readyz", self.metrics)).send(),
+            )
+            .await;
+            if matches!(ready, Ok(Ok(ref r)) if r.status() == 200) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "prism-lite not ready within 20s:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Everything the process logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM; returns the exit code (bounded wait) and the whole log.
+    pub async fn terminate(mut self) -> (Option<i32>, String) {
+        let pid = self.child.id().expect("running").to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("prism-lite stops within 20s of SIGTERM")
+            .expect("wait");
+        (status.code(), self.log())
+    }
+}
