@@ -22,6 +22,7 @@ mod cli_dht;
 mod cli_encode;
 mod cli_prefetch;
 mod cli_reflector;
+mod cli_upload;
 
 /// A small, fast, never-wrong blob cache for the LBRY/Odysee network.
 #[derive(Parser)]
@@ -63,6 +64,9 @@ enum Command {
     /// Run reflector.go's ingest server: CONF_DIR/reflector.yaml's servers and store, plus the
     /// upload door (reflector protocol) on --receiver-port.
     Reflector(cli_reflector::ReflectorArgs),
+    /// Upload every blob file of PATH (e.g. lbrynet's blobfiles/) into the store of
+    /// CONF_DIR/upload.yaml (reflector.go's uploader).
+    Upload(cli_upload::UploadArgs),
     /// Fetch one blob through the store tree (cache, then origin) to stdout or a file.
     Getblob {
         /// The blob's SHA-384 hash (96 lowercase hex characters).
@@ -136,6 +140,7 @@ fn main() -> ExitCode {
             serve(|| app::start_from_dir(opts))
         }
         Command::Reflector(args) => cli_reflector::run(&cli.conf_dir, args),
+        Command::Upload(args) => cli_upload::run(&cli.conf_dir, args),
         Command::CheckConfig { command } => cli_check::run(&cli.conf_dir, &command),
         Command::Getblob { hash, output } => getblob(&cli.conf_dir, &hash, output.as_deref()),
         Command::CheckIntegrity => match check_integrity(&cli.conf_dir) {

@@ -27,3 +27,4 @@ mod s3_store;
 mod secrets;
 mod stream_fixtures;
 mod two_tier;
+mod upload_command;
