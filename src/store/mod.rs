@@ -306,7 +306,7 @@ pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn
             StoreConfig::Ittt(c) => {
                 let this = build(&c.this, ctx).context("in ittt.this")?;
                 let that = build(&c.that, ctx).context("in ittt.that")?;
-                Arc::new(ittt::IfThisThenThat::new(c.name(), this, that))
+                Arc::new(ittt::IfThisThenThat::new(c.name(), this, that, ctx))
             }
             StoreConfig::Singleflight(c) => {
                 let inner = build(&c.store, ctx).context("in singleflight.store")?;

@@ -507,10 +507,7 @@ async fn chain_of_two_caches_over_the_peer_protocol() {
     );
     verify(&got, &hash).unwrap();
     assert_eq!(b.metrics.doors().peer_download_total.get(), 1);
-    assert_eq!(
-        a.metrics.stores().upstream_in_bytes.get(),
-        data.len() as u64
-    );
+    assert_eq!(a.metrics.stores().tcp_in_bytes.get(), data.len() as u64);
 
     // Second get: a hit on A; B is not asked for the blob again.
     c.send(sdk_request(&hash.to_string()).as_bytes()).await;
@@ -615,10 +612,7 @@ async fn peer_store_gets_has_and_not_found_from_a_real_peer() {
     assert_eq!(got.data, data);
     // Five exchanges over one pooled connection.
     assert_eq!(b.metrics.doors().peer_connections.get(), 1);
-    assert_eq!(
-        metrics.stores().upstream_in_bytes.get(),
-        2 * data.len() as u64
-    );
+    assert_eq!(metrics.stores().tcp_in_bytes.get(), 2 * data.len() as u64);
     assert!(matches!(
         store.put(&hash, data.clone()).await,
         Err(StoreError::Refused { .. })

@@ -195,6 +195,9 @@ async fn multiwriter_one_two_writes_to_both_s3_servers() {
     // Reads come from `one`.
     let got = within("get", store.get(&hash)).await.unwrap();
     assert_eq!(got.data, data);
+    let stores = ctx.metrics.stores();
+    assert_eq!(stores.s3_out_bytes.get(), 2 * data.len() as u64);
+    assert_eq!(stores.s3_in_bytes.get(), data.len() as u64);
     a.stop().await;
     b.stop().await;
 }
