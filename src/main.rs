@@ -23,6 +23,7 @@ mod cli_encode;
 mod cli_prefetch;
 mod cli_reflector;
 mod cli_upload;
+mod reflector_flags;
 
 /// A small, fast, never-wrong blob cache for the LBRY/Odysee network.
 #[derive(Parser)]
@@ -35,6 +36,10 @@ struct Cli {
     /// line, for journald/Loki pipelines).
     #[arg(long, global = true, env = "PRISM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Debug logging for these components (comma-separated; reflector.go's `-v`).
+    #[arg(short = 'v', long, global = true, value_delimiter = ',', value_name = "COMPONENTS",
+          value_parser = clap::builder::PossibleValuesParser::new(VERBOSE_COMPONENTS.map(|(name, _)| name)))]
+    verbose: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -124,8 +129,8 @@ enum DhtCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let cli = Cli::try_parse().unwrap_or_else(|e| exit_on_parse_error(e));
+    init_logging(cli.log_format, &cli.verbose);
     let result = match cli.command {
         Command::Blobcache {
             metrics_port,
@@ -172,12 +177,57 @@ fn main() -> ExitCode {
 /// worked, but a cron job or an alert must notice that the disk is damaging data.
 const CORRUPT_FOUND: u8 = 2;
 
-/// Logs go to stderr at `RUST_LOG` (default `info`). Colour codes only when stderr is a
-/// terminal: in a file, a pipe or journald they are noise that breaks grep and parsers.
-fn init_logging(format: LogFormat) {
+/// A bad command line is one line on stderr (which flag, what is wrong, what is allowed) and
+/// exit status 2; help and version print as clap prints them.
+fn exit_on_parse_error(err: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    match err.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => err.exit(),
+        _ => {
+            let text = err.render().to_string();
+            let line: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("Usage:"))
+                .filter(|l| !l.starts_with("For more information"))
+                .collect();
+            eprintln!("{}", line.join(" "));
+            std::process::exit(2)
+        }
+    }
+}
+
+/// `-v` components and the log targets they raise to debug (`all`: every prism-lite module).
+const VERBOSE_COMPONENTS: [(&str, &str); 11] = [
+    ("all", "prism_lite"),
+    ("dht", "prism_lite::dht"),
+    ("node_finder", "prism_lite::dht"),
+    ("store", "prism_lite::store"),
+    ("server", "prism_lite::server"),
+    ("http", "prism_lite::server::http"),
+    ("http3", "prism_lite::server::http3"),
+    ("peer", "prism_lite::server::peer"),
+    ("reflector", "prism_lite::server::reflector"),
+    ("playback", "prism_lite::server::playback"),
+    ("prefetch", "prism_lite::prefetch"),
+];
+
+/// Logs go to stderr at `RUST_LOG` (default `info`), with `-v` components at debug. Colour
+/// codes only when stderr is a terminal: in a file, a pipe or journald they are noise that
+/// breaks grep and parsers.
+fn init_logging(format: LogFormat, verbose: &[String]) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for (name, target) in VERBOSE_COMPONENTS {
+        if verbose.iter().any(|v| v == name) {
+            if let Ok(directive) = format!("{target}=debug").parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

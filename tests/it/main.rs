@@ -22,6 +22,7 @@ mod playback;
 mod playback_browser;
 mod prefetch;
 mod reflector_command;
+mod reflector_flags;
 mod reflector_ingest;
 mod s3_store;
 mod secrets;

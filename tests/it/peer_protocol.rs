@@ -59,7 +59,7 @@ async fn put(running: &Running, hash: &BlobHash, data: &Bytes) {
     running.store.put(hash, data.clone()).await.expect("put");
 }
 
-fn sdk_request(hash: &str) -> String {
+pub(crate) fn sdk_request(hash: &str) -> String {
     format!(
         r#"{{"requested_blobs":["{hash}"],"lbrycrd_address":true,"blob_data_payment_rate":0.0,"requested_blob":"{hash}"}}"#
     )
@@ -74,27 +74,27 @@ async fn connect(addr: SocketAddr) -> TcpStream {
 }
 
 /// A client connection that keeps bytes that arrived after one response for the next.
-struct Client {
+pub(crate) struct Client {
     stream: TcpStream,
     buf: Vec<u8>,
 }
 
 impl Client {
-    async fn new(addr: SocketAddr) -> Client {
+    pub(crate) async fn new(addr: SocketAddr) -> Client {
         Client {
             stream: connect(addr).await,
             buf: Vec::new(),
         }
     }
 
-    async fn send(&mut self, bytes: &[u8]) {
+    pub(crate) async fn send(&mut self, bytes: &[u8]) {
         within("write", self.stream.write_all(bytes))
             .await
             .expect("write");
     }
 
     /// Reads one response header and, if it announces a blob, exactly `length` bytes.
-    async fn response(&mut self) -> (Map<String, Value>, Vec<u8>) {
+    pub(crate) async fn response(&mut self) -> (Map<String, Value>, Vec<u8>) {
         let header = loop {
             match next_frame(&self.buf) {
                 Frame::Complete(map, used) => {
