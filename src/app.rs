@@ -331,6 +331,9 @@ impl Doors {
             doors.http = Some(server);
         }
         if let Some(peer) = &servers.peer {
+            if peer.edge_token.is_some() {
+                tracing::info!("servers.peer.edge_token: accepted and ignored (peers cannot present a token; protected blobs are never served on the peer door)");
+            }
             let listener = PeerServer::bind(peer).await?;
             doors.peer_addr = Some(listener.local_addr()?);
             let server = PeerServer::new(Arc::clone(service), peer);

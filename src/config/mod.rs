@@ -397,6 +397,10 @@ store:
         assert!(desc.contains("multiwriter name=w stores=3"), "{desc}");
         assert!(desc.contains("noop name=first"), "{desc}");
 
+        // reflector.go reads the same four keys for every server.
+        let cfg = load("servers: {peer: {port: 5567, edge_token: t, max_concurrent_requests: 9}}\nstore: {noop: }\n").unwrap();
+        assert!(cfg.servers.peer.unwrap().edge_token.is_some());
+
         let e = error_of("store: {multiwriter: {stores: [{noop: }], one: {noop: }}}");
         assert!(
             e.contains("store.multiwriter") && e.contains("not both"),
