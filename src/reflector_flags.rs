@@ -207,15 +207,30 @@ impl LegacyFlags {
             None | Some("none") => None,
             Some(path) => config_json_s3(Path::new(path), &mut notes)?,
         };
-        let mut store = self.origin(s3)?;
-        let disk = self.disk_cache.clone().unwrap_or_else(|| DiskCache {
+        let default_disk = DiskCache {
             bytes: 100 << 30,
             path: "/tmp/downloaded_blobs".into(),
             manager: "localdb".into(),
-        });
-        store = disk_tier("disk-cache", &disk, store, &mut notes);
+        };
+        // Innermost first: the optional disk is hit before the main one.
+        let mut tiers = vec![(
+            "disk-cache",
+            self.disk_cache.as_ref().unwrap_or(&default_disk),
+        )];
         if let Some(optional) = &self.optional_disk_cache {
-            store = disk_tier("optional-disk-cache", optional, store, &mut notes);
+            tiers.push(("optional-disk-cache", optional));
+        }
+        for (flag, disk) in &tiers {
+            if disk.path.exists() && !disk.path.is_dir() {
+                anyhow::bail!(
+                    "--{flag} {}: exists and is not a directory",
+                    disk.path.display()
+                );
+            }
+        }
+        let mut store = self.origin(s3)?;
+        for (flag, disk) in tiers {
+            store = disk_tier(flag, disk, store, &mut notes);
         }
         if let Some(blobs) = self.mem_cache {
             let mem = one_key(
@@ -325,7 +340,8 @@ impl LegacyFlags {
 }
 
 /// `caching {cache: disk, origin}` for one `--disk-cache`-style value, noting once what its
-/// MANAGER runs as.
+/// MANAGER runs as. PATH is checked as `check-config` checks a `mount_point` (missing is fine:
+/// it is created at start), with the flag named.
 fn disk_tier(flag: &str, disk: &DiskCache, origin: Value, notes: &mut Vec<String>) -> Value {
     notes.push(format!(
         "--{flag} manager {}: runs as the disk store's own index and LRU{}",

@@ -219,7 +219,12 @@ async fn tcp_and_http3_upstreams_and_the_extra_tiers() {
 #[test]
 fn bad_flag_values_are_one_line_errors_naming_the_flag() {
     let dir = tempfile::tempdir().unwrap();
+    // A PATH that is a file: check-config's mount_point rule, naming the flag.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let not_a_dir = format!("--disk-cache=1GB:{}:lru", file.display());
     for (arg, says) in [
+        (not_a_dir.as_str(), "not a directory"),
         ("--disk-cache=2GB", "expected SIZE:PATH:MANAGER"),
         ("--disk-cache=2GB:relative/x:lru", "must be absolute"),
         ("--disk-cache=2GB:/x:fifo", "allowed: localdb, lfuda"),
