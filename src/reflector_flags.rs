@@ -212,7 +212,8 @@ impl LegacyFlags {
             path: "/tmp/downloaded_blobs".into(),
             manager: "localdb".into(),
         };
-        // Innermost first: the optional disk is hit before the main one.
+        // Innermost first: the optional disk is hit before the main one. A PATH that is a file
+        // fails as `check-config` fails a `mount_point` (a missing one is created at start).
         let mut tiers = vec![(
             "disk-cache",
             self.disk_cache.as_ref().unwrap_or(&default_disk),
@@ -340,8 +341,8 @@ impl LegacyFlags {
 }
 
 /// `caching {cache: disk, origin}` for one `--disk-cache`-style value, noting once what its
-/// MANAGER runs as. PATH is checked as `check-config` checks a `mount_point` (missing is fine:
-/// it is created at start), with the flag named.
+/// MANAGER runs as. (PATH was checked as `check-config` checks a `mount_point`, by `to_yaml`,
+/// naming the flag.)
 fn disk_tier(flag: &str, disk: &DiskCache, origin: Value, notes: &mut Vec<String>) -> Value {
     notes.push(format!(
         "--{flag} manager {}: runs as the disk store's own index and LRU{}",
