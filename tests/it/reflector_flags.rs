@@ -161,7 +161,8 @@ async fn readme_command_line_runs_a_private_blobcache_and_prints_its_file() {
 }
 
 /// `--upstream-protocol tcp` and `http3` fetch from the regional's peer and HTTP/3 doors;
-/// `--mem-cache` and `--optional-disk-cache` add the tiers they name.
+/// `--mem-cache` and `--optional-disk-cache` add the tiers they name; `--use-db` is said to
+/// mean nothing here; `-v store,server` raises those components to debug.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_and_http3_upstreams_and_the_extra_tiers() {
     let (hash, data) = blob(71, 250_000);
@@ -188,6 +189,9 @@ async fn tcp_and_http3_upstreams_and_the_extra_tiers() {
             format!("--disk-cache=1GB:{}:lru", disk.display()),
             format!("--optional-disk-cache=64MB:{}:lfuda", optional.display()),
             "--mem-cache=10".into(),
+            "--use-db".into(),
+            "-v".into(),
+            "store,server".into(),
         ];
         args.extend(p.flags.clone());
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -202,6 +206,18 @@ async fn tcp_and_http3_upstreams_and_the_extra_tiers() {
         assert_eq!(metric(&text, counter, &[]), data.len() as f64, "{protocol}");
         let (code, log) = prism.terminate().await;
         assert_eq!(code, Some(0), "{log}");
+        assert!(
+            log.contains("--use-db=true: prism-lite keeps no database"),
+            "{log}"
+        );
+        if protocol == "http3" {
+            // The HTTP/3 store logs its connection at debug.
+            assert!(
+                log.contains("DEBUG prism_lite::store::http3"),
+                "-v store: {log}"
+            );
+        }
+        assert!(!log.contains("DEBUG prism_lite::dht"), "{log}");
         let tree = logged_tree(&log);
         for tier in [
             "caching name=mem-cache",

@@ -73,30 +73,11 @@ impl Blobcache {
     }
 
     async fn wait_ready(&mut self) {
-        let client = http_client();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "prism-lite in {} exited early: {status}",
-                    self.conf_dir.display()
-                );
-            }
-            let ready = tokio::time::timeout(
-                Duration::from_secs(1),
-                client.get(format!("http://{}/readyz", self.metrics)).send(),
-            )
-            .await;
-            if matches!(ready, Ok(Ok(ref r)) if r.status() == 200) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prism-lite in {} not ready within 20s",
-                self.conf_dir.display()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = self.conf_dir.display().to_string();
+        wait_ready(&mut self.child, self.metrics, || {
+            format!("prism-lite in {what}")
+        })
+        .await;
     }
 
     /// SIGKILL, as a crash would; returns once the process is gone (its ports are closed).
@@ -137,27 +118,12 @@ impl Prism {
     }
 
     async fn wait_ready(&mut self) {
-        let client = http_client();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("prism-lite exited early ({status}):\n{}", self.log());
-            }
-            let ready = tokio::time::timeout(
-                Duration::from_secs(1),
-                client.get(format!("http://{}/readyz", self.metrics)).send(),
-            )
-            .await;
-            if matches!(ready, Ok(Ok(ref r)) if r.status() == 200) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prism-lite not ready within 20s:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let log = self.log.clone();
+        wait_ready(&mut self.child, self.metrics, || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            format!("prism-lite (log follows)\n{text}\n")
+        })
+        .await;
     }
 
     /// Everything the process logged so far.
@@ -177,5 +143,27 @@ impl Prism {
             .expect("prism-lite stops within 20s of SIGTERM")
             .expect("wait");
         (status.code(), self.log())
+    }
+}
+
+/// Polls `/readyz` on `metrics` (bounded: 20 s) until it answers 200; panics, naming the
+/// process with `what()`, if it exits or never gets ready.
+async fn wait_ready(child: &mut Child, metrics: SocketAddr, what: impl Fn() -> String) {
+    let client = http_client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{} exited early: {status}", what());
+        }
+        let ready = tokio::time::timeout(
+            Duration::from_secs(1),
+            client.get(format!("http://{metrics}/readyz")).send(),
+        )
+        .await;
+        if matches!(ready, Ok(Ok(ref r)) if r.status() == 200) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{} not ready within 20s", what());
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
