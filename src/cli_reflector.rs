@@ -43,6 +43,12 @@ pub fn run(conf_dir: &Path, args: ReflectorArgs) -> anyhow::Result<()> {
         return run_flags(conf_dir, args);
     }
     let file = conf_dir.join("reflector.yaml");
+    if !file.exists() {
+        anyhow::bail!(
+            "{} does not exist; write it (see `check-config reflector`), or run without a file by giving reflector.go's flags (--disk-cache, --upstream-reflector, --origin-endpoint, ...)",
+            file.display()
+        );
+    }
     let (mut cfg, raw) = reload::read_config(&file)?;
     with_ingest_door(&mut cfg, args.receiver_port);
     let opts = RunOptions {
