@@ -17,6 +17,10 @@ use prism_lite::config::{self, UploadConfig};
 use prism_lite::metrics::Metrics;
 use prism_lite::store::{self, BlobStore, BuildContext};
 
+/// Without a terminal (cron, systemd) there is no progress bar: a log line every this many
+/// files instead.
+const PROGRESS_EVERY: usize = 1000;
+
 /// Most concurrent puts: each holds up to one 2 MiB blob in memory.
 const MAX_WORKERS: usize = 1024;
 
@@ -174,6 +178,9 @@ async fn upload_all(
                     let name = path.file_name().unwrap_or_default().to_string_lossy();
                     tally.add(&name, outcome, &bar);
                     bar.inc(1);
+                    if bar.is_hidden() && tally.files % PROGRESS_EVERY == 0 {
+                        tracing::info!(done = tally.files, of = bar.length(), uploaded = tally.uploaded, failed = tally.failed, "upload progress");
+                    }
                 }
                 None => break,
             },
