@@ -140,20 +140,25 @@ pub fn process_metrics() -> Arc<Metrics> {
 
 /// Reads `conf_dir/blobcache.yaml` and starts serving it.
 pub async fn start_from_dir(opts: RunOptions) -> anyhow::Result<Running> {
-    let (cfg, raw) = reload::read_config(&opts.conf_dir)?;
-    start_with_raw(cfg, raw, opts).await
+    let file = opts.conf_dir.join("blobcache.yaml");
+    let (cfg, raw) = reload::read_config(&file)?;
+    start_loaded(cfg, raw, opts, Some(file)).await
 }
 
 /// Builds everything and starts serving `config` (tests pass a parsed config directly; a later
-/// reload re-reads `opts.conf_dir`).
+/// reload re-reads `opts.conf_dir/blobcache.yaml`).
 pub async fn start(config: BlobcacheConfig, opts: RunOptions) -> anyhow::Result<Running> {
-    start_with_raw(config, serde_yaml::Value::Null, opts).await
+    let file = opts.conf_dir.join("blobcache.yaml");
+    start_loaded(config, serde_yaml::Value::Null, opts, Some(file)).await
 }
 
-async fn start_with_raw(
+/// Starts serving `config`, read (as `raw`) from `reload_file`, which a reload re-reads; the
+/// `reflector` command's entry (its file is `reflector.yaml`, or none when built from flags).
+pub async fn start_loaded(
     config: BlobcacheConfig,
     raw: serde_yaml::Value,
     opts: RunOptions,
+    reload_file: Option<PathBuf>,
 ) -> anyhow::Result<Running> {
     let metrics = process_metrics();
     let policy = Arc::new(Policy::new(
@@ -219,7 +224,7 @@ async fn start_with_raw(
     };
 
     let reloader = Arc::new(Reloader::new(
-        opts.conf_dir.clone(),
+        reload_file,
         raw,
         Arc::clone(&policy),
         Arc::clone(&root),
@@ -332,6 +337,9 @@ impl Doors {
             doors.http = Some(server);
         }
         if let Some(peer) = &servers.peer {
+            if peer.edge_token.is_some() {
+                tracing::info!("servers.peer.edge_token: accepted and ignored (peers cannot present a token; protected blobs are never served on the peer door)");
+            }
             let listener = PeerServer::bind(peer).await?;
             doors.peer_addr = Some(listener.local_addr()?);
             let server = PeerServer::new(Arc::clone(service), peer);

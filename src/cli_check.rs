@@ -12,13 +12,56 @@ use prism_lite::secret::shown;
 use prism_lite::store::{self, origin::check_base_url};
 use prism_lite::{hashlist, quic, reload};
 
+/// The commands whose file `check-config` knows.
+pub const COMMANDS: &str = "blobcache, reflector, upload";
+
 pub fn run(conf_dir: &Path, command: &str) -> anyhow::Result<()> {
-    if command != "blobcache" {
-        anyhow::bail!("unknown command {command:?}; allowed: blobcache");
+    let file = format!("{}/{command}.yaml", conf_dir.display());
+    match command {
+        "blobcache" | "reflector" => {
+            let cfg: BlobcacheConfig = config::load_file(conf_dir, command)?;
+            check_serving(&cfg, &file)?;
+            if command == "reflector" {
+                print_ingest_door(&cfg);
+            }
+            Ok(())
+        }
+        "upload" => check_upload(conf_dir, &file),
+        other => anyhow::bail!("unknown command {other:?}; allowed: {COMMANDS}"),
     }
-    let cfg: BlobcacheConfig = config::load_file(conf_dir, command)?;
+}
+
+/// `prism-lite reflector` always runs the upload door: as `servers.reflector` says, on
+/// `--receiver-port` when that is given.
+fn print_ingest_door(cfg: &BlobcacheConfig) {
+    match &cfg.servers.reflector {
+        Some(r) => println!(
+            "ingest: the upload door of servers.reflector (port {}, or --receiver-port)",
+            r.port
+        ),
+        None => println!("ingest: the upload door on --receiver-port (default 5566)"),
+    }
+}
+
+/// `upload.yaml`: the store the uploads are put into.
+fn check_upload(conf_dir: &Path, file: &str) -> anyhow::Result<()> {
+    let cfg: config::UploadConfig = config::load_file(conf_dir, "upload")?;
     let notes = store::check::check(&cfg.store)?;
-    let protected = reload::load_protected(&cfg)?;
+    println!("{file} is valid.");
+    if cfg.database.is_some() {
+        println!("database: accepted and ignored (prism-lite keeps no database)");
+    }
+    println!("store:\n{}", store::describe(&cfg.store).trim_end());
+    for note in notes {
+        println!("note: {note}");
+    }
+    Ok(())
+}
+
+/// Every check start-up runs on a serving config (blobcache or reflector), then what would run.
+pub fn check_serving(cfg: &BlobcacheConfig, file: &str) -> anyhow::Result<()> {
+    let notes = store::check::check(&cfg.store)?;
+    let protected = reload::load_protected(cfg)?;
     if let Some(list) = &cfg.blocklist {
         if let Some(file) = &list.file {
             hashlist::load(file).map_err(|e| anyhow::anyhow!("blocklist.file: {e:#}"))?;
@@ -32,8 +75,8 @@ pub fn run(conf_dir: &Path, command: &str) -> anyhow::Result<()> {
         quic::server_config(http3, identity)?;
     }
 
-    println!("{}/{command}.yaml is valid.", conf_dir.display());
-    print_servers(&cfg);
+    println!("{file} is valid.");
+    print_servers(cfg);
     if let Some(path) = &cfg.protected_list {
         println!(
             "protected_list: {} ({} hashes)",

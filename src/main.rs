@@ -21,6 +21,9 @@ mod cli_check;
 mod cli_dht;
 mod cli_encode;
 mod cli_prefetch;
+mod cli_reflector;
+mod cli_upload;
+mod reflector_flags;
 
 /// A small, fast, never-wrong blob cache for the LBRY/Odysee network.
 #[derive(Parser)]
@@ -33,6 +36,10 @@ struct Cli {
     /// line, for journald/Loki pipelines).
     #[arg(long, global = true, env = "PRISM_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Debug logging for these components (comma-separated; reflector.go's `-v`).
+    #[arg(short = 'v', long, global = true, value_delimiter = ',', value_name = "COMPONENTS",
+          value_parser = clap::builder::PossibleValuesParser::new(VERBOSE_COMPONENTS.map(|(name, _)| name)))]
+    verbose: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,10 +60,18 @@ enum Command {
         /// Address for the metrics port (all interfaces by default).
         #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
         metrics_address: IpAddr,
-        /// Do not apply the blocklist (accepted for reflector.go compatibility).
-        #[arg(long)]
+        /// Do not apply the blocklist (`--disable-blocklist` or `--disable-blocklist=true`).
+        #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true,
+              default_missing_value = "true", default_value_t = false,
+              action = clap::ArgAction::Set)]
         disable_blocklist: bool,
     },
+    /// Run reflector.go's ingest server: CONF_DIR/reflector.yaml's servers and store, plus the
+    /// upload door (reflector protocol) on --receiver-port.
+    Reflector(cli_reflector::ReflectorArgs),
+    /// Upload every blob file of PATH (e.g. lbrynet's blobfiles/) into the store of
+    /// CONF_DIR/upload.yaml (reflector.go's uploader).
+    Upload(cli_upload::UploadArgs),
     /// Fetch one blob through the store tree (cache, then origin) to stdout or a file.
     Getblob {
         /// The blob's SHA-384 hash (96 lowercase hex characters).
@@ -114,18 +129,23 @@ enum DhtCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let cli = Cli::try_parse().unwrap_or_else(|e| exit_on_parse_error(e));
+    init_logging(cli.log_format, &cli.verbose);
     let result = match cli.command {
         Command::Blobcache {
             metrics_port,
             metrics_address,
             disable_blocklist,
-        } => run_blobcache(RunOptions {
-            conf_dir: cli.conf_dir,
-            metrics_addr: SocketAddr::new(metrics_address, metrics_port),
-            disable_blocklist,
-        }),
+        } => {
+            let opts = RunOptions {
+                conf_dir: cli.conf_dir,
+                metrics_addr: SocketAddr::new(metrics_address, metrics_port),
+                disable_blocklist,
+            };
+            serve(|| app::start_from_dir(opts))
+        }
+        Command::Reflector(args) => cli_reflector::run(&cli.conf_dir, args),
+        Command::Upload(args) => cli_upload::run(&cli.conf_dir, args),
         Command::CheckConfig { command } => cli_check::run(&cli.conf_dir, &command),
         Command::Getblob { hash, output } => getblob(&cli.conf_dir, &hash, output.as_deref()),
         Command::CheckIntegrity => match check_integrity(&cli.conf_dir) {
@@ -157,12 +177,57 @@ fn main() -> ExitCode {
 /// worked, but a cron job or an alert must notice that the disk is damaging data.
 const CORRUPT_FOUND: u8 = 2;
 
-/// Logs go to stderr at `RUST_LOG` (default `info`). Colour codes only when stderr is a
-/// terminal: in a file, a pipe or journald they are noise that breaks grep and parsers.
-fn init_logging(format: LogFormat) {
+/// A bad command line is one line on stderr (which flag, what is wrong, what is allowed) and
+/// exit status 2; help and version print as clap prints them.
+fn exit_on_parse_error(err: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    match err.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => err.exit(),
+        _ => {
+            let text = err.render().to_string();
+            let line: Vec<&str> = text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with("Usage:"))
+                .filter(|l| !l.starts_with("For more information"))
+                .collect();
+            eprintln!("{}", line.join(" "));
+            std::process::exit(2)
+        }
+    }
+}
+
+/// `-v` components and the log targets they raise to debug (`all`: every prism-lite module).
+const VERBOSE_COMPONENTS: [(&str, &str); 11] = [
+    ("all", "prism_lite"),
+    ("dht", "prism_lite::dht"),
+    ("node_finder", "prism_lite::dht"),
+    ("store", "prism_lite::store"),
+    ("server", "prism_lite::server"),
+    ("http", "prism_lite::server::http"),
+    ("http3", "prism_lite::server::http3"),
+    ("peer", "prism_lite::server::peer"),
+    ("reflector", "prism_lite::server::reflector"),
+    ("playback", "prism_lite::server::playback"),
+    ("prefetch", "prism_lite::prefetch"),
+];
+
+/// Logs go to stderr at `RUST_LOG` (default `info`), with `-v` components at debug. Colour
+/// codes only when stderr is a terminal: in a file, a pipe or journald they are noise that
+/// breaks grep and parsers.
+fn init_logging(format: LogFormat, verbose: &[String]) {
     use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    for (name, target) in VERBOSE_COMPONENTS {
+        if verbose.iter().any(|v| v == name) {
+            if let Ok(directive) = format!("{target}=debug").parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -178,9 +243,15 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn run_blobcache(opts: RunOptions) -> anyhow::Result<()> {
+/// Starts a server (`blobcache`, `reflector`) and runs it until SIGINT/SIGTERM, reloading its
+/// file on SIGHUP.
+fn serve<F, Fut>(start: F) -> anyhow::Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<app::Running>>,
+{
     runtime()?.block_on(async move {
-        let running = app::start_from_dir(opts).await?;
+        let running = start().await?;
         let shutdown = running.shutdown_token();
         tokio::spawn(async move {
             wait_for_signal().await;

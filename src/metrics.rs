@@ -49,8 +49,12 @@ use prometheus::{
 /// exposed as `# TYPE untyped`: the names stay, PromQL (`rate()`, plain reads) does not look at
 /// the declared type, and the lint passes. (The prometheus crate's text encoder cannot encode
 /// untyped families, so they are typed inside and retyped when rendered.)
-const RETYPED_AS_UNTYPED: [(&str, &str); 8] = [
+const RETYPED_AS_UNTYPED: [(&str, &str); 12] = [
     ("reflector_http_out_bytes", "counter"),
+    ("reflector_http_in_bytes", "counter"),
+    ("reflector_tcp_in_bytes", "counter"),
+    ("reflector_udp_in_bytes", "counter"),
+    ("reflector_s3_out_bytes", "counter"),
     ("reflector_reflector_in_bytes", "counter"),
     ("reflector_tcp_out_bytes", "counter"),
     ("reflector_udp_out_bytes", "counter"),

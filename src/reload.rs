@@ -47,7 +47,9 @@ pub struct LiveDoors {
 }
 
 pub struct Reloader {
-    conf_dir: PathBuf,
+    /// The file re-read on reload; `None` when the configuration came from command-line flags
+    /// (`prism-lite reflector --disk-cache ...`): there is nothing to re-read.
+    file: Option<PathBuf>,
     /// The file as last applied (raw, to compare the parts that need a restart). The lock also
     /// serializes reloads.
     applied: tokio::sync::Mutex<Value>,
@@ -60,11 +62,11 @@ pub struct Reloader {
     client: reqwest::Client,
 }
 
-/// Reads `blobcache.yaml` as typed config and as raw YAML.
-pub fn read_config(conf_dir: &std::path::Path) -> anyhow::Result<(BlobcacheConfig, Value)> {
-    let path = conf_dir.join("blobcache.yaml");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+/// Reads a serving config file (`blobcache.yaml`, `reflector.yaml`) as typed config and as raw
+/// YAML.
+pub fn read_config(path: &std::path::Path) -> anyhow::Result<(BlobcacheConfig, Value)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let typed: BlobcacheConfig = config::parse(&text, &path.display().to_string())?;
     let raw: Value = serde_yaml::from_str(&text)?;
     Ok((typed, raw))
@@ -80,7 +82,7 @@ pub fn load_protected(cfg: &BlobcacheConfig) -> anyhow::Result<HashSet<crate::bl
 
 impl Reloader {
     pub fn new(
-        conf_dir: PathBuf,
+        file: Option<PathBuf>,
         applied: Value,
         policy: Arc<Policy>,
         store: Arc<dyn BlobStore>,
@@ -89,7 +91,7 @@ impl Reloader {
         prefetcher: Option<Arc<Prefetcher>>,
     ) -> Reloader {
         Reloader {
-            conf_dir,
+            file,
             applied: tokio::sync::Mutex::new(applied),
             policy,
             store,
@@ -103,7 +105,12 @@ impl Reloader {
     /// Re-reads the file and applies what can change live.
     pub async fn reload(&self) -> anyhow::Result<ReloadReport> {
         let mut applied = self.applied.lock().await;
-        let (cfg, raw) = read_config(&self.conf_dir)?;
+        let Some(file) = &self.file else {
+            anyhow::bail!(
+                "configured by command-line flags: no file to re-read; restart with new flags"
+            );
+        };
+        let (cfg, raw) = read_config(file)?;
         // Load everything that can fail before changing anything.
         let protected = load_protected(&cfg)?;
         let blocked = match (&self.blocklist, &cfg.blocklist) {

@@ -142,6 +142,18 @@ pub struct BlobcacheConfig {
     pub limits: LimitsConfig,
 }
 
+/// The `upload` command's `upload.yaml` (reflector.go's shape): the store uploads are put into
+/// (its writer, for a `proxied-s3`), and reflector.go's MySQL `database:` section, accepted so
+/// an existing file loads and ignored (prism-lite keeps no database; `has` on the store is the
+/// exists check).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadConfig {
+    #[serde(default)]
+    pub database: Option<serde::de::IgnoredAny>,
+    pub store: StoreConfig,
+}
+
 /// `blocklist:`: blob hashes the cache refuses to serve and deletes from its stores.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -368,6 +380,56 @@ store:
         let e = error_of("store: {disk: {mount_point: /x, sharding_size: 40}}");
         assert!(
             e.contains("store.disk.sharding_size") && e.contains("0 (flat) to 8"),
+            "{e}"
+        );
+    }
+
+    /// reflector.go's current forms: `multiwriter` with `one`/`two`/`three`, `noop` with a
+    /// `name`, a quoted gcache `strategy`.
+    #[test]
+    fn reflector_go_current_vocabulary_loads() {
+        let cfg = load(
+            "store:\n  multiwriter:\n    name: w\n    one: {noop: {name: first}}\n    two: {mem: {}}\n    three: {noop: }\n",
+        )
+        .unwrap();
+        let StoreConfig::Multiwriter(mw) = &cfg.store else {
+            panic!("multiwriter")
+        };
+        let keys: Vec<&str> = mw.stores.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["one", "two", "three"]);
+        assert_eq!(mw.stores[0].1.name(), "first");
+        assert_eq!(mw.stores[2].1.name(), "noop");
+        let desc = summaries(&cfg.store);
+        assert!(desc.contains("multiwriter name=w stores=3"), "{desc}");
+        assert!(desc.contains("noop name=first"), "{desc}");
+
+        // reflector.go reads the same four keys for every server.
+        let cfg = load("servers: {peer: {port: 5567, edge_token: t, max_concurrent_requests: 9}}\nstore: {noop: }\n").unwrap();
+        assert!(cfg.servers.peer.unwrap().edge_token.is_some());
+
+        let e = error_of("store: {multiwriter: {stores: [{noop: }], one: {noop: }}}");
+        assert!(
+            e.contains("store.multiwriter") && e.contains("not both"),
+            "{e}"
+        );
+        let e = error_of("store: {multiwriter: {name: x}}");
+        assert!(e.contains("at least one store"), "{e}");
+        let e = error_of("store: {multiwriter: {one: {noop: }, four: {noop: }}}");
+        assert!(
+            e.contains("unknown field `four`") && e.contains("`three`"),
+            "{e}"
+        );
+        let e = error_of("store: {noop: {nmae: x}}");
+        assert!(e.contains("unknown field `nmae`"), "{e}");
+
+        let cfg = load("store: {gcache: {max_size: 5, strategy: '1', store: {noop: }}}").unwrap();
+        let StoreConfig::Gcache(g) = &cfg.store else {
+            panic!("gcache")
+        };
+        assert_eq!(g.strategy, GcacheStrategy::Arc);
+        let e = error_of("store: {gcache: {max_size: 5, strategy: lru, store: {noop: }}}");
+        assert!(
+            e.contains("store.gcache.strategy") && e.contains("2 (LRU)"),
             "{e}"
         );
     }

@@ -59,6 +59,14 @@ pub struct ReflectorServerConfig {
     pub shutdown_timeout: Duration,
 }
 
+impl Default for ReflectorServerConfig {
+    /// Every key at its default: the upload door `prism-lite reflector` runs when the file has
+    /// no `servers.reflector`.
+    fn default() -> Self {
+        serde_yaml::from_str("{}").expect("every servers.reflector key has a default")
+    }
+}
+
 impl ReflectorServerConfig {
     /// `max_sd_blob_size` in bytes, clamped to the blob limit.
     pub fn sd_limit(&self) -> usize {

@@ -81,6 +81,10 @@ pub struct PeerServerConfig {
     /// How long answers being written may take to finish on shutdown.
     #[serde(default = "defaults::shutdown_timeout", deserialize_with = "duration")]
     pub shutdown_timeout: Duration,
+    /// Accepted because reflector.go's loader reads `edge_token` for every server; peers cannot
+    /// present a token, so it unlocks nothing here (start-up says so once).
+    #[serde(default)]
+    pub edge_token: Option<SecretString>,
 }
 
 /// `servers.http`.

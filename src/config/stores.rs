@@ -119,13 +119,13 @@ pub enum StoreConfig {
 impl StoreConfig {
     /// The store's name: what its metrics labels, log lines, traces and errors call it. A
     /// section's configured `name`, or else the key it is written under (each section's own
-    /// `name()`); `singleflight` goes by its `component`, `noop` by its type, and `db_backed` by
+    /// `name()`); `singleflight` goes by its `component`, and `db_backed` by
     /// its inner store's name, because it loads as that store.
     pub fn name(&self) -> &str {
         match self {
             StoreConfig::Disk(c) => c.name(),
             StoreConfig::Mem(c) => c.name(),
-            StoreConfig::Noop(_) => "noop",
+            StoreConfig::Noop(c) => c.name(),
             StoreConfig::Caching(c) => c.name(),
             StoreConfig::Ittt(c) => c.name(),
             StoreConfig::Singleflight(c) => &c.component,
@@ -158,7 +158,7 @@ impl StoreConfig {
                 c.name(),
                 c.max_size
             ),
-            StoreConfig::Noop(_) => "noop".into(),
+            StoreConfig::Noop(c) => format!("noop name={}", c.name()),
             StoreConfig::Caching(c) => format!(
                 "caching name={} negative_cache_ttl={:?} negative_cache_size={}",
                 c.name(),
@@ -253,7 +253,7 @@ impl StoreConfig {
             StoreConfig::Ittt(c) => vec![("this", &c.this), ("that", &c.that)],
             StoreConfig::Singleflight(c) => vec![("store", &c.store)],
             StoreConfig::Gcache(c) => vec![("store", &c.store)],
-            StoreConfig::Multiwriter(c) => c.stores.iter().map(|s| ("store", s)).collect(),
+            StoreConfig::Multiwriter(c) => c.stores.iter().map(|(key, s)| (*key, s)).collect(),
             StoreConfig::ProxiedS3(c) => {
                 let mut v = Vec::with_capacity(2);
                 if let Some(reader) = &c.reader {
@@ -285,6 +285,7 @@ macro_rules! named_after_key {
 named_after_key! {
     DiskConfig => "disk",
     MemConfig => "mem",
+    NoopConfig => "noop",
     CachingConfig => "caching",
     IttConfig => "ittt",
     GcacheConfig => "gcache",
@@ -324,16 +325,24 @@ pub struct MemConfig {
     pub max_size: ByteSize,
 }
 
-/// `noop`: holds nothing, accepts and drops writes. Accepts `noop: {}` or a bare `noop:`.
+/// `noop`: holds nothing, accepts and drops writes. Accepts `noop: {}`, `noop: {name: x}` (as
+/// reflector.go) or a bare `noop:`.
 #[derive(Debug, Clone, Default)]
-pub struct NoopConfig;
+pub struct NoopConfig {
+    pub name: Option<String>,
+}
 
 impl<'de> Deserialize<'de> for NoopConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
-        struct Empty {}
-        Option::<Empty>::deserialize(d).map(|_| NoopConfig)
+        struct Written {
+            #[serde(default)]
+            name: Option<String>,
+        }
+        Option::<Written>::deserialize(d).map(|w| NoopConfig {
+            name: w.and_then(|w| w.name),
+        })
     }
 }
 
@@ -446,14 +455,30 @@ pub enum GcacheStrategy {
 }
 
 impl<'de> Deserialize<'de> for GcacheStrategy {
+    /// A number, or a number in quotes (reflector.go's loader reads `"2"` as 2).
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match u64::deserialize(d)? {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(u64),
+            Text(String),
+        }
+        let allowed = "allowed: 0 (LFU), 1 (ARC), 2 (LRU), 3 (simple)";
+        let n = match Written::deserialize(d)
+            .map_err(|_| de::Error::custom(format!("expected a number; {allowed}")))?
+        {
+            Written::Number(n) => n,
+            Written::Text(t) => t.trim().parse().map_err(|_| {
+                de::Error::custom(format!("unknown gcache strategy {t:?}; {allowed}"))
+            })?,
+        };
+        match n {
             0 => Ok(GcacheStrategy::Lfu),
             1 => Ok(GcacheStrategy::Arc),
             2 => Ok(GcacheStrategy::Lru),
             3 => Ok(GcacheStrategy::Simple),
             n => Err(de::Error::custom(format!(
-                "unknown gcache strategy {n}; allowed: 0 (LFU), 1 (ARC), 2 (LRU), 3 (simple)"
+                "unknown gcache strategy {n}; {allowed}"
             ))),
         }
     }
@@ -609,11 +634,57 @@ fn connect_deadline(configured: Option<Duration>, timeout: Duration) -> Duration
 
 /// `multiwriter`: writes to every store, reads from the first.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "MultiwriterFile")]
 pub struct MultiwriterConfig {
-    #[serde(default)]
     pub name: Option<String>,
-    pub stores: Vec<StoreConfig>,
+    /// The stores in order, each with the key it was written under (`one`, `two`, `three`, or
+    /// `stores` for every entry of the list form).
+    pub stores: Vec<(&'static str, StoreConfig)>,
+}
+
+/// [`MultiwriterConfig`] as written: prism-lite's `stores:` list, or reflector.go's numbered
+/// `one:`/`two:`/`three:` (what its `upload.yaml` and ingest writers use). reflector.go itself
+/// reads only `one` and `two`; a `three` here is written to as well, and said so at start.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MultiwriterFile {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    stores: Option<Vec<StoreConfig>>,
+    #[serde(default)]
+    one: Option<StoreConfig>,
+    #[serde(default)]
+    two: Option<StoreConfig>,
+    #[serde(default)]
+    three: Option<StoreConfig>,
+}
+
+impl TryFrom<MultiwriterFile> for MultiwriterConfig {
+    type Error = String;
+    fn try_from(f: MultiwriterFile) -> Result<Self, String> {
+        let numbered: Vec<(&'static str, StoreConfig)> =
+            [("one", f.one), ("two", f.two), ("three", f.three)]
+                .into_iter()
+                .filter_map(|(key, store)| store.map(|s| (key, s)))
+                .collect();
+        let stores = match (f.stores, numbered.is_empty()) {
+            (Some(_), false) => {
+                return Err("write either `stores:` or `one:`/`two:`/`three:`, not both".into())
+            }
+            (Some(list), true) => list.into_iter().map(|s| ("stores", s)).collect(),
+            (None, _) => numbered,
+        };
+        if stores.is_empty() {
+            return Err(
+                "needs at least one store: `stores: [...]` or `one:`/`two:`/`three:`".into(),
+            );
+        }
+        Ok(MultiwriterConfig {
+            name: f.name,
+            stores,
+        })
+    }
 }
 
 /// `proxied-s3`: reads through `reader`, writes through `writer`.

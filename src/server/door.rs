@@ -41,7 +41,8 @@ pub struct Door {
     settings: ArcSwap<DoorSettings>,
     slots: Slots,
     queued: AtomicUsize,
-    /// reflector.go's `http_blob_request_queue_size`, kept by the door that has it (HTTP).
+    /// reflector.go's `http_blob_request_queue_size` / `http3_blob_request_queue_size`, kept by
+    /// the doors that have one (HTTP, HTTP/3).
     queue_gauge: Option<IntGauge>,
 }
 

@@ -20,6 +20,7 @@ pub struct ServerMetrics {
     pub tcp_out_bytes: IntCounter,
     pub udp_out_bytes: IntCounter,
     pub http_blob_request_queue_size: IntGauge,
+    pub http3_blob_request_queue_size: IntGauge,
 
     // --- prism-lite additions ---
     /// Request latency by front door and status code.
@@ -76,6 +77,10 @@ impl Family for ServerMetrics {
             http_blob_request_queue_size: reflector.gauge(
                 "http_blob_request_queue_size",
                 "Blob requests queue size of the HTTP protocol",
+            ),
+            http3_blob_request_queue_size: reflector.gauge(
+                "http3_blob_request_queue_size",
+                "Blob requests of https queue size",
             ),
             request_duration_seconds: prism.histogram_vec(
                 "request_duration_seconds",

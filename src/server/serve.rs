@@ -170,8 +170,11 @@ impl BlobService {
         self.door_metrics
             .requests_rejected_total
             .with_label_values(&[kind.name()]);
-        let queue_gauge = (kind == DoorKind::Http)
-            .then(|| self.door_metrics.http_blob_request_queue_size.clone());
+        let queue_gauge = match kind {
+            DoorKind::Http => Some(self.door_metrics.http_blob_request_queue_size.clone()),
+            DoorKind::Http3 => Some(self.door_metrics.http3_blob_request_queue_size.clone()),
+            DoorKind::Peer => None,
+        };
         Door::new(kind, settings, queue_gauge)
     }
 

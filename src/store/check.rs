@@ -47,9 +47,6 @@ fn check_into(
         StoreConfig::DbBacked(c) => {
             check_into(&db_backed::resolve(c).store, ctx, notes).context("in db_backed.store")
         }
-        StoreConfig::Multiwriter(c) if c.stores.is_empty() => {
-            anyhow::bail!("multiwriter: `stores` must list at least one store")
-        }
         leaf if leaf.children().is_empty() => build(leaf, ctx).map(drop),
         composite => {
             let kind = composite.summary();

@@ -272,7 +272,10 @@ pub fn worst_case_get(config: &StoreConfig) -> Duration {
         S::Singleflight(c) => worst_case_get(&c.store),
         S::Gcache(c) => worst_case_get(&c.store),
         S::DbBacked(c) => worst_case_get(&c.store),
-        S::Multiwriter(c) => c.stores.first().map_or(Duration::ZERO, worst_case_get),
+        S::Multiwriter(c) => c
+            .stores
+            .first()
+            .map_or(Duration::ZERO, |(_, s)| worst_case_get(s)),
         S::ProxiedS3(c) => worst_case_get(c.reader.as_ref().unwrap_or(&c.writer)),
     }
 }

@@ -18,6 +18,21 @@ use crate::blob::BlobHash;
 use crate::config::{GcacheConfig, GcacheStrategy};
 use crate::store::{Blob, BlobStore, BuildContext, StoreResult};
 
+/// One start-up line when the configured strategy runs as a neighbour: moka has TinyLFU and
+/// LRU, so reflector.go's ARC becomes TinyLFU and its "simple" (map order) becomes LRU.
+fn note_approximation(config: &GcacheConfig) {
+    let runs_as = match config.strategy {
+        GcacheStrategy::Arc => "TinyLFU",
+        GcacheStrategy::Simple => "LRU",
+        GcacheStrategy::Lfu | GcacheStrategy::Lru => return,
+    };
+    tracing::info!(
+        store = config.name(),
+        "gcache: strategy {:?} runs as {runs_as} here",
+        config.strategy
+    );
+}
+
 pub struct GcacheStore {
     name: Arc<str>,
     store: Arc<dyn BlobStore>,
@@ -32,6 +47,7 @@ impl GcacheStore {
             GcacheStrategy::Lfu | GcacheStrategy::Arc => EvictionPolicy::tiny_lfu(),
             GcacheStrategy::Lru | GcacheStrategy::Simple => EvictionPolicy::lru(),
         };
+        note_approximation(config);
         let doomed: Arc<Mutex<VecDeque<BlobHash>>> = Arc::default();
         let queue = Arc::clone(&doomed);
         let evictions = ctx

@@ -36,7 +36,7 @@ pub fn origin(
     let origin = Origin::new(
         config.name(),
         config.timeout,
-        &ctx.store_metrics().upstream_in_bytes,
+        &ctx.store_metrics().http_in_bytes,
     );
     HttpOrigin::new(origin, config.connect_deadline(), layout)
 }

@@ -78,7 +78,7 @@ impl Http3Store {
             origin: Origin::new(
                 config.name(),
                 config.timeout,
-                &ctx.store_metrics().upstream_in_bytes,
+                &ctx.store_metrics().udp_in_bytes,
             ),
             address: endpoint.address.clone(),
             server_name,

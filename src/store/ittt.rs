@@ -11,19 +11,33 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use prometheus::IntCounter;
+
 use crate::blob::BlobHash;
-use crate::store::{Blob, BlobStore, StoreError, StoreResult};
+use crate::store::{Blob, BlobStore, BuildContext, StoreError, StoreResult};
 
 pub struct IfThisThenThat {
     name: Arc<str>,
     this: Arc<dyn BlobStore>,
     that: Arc<dyn BlobStore>,
+    /// reflector.go's `ittt_hits_total{origin}` for `this` and for `that`, labelled with the
+    /// name of the store that served.
+    this_hits: IntCounter,
+    that_hits: IntCounter,
 }
 
 impl IfThisThenThat {
-    pub fn new(name: &str, this: Arc<dyn BlobStore>, that: Arc<dyn BlobStore>) -> Self {
+    pub fn new(
+        name: &str,
+        this: Arc<dyn BlobStore>,
+        that: Arc<dyn BlobStore>,
+        ctx: &BuildContext,
+    ) -> Self {
+        let hits = &ctx.store_metrics().ittt_hits_total;
         IfThisThenThat {
             name: Arc::from(name),
+            this_hits: hits.with_label_values(&[this.name()]),
+            that_hits: hits.with_label_values(&[that.name()]),
             this,
             that,
         }
@@ -62,14 +76,20 @@ impl BlobStore for IfThisThenThat {
     async fn get(&self, hash: &BlobHash) -> StoreResult<Blob> {
         let start = Instant::now();
         let this_err = match self.this.get(hash).await {
-            Ok(blob) => return Ok(blob.via(start.elapsed(), &self.name)),
+            Ok(blob) => {
+                self.this_hits.inc();
+                return Ok(blob.via(start.elapsed(), &self.name));
+            }
             Err(e) => e,
         };
         if !this_err.is_not_found() {
             tracing::debug!(store = %self.name, error = %this_err, "ittt: `this` failed, trying `that`");
         }
         match self.that.get(hash).await {
-            Ok(blob) => Ok(blob.via(start.elapsed(), &self.name)),
+            Ok(blob) => {
+                self.that_hits.inc();
+                Ok(blob.via(start.elapsed(), &self.name))
+            }
             Err(StoreError::NotFound) if !this_err.is_not_found() => Err(this_err),
             Err(e) => Err(e),
         }
@@ -86,5 +106,40 @@ impl BlobStore for IfThisThenThat {
     /// Its contents are two stores', not one child's.
     fn list(&self) -> Option<Vec<BlobHash>> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ByteSize, MemConfig};
+    use crate::metrics::Metrics;
+    use crate::store::memory::MemoryStore;
+
+    #[tokio::test]
+    async fn hits_are_counted_under_the_name_of_the_store_that_served() {
+        let ctx = BuildContext {
+            metrics: Arc::new(Metrics::new()),
+        };
+        let mem = |name: &str| -> Arc<dyn BlobStore> {
+            let config = MemConfig {
+                name: Some(name.into()),
+                max_size: ByteSize(1 << 20),
+            };
+            Arc::new(MemoryStore::new(&config, &ctx))
+        };
+        let (near, far) = (mem("near"), mem("far"));
+        let ittt = IfThisThenThat::new("ittt", Arc::clone(&near), Arc::clone(&far), &ctx);
+        let (a, data_a) = crate::blob::named(&b"in this"[..]);
+        let (b, data_b) = crate::blob::named(&b"in that"[..]);
+        near.put(&a, data_a).await.unwrap();
+        far.put(&b, data_b).await.unwrap();
+        ittt.get(&a).await.unwrap();
+        ittt.get(&b).await.unwrap();
+        ittt.get(&b).await.unwrap();
+        assert!(ittt.get(&BlobHash::of(b"nowhere")).await.is_err());
+        let hits = &ctx.store_metrics().ittt_hits_total;
+        assert_eq!(hits.with_label_values(&["near"]).get(), 1);
+        assert_eq!(hits.with_label_values(&["far"]).get(), 2);
     }
 }

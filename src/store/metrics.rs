@@ -21,11 +21,19 @@ pub struct StoreMetrics {
     pub cache_evict_total: IntCounterVec,
     /// `{cache_type, component, source}`: the last get's speed from the cache or the origin.
     pub speed_mbps: GaugeVec,
-    /// Blob bytes received by every remote origin store except `s3` (`http`, `upstream`, `peer`,
-    /// `http3`), counted on arrival; see [`crate::store::origin`].
+    /// `{origin}`: blobs an `ittt` served, labelled by the name of the store (`this` or
+    /// `that`) that had it.
+    pub ittt_hits_total: IntCounterVec,
+    /// Blob bytes received by remote origin stores, counted on arrival (see
+    /// [`crate::store::origin`]), one counter per protocol as in reflector.go: `upstream`
+    /// stores, `http` stores, `peer` stores (TCP), `http3` stores (UDP) and `s3` stores.
     pub upstream_in_bytes: IntCounter,
-    /// Blob bytes received by `s3` stores.
+    pub http_in_bytes: IntCounter,
+    pub tcp_in_bytes: IntCounter,
+    pub udp_in_bytes: IntCounter,
     pub s3_in_bytes: IntCounter,
+    /// Blob bytes `s3` stores put into their bucket.
+    pub s3_out_bytes: IntCounter,
 
     // --- prism-lite additions ---
     /// Origin gets completed by caching stores, by result (`ok`, `not_found`, `error`, `corrupt`).
@@ -89,12 +97,27 @@ impl Family for StoreMetrics {
                 "Speed of blob retrieval from cache or from origin",
                 &["cache_type", "component", "source"],
             ),
+            ittt_hits_total: reflector.subsystem("ittt").counter_vec(
+                "hits_total",
+                "Total number of blobs retrieved from the this/that storage",
+                &["origin"],
+            ),
             upstream_in_bytes: reflector.counter(
                 "upstream_in_bytes",
                 "Total number of incoming bytes (from Upstream)",
             ),
+            http_in_bytes: reflector.counter(
+                "http_in_bytes",
+                "Total number of bytes downloaded through HTTP",
+            ),
+            tcp_in_bytes: reflector
+                .counter("tcp_in_bytes", "Total number of bytes downloaded through TCP"),
+            udp_in_bytes: reflector
+                .counter("udp_in_bytes", "Total number of bytes downloaded through UDP"),
             s3_in_bytes: reflector
                 .counter("s3_in_bytes", "Total number of incoming bytes (from S3-CF)"),
+            s3_out_bytes: reflector
+                .counter("s3_out_bytes", "Total number of outgoing bytes (to S3)"),
             origin_fetch_total: prism.counter_vec(
                 "origin_fetch_total",
                 "Origin gets made by caching stores, by result",

@@ -288,66 +288,65 @@ impl BuildContext {
 /// disk's index, because it seeds from the full listing.
 pub fn build(config: &StoreConfig, ctx: &BuildContext) -> anyhow::Result<Arc<dyn BlobStore>> {
     use anyhow::Context;
-    let store: Arc<dyn BlobStore> = match config {
-        StoreConfig::Disk(c) => {
-            create_mount_point(&c.mount_point)?;
-            Arc::new(
-                disk::DiskStore::open(c, ctx).with_context(|| {
+    let store: Arc<dyn BlobStore> =
+        match config {
+            StoreConfig::Disk(c) => {
+                create_mount_point(&c.mount_point)?;
+                Arc::new(disk::DiskStore::open(c, ctx).with_context(|| {
                     format!("opening disk store at {}", c.mount_point.display())
-                })?,
-            )
-        }
-        StoreConfig::Mem(c) => Arc::new(memory::MemoryStore::new(c, ctx)),
-        StoreConfig::Noop(_) => Arc::new(noop::NoopStore),
-        StoreConfig::Caching(c) => {
-            let cache = build(&c.cache, ctx).context("in caching.cache")?;
-            let origin = build(&c.origin, ctx).context("in caching.origin")?;
-            Arc::new(caching::CachingStore::new(c, cache, origin, ctx))
-        }
-        StoreConfig::Ittt(c) => {
-            let this = build(&c.this, ctx).context("in ittt.this")?;
-            let that = build(&c.that, ctx).context("in ittt.that")?;
-            Arc::new(ittt::IfThisThenThat::new(c.name(), this, that))
-        }
-        StoreConfig::Singleflight(c) => {
-            let inner = build(&c.store, ctx).context("in singleflight.store")?;
-            Arc::new(singleflight::SingleFlightStore::new(c, inner, ctx))
-        }
-        StoreConfig::Gcache(c) => {
-            let inner = build(&c.store, ctx).context("in gcache.store")?;
-            Arc::new(gcache::GcacheStore::new(c, inner, ctx))
-        }
-        StoreConfig::Multiwriter(c) => {
-            if c.stores.is_empty() {
-                anyhow::bail!("multiwriter: `stores` must list at least one store");
+                })?)
             }
-            let stores = c
-                .stores
-                .iter()
-                .enumerate()
-                .map(|(i, s)| build(s, ctx).with_context(|| format!("in multiwriter.stores[{i}]")))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            Arc::new(multiwriter::MultiWriter::new(c.name(), stores))
-        }
-        StoreConfig::ProxiedS3(c) => {
-            let writer = build(&c.writer, ctx).context("in proxied-s3.writer")?;
-            let reader = match &c.reader {
-                Some(r) => build(r, ctx).context("in proxied-s3.reader")?,
-                None => Arc::clone(&writer),
-            };
-            Arc::new(proxied_s3::ProxiedS3::new(c.name(), reader, writer))
-        }
-        StoreConfig::DbBacked(c) => {
-            let resolved = db_backed::resolve(c);
-            db_backed::warn(&resolved);
-            return build(&resolved.store, ctx).context("in db_backed.store");
-        }
-        StoreConfig::Http(c) => Arc::new(RemoteStore::new(http::origin(c, ctx)?)),
-        StoreConfig::S3(c) => Arc::new(RemoteStore::new(s3::S3Store::new(c, ctx)?)),
-        StoreConfig::Upstream(c) => upstream_pool(c, ctx)?,
-        StoreConfig::Peer(c) => peer_pool(c, ctx)?,
-        StoreConfig::Http3(c) => http3_pool(c, ctx)?,
-    };
+            StoreConfig::Mem(c) => Arc::new(memory::MemoryStore::new(c, ctx)),
+            StoreConfig::Noop(c) => Arc::new(noop::NoopStore::new(c.name())),
+            StoreConfig::Caching(c) => {
+                let cache = build(&c.cache, ctx).context("in caching.cache")?;
+                let origin = build(&c.origin, ctx).context("in caching.origin")?;
+                Arc::new(caching::CachingStore::new(c, cache, origin, ctx))
+            }
+            StoreConfig::Ittt(c) => {
+                let this = build(&c.this, ctx).context("in ittt.this")?;
+                let that = build(&c.that, ctx).context("in ittt.that")?;
+                Arc::new(ittt::IfThisThenThat::new(c.name(), this, that, ctx))
+            }
+            StoreConfig::Singleflight(c) => {
+                let inner = build(&c.store, ctx).context("in singleflight.store")?;
+                Arc::new(singleflight::SingleFlightStore::new(c, inner, ctx))
+            }
+            StoreConfig::Gcache(c) => {
+                let inner = build(&c.store, ctx).context("in gcache.store")?;
+                Arc::new(gcache::GcacheStore::new(c, inner, ctx))
+            }
+            StoreConfig::Multiwriter(c) => {
+                let stores = c
+                    .stores
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (key, s))| {
+                        build(s, ctx).with_context(|| format!("in multiwriter.{key}[{i}]"))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                multiwriter::note_three(c);
+                Arc::new(multiwriter::MultiWriter::new(c.name(), stores))
+            }
+            StoreConfig::ProxiedS3(c) => {
+                let writer = build(&c.writer, ctx).context("in proxied-s3.writer")?;
+                let reader = match &c.reader {
+                    Some(r) => build(r, ctx).context("in proxied-s3.reader")?,
+                    None => Arc::clone(&writer),
+                };
+                Arc::new(proxied_s3::ProxiedS3::new(c.name(), reader, writer))
+            }
+            StoreConfig::DbBacked(c) => {
+                let resolved = db_backed::resolve(c);
+                db_backed::warn(&resolved);
+                return build(&resolved.store, ctx).context("in db_backed.store");
+            }
+            StoreConfig::Http(c) => Arc::new(RemoteStore::new(http::origin(c, ctx)?)),
+            StoreConfig::S3(c) => Arc::new(RemoteStore::new(s3::S3Store::new(c, ctx)?)),
+            StoreConfig::Upstream(c) => upstream_pool(c, ctx)?,
+            StoreConfig::Peer(c) => peer_pool(c, ctx)?,
+            StoreConfig::Http3(c) => http3_pool(c, ctx)?,
+        };
     Ok(store)
 }
 
@@ -457,6 +456,8 @@ mod tests {
             ("mem: {}", "mem"),
             ("mem: {name: hot}", "hot"),
             ("noop:", "noop"),
+            ("noop: {name: x}", "x"),
+            ("multiwriter: {name: w, one: {noop: }, two: {mem: {}}}", "w"),
             ("caching: {cache: {mem: {}}, origin: {noop: }}", "caching"),
             ("ittt: {this: {noop: }, that: {noop: }}", "ittt"),
             ("singleflight: {component: sf, store: {noop: }}", "sf"),

@@ -14,6 +14,18 @@ use futures_util::future::join_all;
 use crate::blob::BlobHash;
 use crate::store::{Blob, BlobStore, StoreError, StoreResult};
 
+/// Says once, at build, that a `three:` is written to: reflector.go reads only `one` and `two`,
+/// so an operator moving a file over learns that its third store now receives writes too.
+pub fn note_three(config: &crate::config::MultiwriterConfig) {
+    if let Some((_, third)) = config.stores.iter().find(|(key, _)| *key == "three") {
+        tracing::info!(
+            store = config.name(),
+            third = third.name(),
+            "multiwriter: `three` is written to as well (reflector.go reads only `one` and `two`)"
+        );
+    }
+}
+
 pub struct MultiWriter {
     name: Arc<str>,
     stores: Vec<Arc<dyn BlobStore>>,

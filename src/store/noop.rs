@@ -1,18 +1,31 @@
 //! `noop`: holds nothing. Gets miss, writes are accepted and dropped. Useful as a placeholder
 //! origin and in tests.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::blob::BlobHash;
 use crate::store::{Blob, BlobStore, StoreError, StoreResult};
 
-pub struct NoopStore;
+pub struct NoopStore {
+    name: Arc<str>,
+}
+
+impl NoopStore {
+    /// A noop store called `name` (its config's `name`, default `noop`).
+    pub fn new(name: &str) -> NoopStore {
+        NoopStore {
+            name: Arc::from(name),
+        }
+    }
+}
 
 #[async_trait]
 impl BlobStore for NoopStore {
     fn name(&self) -> &str {
-        "noop"
+        &self.name
     }
     async fn has(&self, _: &BlobHash) -> StoreResult<bool> {
         Ok(false)

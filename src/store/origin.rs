@@ -14,9 +14,10 @@
 //!   and SHA-384, and only then makes a [`Blob`] (marked verified, so no layer above hashes it
 //!   again). A mismatch is [`StoreError::Corrupt`]: never served, never cached.
 //! - **One bytes-in rule.** Every blob body a remote store receives is counted once, on arrival
-//!   (whatever the verdict), into the reflector.go counter that fits: `reflector_s3_in_bytes`
-//!   for `s3`, `reflector_upstream_in_bytes` for every other remote (`http`, `upstream`, `peer`,
-//!   `http3`): bytes that came from outside our own storage.
+//!   (whatever the verdict), into the reflector.go counter of its protocol, as reflector.go
+//!   counts: `reflector_s3_in_bytes` (`s3`), `reflector_upstream_in_bytes` (`upstream`),
+//!   `reflector_http_in_bytes` (`http`), `reflector_tcp_in_bytes` (`peer`) and
+//!   `reflector_udp_in_bytes` (`http3`).
 //!
 //! The rest of a remote's store contract (read-only, not a cache, cannot list) is
 //! [`remote`](super::remote)'s; the retry of a dead reused connection is

@@ -56,7 +56,7 @@ impl PeerStore {
             origin: Origin::new(
                 config.name(),
                 config.timeout,
-                &ctx.store_metrics().upstream_in_bytes,
+                &ctx.store_metrics().tcp_in_bytes,
             ),
             address: endpoint.address.clone(),
             idle: Mutex::new(Vec::new()),

@@ -50,6 +50,8 @@ pub struct S3Store {
     origin: Origin,
     config: S3Config,
     client: OnceCell<Client>,
+    /// reflector.go's `s3_out_bytes`: blob bytes put into the bucket.
+    out_bytes: prometheus::IntCounter,
 }
 
 impl S3Store {
@@ -71,6 +73,7 @@ impl S3Store {
             origin: Origin::new(name, config.timeout, &ctx.store_metrics().s3_in_bytes),
             config: config.clone(),
             client: OnceCell::new(),
+            out_bytes: ctx.store_metrics().s3_out_bytes.clone(),
         })
     }
 
@@ -274,6 +277,7 @@ impl Remote for S3Store {
                         )),
                         other => other,
                     })?;
+                self.out_bytes.inc_by(len.unsigned_abs());
                 Ok(())
             })
             .await

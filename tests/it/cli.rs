@@ -115,6 +115,47 @@ fn check_config_accepts_the_shipped_config() {
     );
 }
 
+/// reflector.go's README examples (blobcache.yaml, reflector.yaml, upload.yaml), unchanged,
+/// pass `check-config` for their command, and what they name that does nothing here is said.
+#[test]
+fn check_config_accepts_reflector_go_readme_files() {
+    let conf = repo().join("config/examples/reflector-go-db-backed");
+    let conf = conf.to_str().unwrap();
+    let (code, out, err) = run(&["--conf-dir", conf, "check-config", "blobcache"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("blobcache.yaml is valid"), "{out}");
+    assert!(out.contains("disk name=blobcache"), "{out}");
+
+    let (code, out, err) = run(&["--conf-dir", conf, "check-config", "reflector"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("reflector.yaml is valid"), "{out}");
+    assert!(out.contains("proxied-s3 name=s3_read_proxy"), "{out}");
+    assert!(out.contains("s3 name=primary bucket=blobs-bucket"), "{out}");
+    assert!(out.contains("MySQL settings ignored"), "{out}");
+    assert!(
+        out.contains("upload door on --receiver-port (default 5566)"),
+        "{out}"
+    );
+    assert!(!out.contains("YOUR_SECRET"), "{out}");
+
+    let (code, out, err) = run(&["--conf-dir", conf, "check-config", "upload"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("upload.yaml is valid"), "{out}");
+    assert!(out.contains("database: accepted and ignored"), "{out}");
+    assert!(
+        out.contains("proxied-s3 name=proxied-s3 (no reader"),
+        "{out}"
+    );
+    assert!(!out.contains("YOUR_SECRET"), "{out}");
+
+    let (code, _, err) = run(&["--conf-dir", conf, "check-config", "dht"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("allowed: blobcache, reflector, upload"),
+        "{err}"
+    );
+}
+
 #[test]
 fn check_config_rejects_bad_files_naming_the_yaml_path() {
     let dir = tempfile::tempdir().unwrap();

@@ -28,10 +28,15 @@ use crate::common::{
 
 /// One blob request slot and no queue: a second request while the first is held is refused.
 fn one_slot(door: Door) -> BlobcacheConfig {
+    one_slot_queued(door, 0)
+}
+
+/// One blob request slot and a queue of `queued`.
+fn one_slot_queued(door: Door, queued: usize) -> BlobcacheConfig {
     Cache::new()
         .door(
             door.set("max_concurrent_requests", 1)
-                .set("max_queued_requests", 0)
+                .set("max_queued_requests", queued)
                 .set("shutdown_timeout", "1s"),
         )
         .store(Store::noop())
@@ -176,7 +181,7 @@ async fn the_http3_door_rejects_past_its_slots_and_queue_then_serves_again() {
     let origin = TestOrigin::new(true);
     let data = blob_bytes(33, 90_000);
     let hash = origin.insert(data.clone());
-    let config = one_slot(Door::http3());
+    let config = one_slot_queued(Door::http3(), 1);
     let http3 = config.servers.http3.clone().unwrap();
     let (service, metrics) = service(&origin, &config);
     let endpoint = Http3Server::bind(&http3).unwrap();
@@ -193,6 +198,10 @@ async fn the_http3_door_rejects_past_its_slots_and_queue_then_serves_again() {
         origin.get_count() == 1
     })
     .await;
+    // The second waits in the queue (reflector.go's gauge shows it), the third is refused.
+    let mut queued = client.send_get(&path).await;
+    let queue_size = || metrics.doors().http3_blob_request_queue_size.get();
+    wait_until("one request queued", || queue_size() == 1).await;
     let mut refused = client.send_get(&path).await;
     let answer = tokio::time::timeout(TEST_TIMEOUT, refused.recv_response())
         .await
@@ -209,10 +218,16 @@ async fn the_http3_door_rejects_past_its_slots_and_queue_then_serves_again() {
         .unwrap()
         .unwrap();
     assert_eq!(head.status(), 200);
+    let head = tokio::time::timeout(TEST_TIMEOUT, queued.recv_response())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(head.status(), 200, "the queued request got the freed slot");
+    assert_eq!(queue_size(), 0);
     let (head, body) = client.get(&path).await;
     assert_eq!(head.status(), 200);
     assert_eq!(body, data);
-    drop((held, client));
+    drop((held, queued, client));
     stop.cancel();
     tokio::time::timeout(TEST_TIMEOUT, task)
         .await

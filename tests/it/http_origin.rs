@@ -118,8 +118,13 @@ async fn front_door_maps_origin_failures_to_404_502_504() {
         .script
         .set(&format!("/bucket/{hash}"), 200, data.clone());
     let (status, via, body) = get_blob(addr, &hash.to_hex()).await;
-    assert_eq!((status, body), (200, data));
+    assert_eq!((status, body), (200, data.clone()));
     assert!(via.unwrap().contains("\"cdn\""));
+    // reflector.go's names: the ittt hit is `this` (named cdn), the bytes came over HTTP.
+    let stores = cache.metrics.stores();
+    assert_eq!(stores.ittt_hits_total.with_label_values(&["cdn"]).get(), 1);
+    assert_eq!(stores.ittt_hits_total.with_label_values(&["slow"]).get(), 0);
+    assert_eq!(stores.http_in_bytes.get(), data.len() as u64);
 
     // cdn answers 500, ittt falls back to `slow`, which hangs: 504 after its 1s timeout.
     let (h500, _) = blob(6, 10);

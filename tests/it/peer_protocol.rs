@@ -59,7 +59,7 @@ async fn put(running: &Running, hash: &BlobHash, data: &Bytes) {
     running.store.put(hash, data.clone()).await.expect("put");
 }
 
-fn sdk_request(hash: &str) -> String {
+pub(crate) fn sdk_request(hash: &str) -> String {
     format!(
         r#"{{"requested_blobs":["{hash}"],"lbrycrd_address":true,"blob_data_payment_rate":0.0,"requested_blob":"{hash}"}}"#
     )
@@ -74,27 +74,27 @@ async fn connect(addr: SocketAddr) -> TcpStream {
 }
 
 /// A client connection that keeps bytes that arrived after one response for the next.
-struct Client {
+pub(crate) struct Client {
     stream: TcpStream,
     buf: Vec<u8>,
 }
 
 impl Client {
-    async fn new(addr: SocketAddr) -> Client {
+    pub(crate) async fn new(addr: SocketAddr) -> Client {
         Client {
             stream: connect(addr).await,
             buf: Vec::new(),
         }
     }
 
-    async fn send(&mut self, bytes: &[u8]) {
+    pub(crate) async fn send(&mut self, bytes: &[u8]) {
         within("write", self.stream.write_all(bytes))
             .await
             .expect("write");
     }
 
     /// Reads one response header and, if it announces a blob, exactly `length` bytes.
-    async fn response(&mut self) -> (Map<String, Value>, Vec<u8>) {
+    pub(crate) async fn response(&mut self) -> (Map<String, Value>, Vec<u8>) {
         let header = loop {
             match next_frame(&self.buf) {
                 Frame::Complete(map, used) => {
@@ -507,10 +507,7 @@ async fn chain_of_two_caches_over_the_peer_protocol() {
     );
     verify(&got, &hash).unwrap();
     assert_eq!(b.metrics.doors().peer_download_total.get(), 1);
-    assert_eq!(
-        a.metrics.stores().upstream_in_bytes.get(),
-        data.len() as u64
-    );
+    assert_eq!(a.metrics.stores().tcp_in_bytes.get(), data.len() as u64);
 
     // Second get: a hit on A; B is not asked for the blob again.
     c.send(sdk_request(&hash.to_string()).as_bytes()).await;
@@ -615,10 +612,7 @@ async fn peer_store_gets_has_and_not_found_from_a_real_peer() {
     assert_eq!(got.data, data);
     // Five exchanges over one pooled connection.
     assert_eq!(b.metrics.doors().peer_connections.get(), 1);
-    assert_eq!(
-        metrics.stores().upstream_in_bytes.get(),
-        2 * data.len() as u64
-    );
+    assert_eq!(metrics.stores().tcp_in_bytes.get(), 2 * data.len() as u64);
     assert!(matches!(
         store.put(&hash, data.clone()).await,
         Err(StoreError::Refused { .. })

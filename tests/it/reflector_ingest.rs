@@ -19,11 +19,11 @@ use crate::common::{
 };
 
 /// A fixture stream as its publisher holds it.
-struct Fixture {
-    sd_hash: BlobHash,
-    sd: Bytes,
+pub(crate) struct Fixture {
+    pub(crate) sd_hash: BlobHash,
+    pub(crate) sd: Bytes,
     /// Content blobs in stream order.
-    blobs: Vec<(BlobHash, Bytes)>,
+    pub(crate) blobs: Vec<(BlobHash, Bytes)>,
 }
 
 impl Fixture {
@@ -48,7 +48,7 @@ impl Fixture {
     }
 
     /// Every blob of the stream, sd blob first.
-    fn all(&self) -> Vec<(BlobHash, Bytes)> {
+    pub(crate) fn all(&self) -> Vec<(BlobHash, Bytes)> {
         let mut all = vec![(self.sd_hash, self.sd.clone())];
         all.extend(self.blobs.iter().cloned());
         all
@@ -57,7 +57,7 @@ impl Fixture {
 
 /// `small` (one content blob) and `medium` (three, two of them 2 MiB), or `None` without
 /// fixtures.
-fn fixtures() -> Option<(Fixture, Fixture)> {
+pub(crate) fn fixtures() -> Option<(Fixture, Fixture)> {
     let dir = fixture_streams()?;
     Some((
         Fixture::load(&dir.join("small")),
@@ -149,17 +149,17 @@ impl Uploader {
 
 /// What one SDK-style upload did.
 #[derive(Debug, Default)]
-struct Upload {
-    sent_sd: bool,
+pub(crate) struct Upload {
+    pub(crate) sent_sd: bool,
     /// `needed_blobs` of the sd answer.
-    needed: Vec<String>,
+    pub(crate) needed: Vec<String>,
     /// Content blobs whose bytes were sent.
-    sent: Vec<BlobHash>,
+    pub(crate) sent: Vec<BlobHash>,
 }
 
 /// `ManagedStream.upload_to_reflector` with `StreamReflectorClient`, v2: sd offer, then the
 /// needed blobs (all of them after a fresh sd blob). Stops after `limit` content blobs sent.
-async fn upload_v2(addr: SocketAddr, stream: &Fixture, limit: Option<usize>) -> Upload {
+pub(crate) async fn upload_v2(addr: SocketAddr, stream: &Fixture, limit: Option<usize>) -> Upload {
     let mut c = Uploader::connect(addr).await;
     c.handshake(1).await;
     let offer = format!(

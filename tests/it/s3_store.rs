@@ -154,3 +154,50 @@ async fn hanging_s3_is_a_timeout_in_bounded_time() {
         .unwrap_err();
     assert!(matches!(err, StoreError::Timeout { .. }), "{err}");
 }
+
+/// reflector.go's `multiwriter` form (`one:`/`two:`, as its upload writers are written) puts
+/// every blob into both stores: here two real S3 servers, as YAML an operator writes it.
+#[tokio::test]
+async fn multiwriter_one_two_writes_to_both_s3_servers() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (
+        S3Server::start(dir_a.path(), 0).await,
+        S3Server::start(dir_b.path(), 0).await,
+    );
+    for server in [&a, &b] {
+        create_bucket(&sdk_client(&server.endpoint())).await;
+    }
+    let s3 = |name: &str, endpoint: String| {
+        format!(
+            "s3: {{name: {name}, aws_id: {ACCESS_KEY}, aws_secret: {SECRET_KEY}, region: us-east-1, \
+             bucket: {BUCKET}, endpoint: '{endpoint}', sharding_size: 2, timeout: 10s}}"
+        )
+    };
+    let yaml = format!(
+        "store:\n  multiwriter:\n    name: replicate\n    one: {{{}}}\n    two: {{{}}}\n",
+        s3("primary", a.endpoint()),
+        s3("replica", b.endpoint())
+    );
+    let cfg: prism_lite::config::BlobcacheConfig =
+        prism_lite::config::parse(&yaml, "upload.yaml").unwrap();
+    let ctx = prism_lite::store::BuildContext {
+        metrics: Arc::new(Metrics::new()),
+    };
+    let store = prism_lite::store::build(&cfg.store, &ctx).unwrap();
+    assert_eq!(store.name(), "replicate");
+
+    let (hash, data) = blob(11, 100_000);
+    within("put", store.put(&hash, data.clone())).await.unwrap();
+    for dir in [&dir_a, &dir_b] {
+        let object = dir.path().join(BUCKET).join(hash.sharded_path(2));
+        assert_eq!(std::fs::read(&object).expect("object in both"), data);
+    }
+    // Reads come from `one`.
+    let got = within("get", store.get(&hash)).await.unwrap();
+    assert_eq!(got.data, data);
+    let stores = ctx.metrics.stores();
+    assert_eq!(stores.s3_out_bytes.get(), 2 * data.len() as u64);
+    assert_eq!(stores.s3_in_bytes.get(), data.len() as u64);
+    a.stop().await;
+    b.stop().await;
+}

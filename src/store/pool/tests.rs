@@ -295,7 +295,7 @@ fn the_same_endpoint_twice_is_a_build_error() {
             name_of: crate::config::pool::address_name,
         },
         &ctx,
-        |_| Ok(Arc::new(crate::store::noop::NoopStore) as Arc<dyn BlobStore>),
+        |_| Ok(Arc::new(crate::store::noop::NoopStore::new("noop")) as Arc<dyn BlobStore>),
     )
     .err()
     .unwrap();

@@ -35,12 +35,40 @@ pub struct S3Server {
     task: JoinHandle<()>,
 }
 
+/// A public-read bucket policy: objects can be read without credentials (what an `http`
+/// origin pointed at a bucket's URL relies on); everything else needs the test keys.
+struct PublicRead;
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for PublicRead {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
+        let read = matches!(cx.s3_op().name(), "GetObject" | "HeadObject");
+        match cx.credentials().is_some() || read {
+            true => Ok(()),
+            false => Err(s3s::s3_error!(AccessDenied, "Signature is required")),
+        }
+    }
+}
+
 impl S3Server {
     /// Starts on `port` (0 = any free port). Objects live in `root/<bucket>/<key>`.
     pub async fn start(root: &Path, port: u16) -> S3Server {
+        S3Server::serve(root, port, false).await
+    }
+
+    /// Like [`S3Server::start`] on any free port, with objects readable anonymously (a
+    /// public-read bucket, as a CDN or an `http` origin reads one).
+    pub async fn start_public_read(root: &Path) -> S3Server {
+        S3Server::serve(root, 0, true).await
+    }
+
+    async fn serve(root: &Path, port: u16, public_read: bool) -> S3Server {
         let fs = s3s_fs::FileSystem::new(root).expect("s3s-fs root");
         let mut builder = s3s::service::S3ServiceBuilder::new(fs);
         builder.set_auth(s3s::auth::SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
+        if public_read {
+            builder.set_access(PublicRead);
+        }
         let service = builder.build();
         let listener = TcpListener::bind(("127.0.0.1", port))
             .await

@@ -73,34 +73,97 @@ impl Blobcache {
     }
 
     async fn wait_ready(&mut self) {
-        let client = http_client();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "prism-lite in {} exited early: {status}",
-                    self.conf_dir.display()
-                );
-            }
-            let ready = tokio::time::timeout(
-                Duration::from_secs(1),
-                client.get(format!("http://{}/readyz", self.metrics)).send(),
-            )
-            .await;
-            if matches!(ready, Ok(Ok(ref r)) if r.status() == 200) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prism-lite in {} not ready within 20s",
-                self.conf_dir.display()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = self.conf_dir.display().to_string();
+        wait_ready(&mut self.child, self.metrics, || {
+            format!("prism-lite in {what}")
+        })
+        .await;
     }
 
     /// SIGKILL, as a crash would; returns once the process is gone (its ports are closed).
     pub async fn kill(mut self) {
         self.child.kill().await.expect("kill prism-lite");
+    }
+}
+
+/// A running `prism-lite` process started with any command line (e.g. `reflector` with its
+/// flags), its log going to a file in `dir`; ready when `/readyz` on `metrics_port` answers.
+pub struct Prism {
+    child: Child,
+    log: PathBuf,
+    pub metrics: SocketAddr,
+}
+
+impl Prism {
+    /// Runs `prism-lite ARGS` in `dir`; returns once `/readyz` on 127.0.0.1:`metrics_port`
+    /// answers 200 (panics with the log if the process exits first).
+    pub async fn start(dir: &Path, args: &[&str], metrics_port: u16) -> Prism {
+        let log = dir.join(format!("prism-{metrics_port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_prism-lite"))
+            .args(args)
+            .current_dir(dir)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn prism-lite");
+        let mut prism = Prism {
+            child,
+            log,
+            metrics: SocketAddr::from(([127, 0, 0, 1], metrics_port)),
+        };
+        prism.wait_ready().await;
+        prism
+    }
+
+    async fn wait_ready(&mut self) {
+        let log = self.log.clone();
+        wait_ready(&mut self.child, self.metrics, || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            format!("prism-lite (log follows)\n{text}\n")
+        })
+        .await;
+    }
+
+    /// Everything the process logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM; returns the exit code (bounded wait) and the whole log.
+    pub async fn terminate(mut self) -> (Option<i32>, String) {
+        let pid = self.child.id().expect("running").to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("prism-lite stops within 20s of SIGTERM")
+            .expect("wait");
+        (status.code(), self.log())
+    }
+}
+
+/// Polls `/readyz` on `metrics` (bounded: 20 s) until it answers 200; panics, naming the
+/// process with `what()`, if it exits or never gets ready.
+async fn wait_ready(child: &mut Child, metrics: SocketAddr, what: impl Fn() -> String) {
+    let client = http_client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{} exited early: {status}", what());
+        }
+        let ready = tokio::time::timeout(
+            Duration::from_secs(1),
+            client.get(format!("http://{metrics}/readyz")).send(),
+        )
+        .await;
+        if matches!(ready, Ok(Ok(ref r)) if r.status() == 200) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{} not ready within 20s", what());
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
