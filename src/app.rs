@@ -20,6 +20,7 @@ use crate::config::{BlobcacheConfig, StoreConfig};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::reload::{self, ReloadReport, Reloader};
+use crate::server::access_log::{AccessLog, AccessLogMetrics};
 use crate::server::admin::AdminServer;
 use crate::server::budget::InflightBudget;
 use crate::server::http::HttpServer;
@@ -133,6 +134,7 @@ pub fn process_metrics() -> Arc<Metrics> {
     metrics.family::<StoreMetrics>();
     metrics.family::<ServerMetrics>();
     metrics.family::<ReflectorMetrics>();
+    metrics.family::<AccessLogMetrics>();
     metrics
 }
 
@@ -190,6 +192,13 @@ async fn start_with_raw(
         Arc::clone(&budget),
         Arc::clone(&metrics),
     );
+    let access_log = match &config.access_log {
+        Some(log) => Some(AccessLog::open(log, &metrics.family())?),
+        None => None,
+    };
+    if let Some(log) = &access_log {
+        service.log_to(Arc::clone(log));
+    }
     let mut doors = Doors::start(&config, &service, &mut tasks, &shutdown).await?;
     let dht = start_dht(
         &config,
@@ -218,7 +227,7 @@ async fn start_with_raw(
         raw,
         Arc::clone(&policy),
         Arc::clone(&root),
-        doors.live(budget),
+        doors.live(budget, access_log),
         blocklist_settings,
         prefetcher,
     ));
@@ -358,8 +367,13 @@ impl Doors {
     }
 
     /// What a reload reconfigures: each serving door's settings, and the shared budget.
-    fn live(&self, budget: Arc<InflightBudget>) -> reload::LiveDoors {
+    fn live(
+        &self,
+        budget: Arc<InflightBudget>,
+        access_log: Option<Arc<AccessLog>>,
+    ) -> reload::LiveDoors {
         reload::LiveDoors {
+            access_log,
             http: self.http.as_ref().map(|d| Arc::clone(d.door())),
             http3: self.http3.as_ref().map(|d| Arc::clone(d.door())),
             peer: self.peer.as_ref().map(|d| Arc::clone(d.door())),
