@@ -210,8 +210,16 @@ impl Acceptor {
     /// Closes the listening socket (no new connections) and waits, at most `deadline`, until
     /// every accepted connection has released its slot. Returns whether all did.
     pub async fn close_and_drain(self, deadline: Duration) -> bool {
-        drop(self.listener);
-        self.admission.drain(deadline).await
+        let Acceptor {
+            listener,
+            admission,
+            handshakes,
+        } = self;
+        drop(listener);
+        // Connections still giving their PROXY header were never handed to the door: close
+        // them (and free their slots) rather than wait for them.
+        drop(handshakes);
+        admission.drain(deadline).await
     }
 }
 

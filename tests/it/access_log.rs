@@ -59,6 +59,7 @@ async fn cache_logging(
     let running = Cache::new()
         .door(Door::http().set("trusted_proxies", "[127.0.0.1/32]"))
         .peer()
+        .http3()
         .tier(Store::mem())
         .origin(Store::http(&origin))
         .section("access_log", log_section(&dir.join("access.log"), format))
@@ -152,14 +153,22 @@ async fn json_lines_add_door_duration_and_cache_result() {
     // One line per blob on the peer door.
     let peer = Store::peer(running.peer_addr.unwrap()).build();
     assert_eq!(peer.get(&hash).await.unwrap().data.len(), 50_000);
+    // And one per request on the HTTP/3 door.
+    let h3 = H3Client::options(&[prism_lite::quic::ALPN_H3])
+        .local_ip("127.0.0.3")
+        .connect(running.http3_addr.unwrap())
+        .await
+        .unwrap();
+    let (head, body) = h3.get(&format!("/get/{hash}?edge_token=t0ken")).await;
+    assert_eq!((head.status().as_u16(), body.len()), (200, 50_000));
 
-    let log = wait_lines(&dir.path().join("access.log"), 4).await;
+    let log = wait_lines(&dir.path().join("access.log"), 5).await;
     let json: Vec<serde_json::Value> = log
         .iter()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
     let cache: Vec<&str> = json.iter().map(|j| j["cache"].as_str().unwrap()).collect();
-    assert_eq!(cache, ["miss", "hit", "miss", "hit"]);
+    assert_eq!(cache, ["miss", "hit", "miss", "hit", "hit"]);
     assert_eq!(json[0]["remote_addr"], "127.0.0.2");
     assert_eq!(
         json[0]["request"],
@@ -178,6 +187,13 @@ async fn json_lines_add_door_duration_and_cache_result() {
         format!("requested_blob {hash} lbry-peer")
     );
     assert_eq!(json[3]["body_bytes_sent"], 50_000);
+    assert_eq!(json[4]["door"], "http3");
+    assert_eq!(json[4]["remote_addr"], "127.0.0.3");
+    assert_eq!(
+        json[4]["request"],
+        format!("GET /get/{hash}?edge_token=*** HTTP/3.0")
+    );
+    assert_eq!(json[4]["body_bytes_sent"], 50_000);
     let m = scrape(running.metrics_addr).await;
     assert_eq!(metric(&m, "prism_access_log_dropped_total", &[]), 0.0);
     running.stop().await;
