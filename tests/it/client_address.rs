@@ -4,71 +4,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use prism_lite::blob::BlobHash;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
-use tokio::process::{Child, Command};
 
 use crate::common::*;
-
-/// `haproxy -db` in tcp mode: one frontend per `(listen port, backend address, send-proxy
-/// keyword)`, killed when dropped.
-struct Haproxy {
-    _child: Child,
-}
-
-impl Haproxy {
-    async fn start(dir: &Path, routes: &[(u16, SocketAddr, &str)]) -> Haproxy {
-        let mut cfg = String::from(
-            "global\n  maxconn 200\ndefaults\n  mode tcp\n  timeout connect 5s\n  \
-             timeout client 30s\n  timeout server 30s\n",
-        );
-        for (i, (port, backend, keyword)) in routes.iter().enumerate() {
-            cfg.push_str(&format!(
-                "frontend f{i}\n  bind 127.0.0.1:{port}\n  default_backend b{i}\n\
-                 backend b{i}\n  server s{i} {backend} {keyword}\n"
-            ));
-        }
-        let file = dir.join("haproxy.cfg");
-        std::fs::write(&file, cfg).unwrap();
-        let child = Command::new("haproxy")
-            .arg("-f")
-            .arg(&file)
-            .arg("-db")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("haproxy is installed (tests/run.sh installs it)");
-        for (port, _, _) in routes {
-            let addr = SocketAddr::from(([127, 0, 0, 1], *port));
-            wait_until_async("haproxy listening", || async move {
-                tokio::net::TcpStream::connect(addr).await.is_ok()
-            })
-            .await;
-        }
-        Haproxy { _child: child }
-    }
-}
-
-/// Polls `cond` until it holds, at most [`TEST_TIMEOUT`].
-async fn wait_until_async<F, Fut>(what: &str, cond: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = std::time::Instant::now() + TEST_TIMEOUT;
-    while !cond().await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what}: not within the timeout"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 fn client_from(from: &str) -> reqwest::Client {
     reqwest::Client::builder()
@@ -180,9 +122,12 @@ async fn per_address_limits_apply_to_the_address_haproxy_names() {
     )
     .await;
     let url = format!("http://127.0.0.1:{port}/blob?hash={hash}");
-    // The first client holds its one connection (kept alive in its client's pool).
+    // The first client holds its one connection (kept alive in its client's pool once the
+    // body is read: a response dropped unread would close it).
     let first = client_from("127.0.0.2");
-    assert_eq!(first.get(&url).send().await.unwrap().status(), 200);
+    let answer = first.get(&url).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    answer.bytes().await.unwrap();
     // A second connection of the same client is closed.
     let second = client_from("127.0.0.2").get(&url).send().await;
     assert!(second.is_err(), "over the cap: {second:?}");
@@ -260,4 +205,35 @@ async fn proxy_protocol_without_trusted_proxies_and_bad_cidrs_are_refused_at_loa
             && e.contains("\"300.1.1.1\" is not a CIDR block"),
         "{e}"
     );
+}
+
+/// On an HTTP door the client is read per request from a trusted proxy's headers, so the
+/// proxy's own connections are not held to `max_connections_per_ip` (they carry many clients);
+/// an untrusted address still is.
+#[tokio::test]
+async fn a_trusted_proxy_s_connections_are_not_capped_per_address() {
+    let running = Cache::new()
+        .door(
+            Door::http()
+                .set("trusted_proxies", "[127.0.0.1]")
+                .set("max_connections_per_ip", 1),
+        )
+        .store(Store::mem())
+        .start()
+        .await;
+    let data = blob_bytes(4, 1000);
+    let hash = BlobHash::of(&data);
+    running.store.put(&hash, data).await.unwrap();
+    let url = format!("http://{}/blob?hash={hash}", running.http_addr.unwrap());
+    // Two clients (two pools): two connections from each address, the first kept alive.
+    for (from, second_ok) in [("127.0.0.1", true), ("127.0.0.2", false)] {
+        let first = client_from(from);
+        let answer = first.get(&url).send().await.unwrap();
+        assert_eq!(answer.status(), 200);
+        answer.bytes().await.unwrap(); // back in the pool, the connection stays open
+        let second = client_from(from).get(&url).send().await;
+        assert_eq!(second.is_ok(), second_ok, "{from}: {second:?}");
+        drop(first);
+    }
+    running.stop().await;
 }

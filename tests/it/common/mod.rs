@@ -17,11 +17,13 @@ use tokio::sync::{Notify, Semaphore};
 
 mod cache;
 mod h3;
+mod haproxy;
 mod net;
 mod process;
 mod relay;
 pub use cache::*;
 pub use h3::*;
+pub use haproxy::*;
 pub use net::*;
 pub use process::*;
 pub use relay::*;
