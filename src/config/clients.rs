@@ -41,6 +41,29 @@ impl Proxies {
     }
 }
 
+impl super::ServersConfig {
+    /// The first door whose `proxy_protocol` no peer is trusted to send (what start-up refuses;
+    /// `check-config` asks the same).
+    pub fn proxy_problem(&self) -> Option<String> {
+        [
+            (
+                "servers.http",
+                self.http.as_ref().map(|c| c.settings().listen.proxies),
+            ),
+            (
+                "servers.peer",
+                self.peer.as_ref().map(|c| c.settings().listen.proxies),
+            ),
+            (
+                "servers.reflector",
+                self.reflector.as_ref().map(|c| c.proxies()),
+            ),
+        ]
+        .into_iter()
+        .find_map(|(section, proxies)| proxies?.problem(section))
+    }
+}
+
 /// A list of CIDR blocks (`10.0.0.0/8`, `2001:db8::/32`) or bare addresses (a /32 or /128),
 /// refused at load with the entry named when one is neither.
 pub fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {

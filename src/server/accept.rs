@@ -27,9 +27,8 @@ use anyhow::Context;
 use prometheus::IntCounter;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::CancellationToken;
-
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Listen, Proxies};
 use crate::server::per_ip::{IpSlot, PerIpLimit};
