@@ -237,3 +237,62 @@ async fn a_trusted_proxy_s_connections_are_not_capped_per_address() {
     }
     running.stop().await;
 }
+
+/// The per-address in-flight budget (`limits.max_inflight_bytes_per_ip`) is charged to the
+/// client a trusted proxy's `X-Forwarded-For` names: one forwarded client stalled on a blob is
+/// refused a second one, while another client behind the same proxy is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_flight_share_is_the_forwarded_client_s() {
+    let running = Cache::new()
+        .door(Door::http().set("trusted_proxies", "[127.0.0.1]"))
+        .store(Store::mem().max_size("64MiB"))
+        .limits("{max_inflight_bytes_per_ip: 3MiB, inflight_wait: 100ms, write_stall_timeout: 60s}")
+        .start()
+        .await;
+    let mut hashes = Vec::new();
+    for seed in 0..2 {
+        let data = blob_bytes(20 + seed, 2 << 20);
+        let hash = BlobHash::of(&data);
+        running.store.put(&hash, data).await.unwrap();
+        hashes.push(hash);
+    }
+    let http = running.http_addr.unwrap();
+    // A reader behind the proxy that never reads (a tiny receive buffer), with requests
+    // pipelined so that, once the kernel's buffers are full, a 2 MiB answer stays charged to
+    // 198.51.100.1.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut stalled = within("connect", socket.connect(http)).await.unwrap();
+    let request = format!(
+        "GET /blob?hash={} HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 198.51.100.1\r\n\r\n",
+        hashes[0]
+    );
+    stalled
+        .write_all(request.repeat(8).as_bytes())
+        .await
+        .unwrap();
+    let url = format!("http://{http}/blob?hash={}", hashes[1]);
+    let proxy = client_from("127.0.0.1");
+    let get_for = |client: &'static str| {
+        let request = proxy.get(&url).header("x-forwarded-for", client);
+        async move { request.send().await.unwrap().status() }
+    };
+    // Once an answer is stuck, the same client is at its share...
+    let deadline = std::time::Instant::now() + TEST_TIMEOUT;
+    loop {
+        let status = get_for("198.51.100.1").await;
+        if status == 503 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never refused (last {status})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...and another client behind the same proxy is not.
+    assert_eq!(get_for("198.51.100.2").await, 200);
+    drop(stalled);
+    running.stop().await;
+}
