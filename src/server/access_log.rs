@@ -373,16 +373,17 @@ impl Writer {
         while let Some(first) = receiver.blocking_recv() {
             let mut next = Some(first);
             while let Some(message) = next {
-                if let Message::Line(entry) = message {
-                    self.write(&entry);
+                match message {
+                    Message::Line(entry) => self.write(&entry),
+                    // In order: lines queued after the reopen go to the new file.
+                    Message::Reopen => self.reopen_if_asked(),
                 }
                 next = receiver.try_recv().ok();
             }
             let flushed = self.output.out.flush();
             self.note(flushed);
-            if self.reopen.swap(false, Ordering::AcqRel) {
-                self.reopen_file();
-            }
+            // A reopen whose message found the queue full.
+            self.reopen_if_asked();
         }
         let _ = self.output.out.flush();
     }
@@ -409,7 +410,15 @@ impl Writer {
         }
     }
 
-    /// Opens the file again at its path; on failure the old one stays in use.
+    /// Reopens the file if a reopen was asked for since the last one.
+    fn reopen_if_asked(&mut self) {
+        if self.reopen.swap(false, Ordering::AcqRel) {
+            self.reopen_file();
+        }
+    }
+
+    /// Opens the file again at its path (what was written to the old one flushed first); on
+    /// failure the old one stays in use.
     fn reopen_file(&mut self) {
         let Some(path) = &self.output.path else {
             return;
@@ -503,6 +512,61 @@ mod tests {
             "GET /blob?hash=ab12&edge_token=***&Signature=***&Expires=***&trace=1&***&%65dge_token=*** HTTP/1.1"
         );
         assert!(!e.combined().contains("s3cret"));
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        // No writer drains this queue of one: the second and third lines cannot wait.
+        let (sender, _receiver) = mpsc::channel(1);
+        let dropped = IntCounter::new("d", "d").unwrap();
+        let log = AccessLog {
+            sender,
+            reopen: Arc::new(AtomicBool::new(false)),
+            dropped: dropped.clone(),
+        };
+        for _ in 0..3 {
+            log.record(entry("/", &[]));
+        }
+        assert_eq!(dropped.get(), 2);
+        // A reopen asked for while the queue is full is remembered, not lost.
+        log.reopen();
+        assert!(log.reopen.load(Ordering::Acquire));
+    }
+
+    #[test]
+    fn lines_reach_the_file_and_a_reopen_follows_a_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.log");
+        let config = AccessLogConfig {
+            path: path.clone(),
+            format: AccessLogFormat::Combined,
+        };
+        let metrics = AccessLogMetrics::register(&Registry::new());
+        let log = AccessLog::open(&config, &metrics).unwrap();
+        let wait_for = |p: &std::path::Path, n: usize| {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .lines()
+                .count()
+                < n
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "{} never had {n} lines",
+                    p.display()
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        log.record(entry("/one", &[]));
+        wait_for(&path, 1);
+        std::fs::rename(&path, dir.path().join("a.log.1")).unwrap();
+        log.reopen();
+        log.record(entry("/two", &[]));
+        wait_for(&path, 1);
+        assert!(std::fs::read_to_string(&path).unwrap().contains("GET /two"));
+        assert_eq!(metrics.dropped_total.get(), 0);
     }
 
     #[test]
