@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{HttpServerConfig, Proxies};
 use crate::protocol::http::{BlobQuery, BLOB_PATH};
 use crate::server::accept::{self, Accepted, Acceptor};
-use crate::server::access_log::{CacheResult, Entry};
+use crate::server::access_log::{self, CacheResult, Entry};
 use crate::server::budget::Charge;
 use crate::server::door::{Door, DoorKind};
 use crate::server::forwarded;
@@ -205,11 +205,14 @@ impl HttpServer {
         self.service
             .observe(DoorKind::Http, response.status(), start);
         self.service.log(|| {
-            let bytes = hyper::body::Body::size_hint(response.body());
+            // A streamed (playback) body knows its length only from its header.
+            let bytes = hyper::body::Body::size_hint(response.body())
+                .exact()
+                .unwrap_or_else(|| access_log::content_length(response.headers()));
             let cache = response.extensions().get::<CacheResult>().copied();
             Entry::http(DoorKind::Http, client, &req, start).answered(
                 response.status(),
-                bytes.exact().unwrap_or(bytes.lower()),
+                bytes,
                 cache,
             )
         });
