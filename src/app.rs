@@ -20,6 +20,7 @@ use crate::config::{BlobcacheConfig, StoreConfig};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::reload::{self, ReloadReport, Reloader};
+use crate::server::access_log::{AccessLog, AccessLogMetrics};
 use crate::server::admin::AdminServer;
 use crate::server::budget::InflightBudget;
 use crate::server::http::HttpServer;
@@ -135,6 +136,7 @@ pub fn process_metrics() -> Arc<Metrics> {
     metrics.family::<StoreMetrics>();
     metrics.family::<ServerMetrics>();
     metrics.family::<ReflectorMetrics>();
+    metrics.family::<AccessLogMetrics>();
     metrics
 }
 
@@ -197,6 +199,13 @@ pub async fn start_loaded(
         Arc::clone(&budget),
         Arc::clone(&metrics),
     );
+    let access_log = match &config.access_log {
+        Some(log) => Some(AccessLog::open(log, &metrics.family())?),
+        None => None,
+    };
+    if let Some(log) = &access_log {
+        service.log_to(Arc::clone(log));
+    }
     let mut doors = Doors::start(&config, &service, &mut tasks, &shutdown).await?;
     let nat = start_nat(&config, &doors, &metrics, &mut tasks, &shutdown).await;
     let peer_port = doors.peer_addr.map(|a| a.port());
@@ -228,7 +237,7 @@ pub async fn start_loaded(
         raw,
         Arc::clone(&policy),
         Arc::clone(&root),
-        doors.live(budget),
+        doors.live(budget, access_log),
         blocklist_settings,
         prefetcher,
     ));
@@ -372,8 +381,13 @@ impl Doors {
     }
 
     /// What a reload reconfigures: each serving door's settings, and the shared budget.
-    fn live(&self, budget: Arc<InflightBudget>) -> reload::LiveDoors {
+    fn live(
+        &self,
+        budget: Arc<InflightBudget>,
+        access_log: Option<Arc<AccessLog>>,
+    ) -> reload::LiveDoors {
         reload::LiveDoors {
+            access_log,
             http: self.http.as_ref().map(|d| Arc::clone(d.door())),
             http3: self.http3.as_ref().map(|d| Arc::clone(d.door())),
             peer: self.peer.as_ref().map(|d| Arc::clone(d.door())),

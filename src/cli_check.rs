@@ -70,6 +70,9 @@ pub fn check_serving(cfg: &BlobcacheConfig, file: &str) -> anyhow::Result<()> {
             check_base_url("blocklist", "url", url.expose())?;
         }
     }
+    if let Some(problem) = cfg.servers.proxy_problem() {
+        anyhow::bail!(problem);
+    }
     if let Some(http3) = &cfg.servers.http3 {
         let identity = quic::server_identity(http3)?;
         quic::server_config(http3, identity)?;
@@ -95,6 +98,9 @@ pub fn check_serving(cfg: &BlobcacheConfig, file: &str) -> anyhow::Result<()> {
                 .map_or_else(|| "none".into(), ToString::to_string),
             list.refresh_interval
         );
+    }
+    if let Some(log) = &cfg.access_log {
+        println!("access_log: {} ({:?})", log.path.display(), log.format);
     }
     if let Some(p) = &cfg.prefetch {
         println!(

@@ -9,7 +9,8 @@
 //! settings) is reported as needing a restart, key by key, and left as it is. Key names only:
 //! values (tokens) are never reported.
 //! A file that does not load, or a list that does not parse, rejects the whole reload: the
-//! running configuration stays exactly as it was.
+//! running configuration stays exactly as it was. The access log file is reopened on every
+//! reload, whatever the file says (logrotate sends SIGHUP after moving it away).
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ use crate::config::{self, BlobcacheConfig, BlocklistConfig};
 use crate::hashlist;
 use crate::policy::Policy;
 use crate::prefetch::Prefetcher;
+use crate::server::access_log::AccessLog;
 use crate::server::budget::InflightBudget;
 use crate::server::door::Door;
 use crate::store::BlobStore;
@@ -44,6 +46,8 @@ pub struct LiveDoors {
     pub peer: Option<Arc<Door>>,
     /// The in-flight budget every door shares (`limits:`).
     pub budget: Arc<InflightBudget>,
+    /// The doors' access log, reopened on every reload.
+    pub access_log: Option<Arc<AccessLog>>,
 }
 
 pub struct Reloader {
@@ -105,6 +109,9 @@ impl Reloader {
     /// Re-reads the file and applies what can change live.
     pub async fn reload(&self) -> anyhow::Result<ReloadReport> {
         let mut applied = self.applied.lock().await;
+        if let Some(log) = &self.doors.access_log {
+            log.reopen();
+        }
         let Some(file) = &self.file else {
             anyhow::bail!(
                 "configured by command-line flags: no file to re-read; restart with new flags"
@@ -224,6 +231,9 @@ fn restart_needed(old: &Value, new: &Value) -> Vec<String> {
     }
     if old.get("stream") != new.get("stream") {
         changed.push("stream (playback settings)".to_string());
+    }
+    if old.get("access_log") != new.get("access_log") {
+        changed.push("access_log (its path and format)".to_string());
     }
     for door in ["http", "http3", "peer", "reflector"] {
         let old_server = old.get("servers").and_then(|s| s.get(door));

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the tests need that cargo cannot, then runs every test:
 # promtool (Debian package prometheus) for the metrics lint, and chromium, chromium-driver and
-# ffmpeg for the browser playback test.
+# ffmpeg for the browser playback test, haproxy as the PROXY protocol sender.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
@@ -9,6 +9,7 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
+command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${missing[*]} (Debian packages)"
   sudo=""

@@ -13,6 +13,8 @@
 //! reflector.go's one-key-map form of a store (`disk: {...}`) is serde_yaml's "singleton map"
 //! representation of an enum, applied recursively to the whole file.
 
+pub mod access_log;
+pub mod clients;
 pub mod dht;
 pub mod limits;
 pub mod nat;
@@ -29,6 +31,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use self::access_log::{AccessLogConfig, AccessLogFormat};
+pub use self::clients::Proxies;
 pub use self::dht::DhtConfig;
 pub use self::limits::LimitsConfig;
 pub use self::nat::NatConfig;
@@ -140,6 +144,9 @@ pub struct BlobcacheConfig {
     /// Bounds shared by every front door (docs/configuration.md, "Limits").
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// One line per request on every HTTP door and per blob on the peer door. Omitted = off.
+    #[serde(default)]
+    pub access_log: Option<AccessLogConfig>,
 }
 
 /// The `upload` command's `upload.yaml` (reflector.go's shape): the store uploads are put into

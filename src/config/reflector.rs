@@ -11,6 +11,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{de, Deserialize, Deserializer};
 
+use super::clients::{networks as proxy_networks, parse_network, Proxies};
 use super::units::{duration, ByteSize};
 use crate::blob::MAX_BLOB_SIZE;
 
@@ -26,6 +27,13 @@ pub struct ReflectorServerConfig {
     /// Who may upload: a list of CIDR blocks or single addresses. Omitted = anyone.
     #[serde(default, deserialize_with = "networks")]
     pub allow: Option<Vec<IpNet>>,
+    /// Peers believed when they send a PROXY protocol header (`proxy_protocol`): the load
+    /// balancers in front of this door. `allow` and the per-address cap then see the client.
+    #[serde(default, deserialize_with = "proxy_networks")]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Connections from `trusted_proxies` start with a PROXY protocol v1/v2 header.
+    #[serde(default)]
+    pub proxy_protocol: bool,
     /// Uploads served at once; further connections wait in the kernel's accept backlog.
     #[serde(default = "defaults::reflector_max_connections")]
     pub max_connections: usize,
@@ -75,6 +83,14 @@ impl ReflectorServerConfig {
             .min(MAX_BLOB_SIZE)
     }
 
+    /// Who may say who the client is.
+    pub fn proxies(&self) -> Proxies {
+        Proxies {
+            trusted: self.trusted_proxies.clone(),
+            proxy_protocol: self.proxy_protocol,
+        }
+    }
+
     /// Whether `ip` may upload.
     pub fn allows(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
@@ -92,16 +108,7 @@ fn networks<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<IpNet>>, D::Er
     };
     entries
         .iter()
-        .map(|text| {
-            let text = text.trim();
-            text.parse::<IpNet>()
-                .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| {
-                    de::Error::custom(format!(
-                        "allow entry {text:?} is not a CIDR block (10.0.0.0/8) or an IP address"
-                    ))
-                })
-        })
+        .map(|text| parse_network(text).map_err(|e| de::Error::custom(format!("allow {e}"))))
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
 }

@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use ipnet::IpNet;
+
+use super::clients::{networks, Proxies};
 use super::units::{duration, ByteSize};
 use crate::secret::SecretString;
 
@@ -61,6 +64,15 @@ pub struct PeerServerConfig {
     /// Connections one client address may have open at once; more are closed at once.
     #[serde(default = "defaults::max_connections_per_ip")]
     pub max_connections_per_ip: usize,
+    /// Peers (CIDR blocks or addresses: load balancers, CDN nodes) whose word on the client
+    /// address is believed: their PROXY header (with `proxy_protocol`). Anyone else's are ignored.
+    #[serde(default, deserialize_with = "networks")]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Connections from `trusted_proxies` start with a PROXY protocol v1/v2 header naming the
+    /// client (haproxy's `send-proxy`, AWS NLB, ...); the client is then who limits and the
+    /// access log see.
+    #[serde(default)]
+    pub proxy_protocol: bool,
     /// Most hashes answered per `requested_blobs` (availability) request; the rest are not
     /// listed as available. Each may cost an origin request.
     #[serde(default = "defaults::peer_max_requested_blobs")]
@@ -115,6 +127,16 @@ pub struct HttpServerConfig {
     /// Connections one client address may have open at once; more are closed at once.
     #[serde(default = "defaults::max_connections_per_ip")]
     pub max_connections_per_ip: usize,
+    /// Peers (CIDR blocks or addresses: load balancers, CDN nodes) whose word on the client
+    /// address is believed: their `Forwarded` / `X-Forwarded-For` headers (HTTP doors), and their PROXY
+    /// header with `proxy_protocol`. Anyone else's are ignored.
+    #[serde(default, deserialize_with = "networks")]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Connections from `trusted_proxies` start with a PROXY protocol v1/v2 header naming the
+    /// client (haproxy's `send-proxy`, AWS NLB, ...); the client is then who limits and the
+    /// access log see.
+    #[serde(default)]
+    pub proxy_protocol: bool,
     /// A client must send a request's headers within this time; this also bounds how long a
     /// keep-alive connection may sit idle between requests.
     #[serde(
@@ -178,6 +200,10 @@ pub struct Http3ServerConfig {
     /// QUIC connections one client address may have open at once; more are refused.
     #[serde(default = "defaults::http3_max_connections_per_ip")]
     pub max_connections_per_ip: usize,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` headers are believed (QUIC has no PROXY
+    /// protocol); anyone else's are ignored.
+    #[serde(default, deserialize_with = "networks")]
+    pub trusted_proxies: Vec<IpNet>,
     /// Most concurrent request streams one connection may open.
     #[serde(default = "defaults::http3_max_streams")]
     pub max_streams_per_connection: u32,
@@ -220,6 +246,8 @@ pub struct Listen {
     pub max_connections_per_ip: usize,
     /// How long in-flight work may take to finish on shutdown.
     pub shutdown_timeout: Duration,
+    /// Who may say who the client is (`trusted_proxies`, `proxy_protocol`).
+    pub proxies: Proxies,
 }
 
 impl Listen {
@@ -232,6 +260,7 @@ impl Listen {
         max_connections: usize,
         max_connections_per_ip: usize,
         shutdown_timeout: Duration,
+        proxies: Proxies,
     ) -> Listen {
         Listen {
             address: address
@@ -241,6 +270,7 @@ impl Listen {
             max_connections: max_connections.max(1),
             max_connections_per_ip: max_connections_per_ip.max(1),
             shutdown_timeout,
+            proxies,
         }
     }
 
@@ -294,11 +324,12 @@ pub struct DoorSettings {
 /// (`address`, `port`, connection caps, `shutdown_timeout`, request limits); `$token` says
 /// which token unlocks protected blobs on it.
 macro_rules! door_settings {
-    ($section:ty, $token:expr) => {
+    ($section:ty, $token:expr, $proxy_protocol:expr) => {
         impl $section {
             /// The section resolved once into what the door uses.
             pub fn settings(&self) -> DoorSettings {
                 let token: fn(&$section) -> Option<SecretString> = $token;
+                let proxy_protocol: fn(&$section) -> bool = $proxy_protocol;
                 DoorSettings {
                     listen: Listen::new(
                         &self.address,
@@ -306,6 +337,10 @@ macro_rules! door_settings {
                         self.max_connections,
                         self.max_connections_per_ip,
                         self.shutdown_timeout,
+                        Proxies {
+                            trusted: self.trusted_proxies.clone(),
+                            proxy_protocol: proxy_protocol(self),
+                        },
                     ),
                     edge_token: token(self),
                     requests: RequestLimits::new(
@@ -319,10 +354,12 @@ macro_rules! door_settings {
     };
 }
 
-door_settings!(HttpServerConfig, |c| c.edge_token.clone());
-door_settings!(Http3ServerConfig, |c| c.edge_token.clone());
+door_settings!(HttpServerConfig, |c| c.edge_token.clone(), |c| c
+    .proxy_protocol);
+// QUIC carries no PROXY header: HTTP/3 learns the client from forwarding headers only.
+door_settings!(Http3ServerConfig, |c| c.edge_token.clone(), |_| false);
 // Peers cannot present a token, so none is configured: protected blobs are never served there.
-door_settings!(PeerServerConfig, |_| None);
+door_settings!(PeerServerConfig, |_| None, |c| c.proxy_protocol);
 
 impl super::reflector::ReflectorServerConfig {
     pub fn listen(&self) -> Listen {
@@ -332,6 +369,7 @@ impl super::reflector::ReflectorServerConfig {
             self.max_connections,
             self.max_connections_per_ip,
             self.shutdown_timeout,
+            self.proxies(),
         )
     }
 }

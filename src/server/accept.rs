@@ -10,6 +10,14 @@
 //! handshake. Transient accept errors (EMFILE, ENFILE, ECONNABORTED) back off briefly instead
 //! of spinning. Accepted TCP sockets get `TCP_NODELAY`: responses are written whole, so Nagle's
 //! algorithm would only add latency.
+//!
+//! Which address is "the client" is decided here too (see [`crate::config::clients`]): on a door
+//! with `proxy_protocol: true`, a connection from a trusted proxy must start with a PROXY
+//! header ([`proxy_protocol`](super::proxy_protocol)), read on a task of its own (bounded in
+//! time and bytes, holding its global slot meanwhile) so a slow proxy never holds up the accept
+//! loop; the address it names is then the one the per-address cap counts and the door sees. A
+//! trusted proxy's own connections (no PROXY header named a client, or the door reads the
+//! client from HTTP headers) carry many clients, so they count under the global cap only.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -19,10 +27,12 @@ use anyhow::Context;
 use prometheus::IntCounter;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Listen;
+use crate::config::{Listen, Proxies};
 use crate::server::per_ip::{IpSlot, PerIpLimit};
+use crate::server::proxy_protocol;
 
 /// How long to pause after a failed `accept`.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
@@ -36,12 +46,15 @@ pub struct Admission {
     refused: IntCounter,
     /// The door's name, for logs.
     door: &'static str,
+    /// Who may say who the client is.
+    proxies: Proxies,
 }
 
-/// A connection's place under the global and the per-address cap; dropping it frees both.
+/// A connection's place under the global and the per-address cap (none for a trusted proxy's
+/// own connection); dropping it frees both.
 pub struct ConnectionSlot {
     _global: OwnedSemaphorePermit,
-    _per_ip: IpSlot,
+    _per_ip: Option<IpSlot>,
 }
 
 impl Admission {
@@ -54,6 +67,7 @@ impl Admission {
             per_ip: PerIpLimit::new(listen.max_connections_per_ip),
             refused,
             door,
+            proxies: listen.proxies.clone(),
         }
     }
 
@@ -76,18 +90,46 @@ impl Admission {
         self.place(global, ip)
     }
 
-    /// The per-address place for a connection already holding a global slot.
+    /// The per-address place for a connection already holding a global slot (a trusted
+    /// proxy's own connections need none).
     fn place(&self, global: OwnedSemaphorePermit, ip: IpAddr) -> Option<ConnectionSlot> {
+        if self.proxies.trusts(ip) {
+            return Some(ConnectionSlot {
+                _global: global,
+                _per_ip: None,
+            });
+        }
         match self.per_ip.try_acquire(ip) {
             Some(per_ip) => Some(ConnectionSlot {
                 _global: global,
-                _per_ip: per_ip,
+                _per_ip: Some(per_ip),
             }),
             None => {
                 self.turn_away(ip, "max_connections_per_ip");
                 None
             }
         }
+    }
+
+    /// A connection from a trusted proxy on a `proxy_protocol` door: its PROXY header read,
+    /// then placed under the cap of the client it names. `None` (the connection closed) when
+    /// the header is missing, malformed or late, or the client is at its cap.
+    async fn proxied(
+        self: Arc<Self>,
+        mut stream: TcpStream,
+        proxy: SocketAddr,
+        global: OwnedSemaphorePermit,
+    ) -> Option<Accepted> {
+        let peer = match proxy_protocol::read_client(&mut stream).await {
+            Ok(client) => client.unwrap_or(proxy),
+            Err(e) => {
+                // Only a trusted proxy gets here: a misconfigured one, worth a warning.
+                tracing::warn!(door = self.door, %proxy, error = %e, "PROXY header refused; connection closed");
+                return None;
+            }
+        };
+        let slot = self.place(global, peer.ip())?;
+        Some(Accepted { stream, peer, slot })
     }
 
     fn turn_away(&self, ip: IpAddr, cap: &'static str) {
@@ -105,8 +147,12 @@ impl Admission {
     }
 }
 
-/// Binds a TCP door's listening socket where `listen` says; `section` names it in errors.
+/// Binds a TCP door's listening socket where `listen` says; `section` names it in errors
+/// (and in the refusal of a `proxy_protocol` no peer is trusted to send).
 pub async fn bind_tcp(section: &str, listen: &Listen) -> anyhow::Result<TcpListener> {
+    if let Some(problem) = listen.proxies.problem(section) {
+        anyhow::bail!(problem);
+    }
     let bind = listen.bind_text();
     TcpListener::bind(&bind)
         .await
@@ -116,12 +162,15 @@ pub async fn bind_tcp(section: &str, listen: &Listen) -> anyhow::Result<TcpListe
 /// The accept loop of a TCP door, under its [`Admission`].
 pub struct Acceptor {
     listener: TcpListener,
-    admission: Admission,
+    admission: Arc<Admission>,
+    /// Connections whose PROXY header is being read.
+    handshakes: JoinSet<Option<Accepted>>,
 }
 
 /// An accepted connection; dropping `slot` frees its place under both caps.
 pub struct Accepted {
     pub stream: TcpStream,
+    /// The client: the connection's peer, or the address its trusted proxy's PROXY header named.
     pub peer: SocketAddr,
     pub slot: ConnectionSlot,
 }
@@ -130,42 +179,70 @@ impl Acceptor {
     pub fn new(listener: TcpListener, admission: Admission) -> Acceptor {
         Acceptor {
             listener,
-            admission,
+            admission: Arc::new(admission),
+            handshakes: JoinSet::new(),
         }
     }
 
     /// The next connection, or `None` once `shutdown` is cancelled.
-    pub async fn next(&self, shutdown: &CancellationToken) -> Option<Accepted> {
+    pub async fn next(&mut self, shutdown: &CancellationToken) -> Option<Accepted> {
         loop {
-            let global = self.admission.room(shutdown).await?;
-            let accepted = tokio::select! {
-                accepted = self.listener.accept() => accepted,
-                _ = shutdown.cancelled() => return None,
+            let incoming = tokio::select! {
+                Some(joined) = self.handshakes.join_next() => match joined {
+                    Ok(Some(accepted)) => return Some(accepted),
+                    _ => continue,
+                },
+                incoming = accept(&self.listener, &self.admission, shutdown) => incoming?,
             };
-            match accepted {
-                Ok((stream, peer)) => {
-                    // Over its address's cap: dropping the stream closes it.
-                    let Some(slot) = self.admission.place(global, peer.ip()) else {
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
-                    return Some(Accepted { stream, peer, slot });
-                }
-                Err(e) => {
-                    tracing::warn!(door = self.admission.door, error = %e, "accept failed; backing off");
-                    tokio::select! {
-                        _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
-                        _ = shutdown.cancelled() => return None,
-                    }
-                }
-            }
+            let (stream, peer, global) = incoming;
+            let _ = stream.set_nodelay(true);
+            let admission = Arc::clone(&self.admission);
+            if admission.proxies.proxy_protocol && admission.proxies.trusts(peer.ip()) {
+                self.handshakes
+                    .spawn(admission.proxied(stream, peer, global));
+            } else if let Some(slot) = admission.place(global, peer.ip()) {
+                return Some(Accepted { stream, peer, slot });
+            } // else over its address's cap: dropping the stream closes it.
         }
     }
 
     /// Closes the listening socket (no new connections) and waits, at most `deadline`, until
     /// every accepted connection has released its slot. Returns whether all did.
     pub async fn close_and_drain(self, deadline: Duration) -> bool {
-        drop(self.listener);
-        self.admission.drain(deadline).await
+        let Acceptor {
+            listener,
+            admission,
+            handshakes,
+        } = self;
+        drop(listener);
+        // Connections still giving their PROXY header were never handed to the door: close
+        // them (and free their slots) rather than wait for them.
+        drop(handshakes);
+        admission.drain(deadline).await
+    }
+}
+
+/// The next connection off `listener`, with its global slot under `admission`.
+async fn accept(
+    listener: &TcpListener,
+    admission: &Admission,
+    shutdown: &CancellationToken,
+) -> Option<(TcpStream, SocketAddr, OwnedSemaphorePermit)> {
+    loop {
+        let global = admission.room(shutdown).await?;
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.cancelled() => return None,
+        };
+        match accepted {
+            Ok((stream, peer)) => return Some((stream, peer, global)),
+            Err(e) => {
+                tracing::warn!(door = admission.door, error = %e, "accept failed; backing off");
+                tokio::select! {
+                    _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                    _ = shutdown.cancelled() => return None,
+                }
+            }
+        }
     }
 }

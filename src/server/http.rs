@@ -21,7 +21,7 @@
 //! progress for `limits.write_stall_timeout` is closed.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -36,11 +36,13 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::HttpServerConfig;
+use crate::config::{HttpServerConfig, Proxies};
 use crate::protocol::http::{BlobQuery, BLOB_PATH};
 use crate::server::accept::{self, Accepted, Acceptor};
+use crate::server::access_log::{self, CacheResult, Entry};
 use crate::server::budget::Charge;
 use crate::server::door::{Door, DoorKind};
+use crate::server::forwarded;
 use crate::server::playback::hyper_body::{self, HyperBody};
 use crate::server::playback::Playback;
 use crate::server::serve::{Ask, BlobService, Refusal, Served};
@@ -99,6 +101,8 @@ pub struct HttpServer {
     /// Fixed at start: hyper takes it per connection.
     header_read_timeout: std::time::Duration,
     cors: Cors,
+    /// Whose forwarding headers name the client (fixed at start).
+    proxies: Proxies,
 }
 
 impl HttpServer {
@@ -111,6 +115,7 @@ impl HttpServer {
             door: service.open_door(DoorKind::Http, config.settings()),
             header_read_timeout: config.header_read_timeout,
             cors: Cors::configured("servers.http", &config.cors_origin),
+            proxies: config.settings().listen.proxies,
             service,
             playback,
         })
@@ -131,7 +136,7 @@ impl HttpServer {
     /// up to `shutdown_timeout` to finish.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let acceptor = Acceptor::new(listener, self.service.admission(&self.door));
+        let mut acceptor = Acceptor::new(listener, self.service.admission(&self.door));
         while let Some(Accepted { stream, peer, slot }) = acceptor.next(&shutdown).await {
             let server = Arc::clone(&self);
             let handed_over = Arc::new(HandedOver::default());
@@ -175,6 +180,7 @@ impl HttpServer {
         handed_over: Arc<HandedOver>,
     ) -> Response<HyperBody> {
         let start = Instant::now();
+        let client = forwarded::client(&self.proxies, peer.ip(), req.headers());
         let playback = self
             .playback
             .as_ref()
@@ -184,24 +190,36 @@ impl HttpServer {
                 .cors
                 .preflight(hyper_body::infallible(Body::new(Bytes::new()))),
             Some(playback) => playback
-                .serve(&req, &self.door, peer.ip())
+                .serve(&req, &self.door, client)
                 .await
                 .map(|body| hyper_body::playback(body, handed_over)),
             _ => self
-                .route(&req, peer, handed_over)
+                .route(&req, client, handed_over)
                 .await
                 .map(hyper_body::infallible),
         };
         self.cors.finish(response.status(), response.headers_mut());
         self.service
             .observe(DoorKind::Http, response.status(), start);
+        self.service.log(|| {
+            // A streamed (playback) body knows its length only from its header.
+            let bytes = hyper::body::Body::size_hint(response.body())
+                .exact()
+                .unwrap_or_else(|| access_log::content_length(response.headers()));
+            let cache = response.extensions().get::<CacheResult>().copied();
+            Entry::http(DoorKind::Http, client, &req, start).answered(
+                response.status(),
+                bytes,
+                cache,
+            )
+        });
         response
     }
 
     async fn route(
         &self,
         req: &Request<Incoming>,
-        peer: SocketAddr,
+        client: IpAddr,
         handed_over: Arc<HandedOver>,
     ) -> Response<Body> {
         if req.uri().path() != BLOB_PATH {
@@ -224,7 +242,7 @@ impl HttpServer {
         let ask = Ask {
             hash: query.hash.as_deref().unwrap_or_default(),
             token: query.edge_token.as_deref(),
-            client: peer.ip(),
+            client,
         };
         let etag = web::blob_etag(ask.hash);
         if !is_head && web::unchanged(req.headers(), &etag) {
@@ -258,6 +276,7 @@ impl HttpServer {
     /// A blob answer: the store's own `Bytes` as the body, its charge handed to the
     /// connection once hyper has queued all of it.
     fn blob(&self, served: Served, handed_over: Arc<HandedOver>) -> Response<Body> {
+        let cache = served.cache_result();
         let Served { hash, blob, charge } = served;
         self.service.delivered(DoorKind::Http, blob.data.len());
         let via = blob.trace.to_header();
@@ -265,6 +284,7 @@ impl HttpServer {
             data: Full::new(blob.data),
             charge: Some((charge, handed_over)),
         });
+        r.extensions_mut().insert(cache);
         let h = r.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
@@ -284,6 +304,9 @@ impl HttpServer {
 /// A refusal on this door's wire: its status and one line of text; `Retry-After` when busy.
 fn refused(refusal: &Refusal) -> Response<Body> {
     let mut r = text(refusal.status(), &refusal.message(DoorKind::Http));
+    if let Some(cache) = refusal.cache_result() {
+        r.extensions_mut().insert(cache);
+    }
     if refusal.is_busy() {
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

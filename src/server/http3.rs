@@ -31,7 +31,7 @@
 //! in-flight requests finish (up to `shutdown_timeout`), then close the endpoint and wait
 //! (bounded) for the peers to acknowledge, so the UDP port is free again on return.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,8 +46,10 @@ use crate::config::Http3ServerConfig;
 use crate::protocol::http::BlobQuery;
 use crate::protocol::http3::{parse_path, Availability, Route, LBRYCRD_ADDRESS};
 use crate::quic::h3_transport::{self, Keep, Lent};
+use crate::server::access_log::{self, CacheResult, Entry};
 use crate::server::budget::Charge;
 use crate::server::door::{Door, DoorKind};
+use crate::server::forwarded;
 use crate::server::playback::{Playback, PlaybackBody};
 use crate::server::serve::{Ask, BlobService, Served};
 use crate::server::web::{self, Cors};
@@ -80,6 +82,8 @@ pub struct Http3Server {
     /// The settings as started; [`Door`] holds the live token and request limits.
     config: Http3ServerConfig,
     cors: Cors,
+    /// Whose forwarding headers name the client (fixed at start).
+    proxies: crate::config::Proxies,
 }
 
 impl Http3Server {
@@ -93,6 +97,7 @@ impl Http3Server {
             service,
             playback,
             cors: Cors::configured("servers.http3", &config.cors_origin),
+            proxies: config.settings().listen.proxies,
             config: config.clone(),
         })
     }
@@ -262,40 +267,53 @@ impl Http3Server {
                 }
             };
         let start = Instant::now();
+        let client = forwarded::client(&self.proxies, peer.ip(), req.headers());
         let stall = self.service.budget().write_stall_timeout();
-        let status = if let Some(playback) = self
+        let (status, bytes, cache) = if let Some(playback) = self
             .playback
             .as_ref()
             .filter(|p| p.claims(req.uri().path()) && !Cors::is_preflight(req.method()))
         {
-            let mut response = playback.serve(&req, &self.door, peer.ip()).await;
+            let mut response = playback.serve(&req, &self.door, client).await;
             self.cors.finish(response.status(), response.headers_mut());
             let status = response.status();
+            let bytes = access_log::content_length(response.headers());
             if let Err(unsent) = send_playback(&mut stream, response, stall).await {
                 reset_unsent(&mut stream, unsent, peer);
             }
-            status
+            (status, bytes, None)
         } else {
-            let Some(mut reply) = self.route(&req, peer).await else {
+            let Some(mut reply) = self.route(&req, client).await else {
                 stream.stop_stream(h3::error::Code::H3_REQUEST_REJECTED);
+                self.service.log(|| {
+                    Entry::http(DoorKind::Http3, client, &req, start).answered(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        0,
+                        None,
+                    )
+                });
                 return;
             };
             let status = reply.head.status();
             self.cors.finish(status, reply.head.headers_mut());
             let (len, is_blob) = (reply.body.len(), reply.charge.is_some());
+            let cache = reply.head.extensions().get::<CacheResult>().copied();
             match send(&mut stream, reply, stall, &lent).await {
                 Ok(()) if is_blob => self.service.delivered(DoorKind::Http3, len),
                 Ok(()) => {}
                 Err(unsent) => reset_unsent(&mut stream, unsent, peer),
             }
-            status
+            (status, len as u64, cache)
         };
         self.service.observe(DoorKind::Http3, status, start);
+        self.service.log(|| {
+            Entry::http(DoorKind::Http3, client, &req, start).answered(status, bytes, cache)
+        });
     }
 
     /// The answer to a request, or `None` when the door is busy or the in-flight budget has
     /// no room: the stream is then reset with `H3_REQUEST_REJECTED` (the client may retry).
-    async fn route(&self, req: &Request<()>, peer: SocketAddr) -> Option<Reply> {
+    async fn route(&self, req: &Request<()>, client: IpAddr) -> Option<Reply> {
         if Cors::is_preflight(req.method()) {
             return Some(Reply {
                 head: self.cors.preflight(()),
@@ -320,7 +338,7 @@ impl Http3Server {
         let ask = Ask {
             hash: hash_text,
             token: query.edge_token.as_deref(),
-            client: peer.ip(),
+            client,
         };
         let etag = web::blob_etag(hash_text);
         if route == Route::Get && web::unchanged(req.headers(), &etag) {
@@ -354,15 +372,23 @@ impl Http3Server {
         match answer {
             Ok(reply) => Some(reply),
             Err(refusal) if refusal.is_busy() => None,
-            Err(refusal) => Some(text(refusal.status(), &refusal.message(DoorKind::Http3))),
+            Err(refusal) => {
+                let mut reply = text(refusal.status(), &refusal.message(DoorKind::Http3));
+                if let Some(cache) = refusal.cache_result() {
+                    reply.head.extensions_mut().insert(cache);
+                }
+                Some(reply)
+            }
         }
     }
 }
 
 /// A blob answer; the `Via` trace only when the client asked for it, as reflector.go does.
 fn blob(served: Served, trace: bool) -> Reply {
+    let cache = served.cache_result();
     let Served { hash, blob, charge } = served;
     let mut head = Response::new(());
+    head.extensions_mut().insert(cache);
     let h = head.headers_mut();
     web::blob_cache_headers(h, &web::blob_etag(&hash.to_hex()));
     h.insert(

@@ -4,7 +4,10 @@
 //!   request slot, in-flight budget, store), answering [`Served`](serve::Served) or a typed
 //!   [`Refusal`](serve::Refusal);
 //! - [`door`]: a door's live settings (token, request limits) and its request slots;
-//! - [`accept`]: connection admission (global and per-address caps) for TCP and QUIC;
+//! - [`accept`]: connection admission (global and per-address caps) for TCP and QUIC, with the
+//!   client's address from a trusted proxy's PROXY header ([`proxy_protocol`]); the HTTP doors
+//!   read it from a trusted proxy's forwarding headers ([`forwarded`]);
+//! - [`access_log`]: one line per request, written off the request path;
 //! - [`budget`]: the in-flight byte budget every door shares.
 //!
 //! Each door file keeps only its transport and the translation to its wire: [`http`],
@@ -15,15 +18,18 @@
 pub use self::serve::{status_for, BlobService, PROTECTED_MESSAGE};
 
 pub mod accept;
+pub mod access_log;
 pub mod admin;
 pub mod budget;
 pub mod door;
+pub mod forwarded;
 pub mod http;
 pub mod http3;
 pub mod metrics;
 pub mod peer;
 pub mod per_ip;
 pub mod playback;
+pub mod proxy_protocol;
 pub mod reflector;
 pub mod serve;
 pub mod slots;

@@ -45,6 +45,7 @@ use crate::protocol::peer::{
     next_frame, rate_answer, BadRequest, Frame, IncomingBlob, Request, Response,
 };
 use crate::server::accept::{self, Accepted, Acceptor};
+use crate::server::access_log::{CacheResult, Entry};
 use crate::server::budget::Charge;
 use crate::server::door::{Door, DoorKind};
 use crate::server::serve::{Ask, BlobService};
@@ -75,6 +76,9 @@ struct Answer {
     blob: Bytes,
     status: ::http::StatusCode,
     charge: Option<Charge>,
+    /// The blob asked for (as the client wrote it) and what the store tree did, for the
+    /// access log; `None` for a request that asked for no blob.
+    blob_request: Option<(String, Option<CacheResult>)>,
 }
 
 impl PeerServer {
@@ -104,7 +108,7 @@ impl PeerServer {
     /// waits (at most `shutdown_timeout`) for answers being written to finish.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
         let admission = self.service.admission(&self.door);
-        let acceptor = Acceptor::new(listener, admission);
+        let mut acceptor = Acceptor::new(listener, admission);
         while let Some(Accepted { stream, peer, slot }) = acceptor.next(&shutdown).await {
             let server = Arc::clone(&self);
             // A child token per connection: each connection waits on its own node, not on one
@@ -213,6 +217,15 @@ impl PeerServer {
                 self.service.delivered(DoorKind::Peer, blob_len);
             }
             self.service.observe(DoorKind::Peer, answer.status, start);
+            if let Some((hash, cache)) = answer.blob_request {
+                self.service.log(|| {
+                    Entry::peer_blob(ip, &hash, start).answered(
+                        answer.status,
+                        blob_len as u64,
+                        cache,
+                    )
+                });
+            }
         }
     }
 
@@ -229,6 +242,7 @@ impl PeerServer {
             blob: Bytes::new(),
             status: ::http::StatusCode::OK,
             charge: None,
+            blob_request: None,
         };
         if request.lbrycrd_address == Some(true) {
             header.lbrycrd_address = Some(&self.config.lbrycrd_address);
@@ -247,6 +261,7 @@ impl PeerServer {
             };
             header.incoming_blob = Some(match self.service.fetch(&self.door, ask).await {
                 Ok(served) => {
+                    answer.blob_request = Some((text.clone(), Some(served.cache_result())));
                     let length = served.blob.data.len();
                     answer.blob = served.blob.data;
                     answer.charge = Some(served.charge);
@@ -256,6 +271,7 @@ impl PeerServer {
                     }
                 }
                 Err(refusal) => {
+                    answer.blob_request = Some((text.clone(), refusal.cache_result()));
                     answer.status = refusal.status();
                     IncomingBlob::Error {
                         error: refusal.message(DoorKind::Peer),

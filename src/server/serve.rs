@@ -14,7 +14,7 @@
 //! once for every door.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use ::http::StatusCode;
@@ -25,6 +25,7 @@ use crate::metrics::{Metrics, DIRECTION_DOWNLOAD};
 use crate::policy::Policy;
 use crate::secret::ExposeSecret;
 use crate::server::accept::Admission;
+use crate::server::access_log::{AccessLog, CacheResult, Entry};
 use crate::server::budget::{Charge, InflightBudget, Reservation};
 use crate::server::door::{Door, DoorKind};
 use crate::server::metrics::ServerMetrics;
@@ -50,6 +51,16 @@ pub struct Served {
     pub hash: BlobHash,
     pub blob: Blob,
     pub charge: Charge,
+}
+
+impl Served {
+    /// Hit or miss, for the access log.
+    pub fn cache_result(&self) -> CacheResult {
+        match self.blob.from_origin {
+            true => CacheResult::Miss,
+            false => CacheResult::Hit,
+        }
+    }
 }
 
 /// Why a request gets no blob.
@@ -91,6 +102,16 @@ impl Refusal {
             Refusal::Busy | Refusal::OverBudget => None,
             Refusal::Store(StoreError::NotFound) => None,
             Refusal::Store(e) => Some(e.kind()),
+        }
+    }
+
+    /// What the store tree did, for the access log: a miss when no store had the blob, an
+    /// error when it failed; `None` when it was not asked.
+    pub fn cache_result(&self) -> Option<CacheResult> {
+        match self {
+            Refusal::Store(StoreError::NotFound) => Some(CacheResult::Miss),
+            Refusal::Store(_) => Some(CacheResult::Error),
+            _ => None,
         }
     }
 
@@ -146,6 +167,8 @@ pub struct BlobService {
     budget: Arc<InflightBudget>,
     metrics: Arc<Metrics>,
     door_metrics: Arc<ServerMetrics>,
+    /// Set at start when `access_log:` is configured.
+    access_log: OnceLock<Arc<AccessLog>>,
 }
 
 impl BlobService {
@@ -161,6 +184,7 @@ impl BlobService {
             budget,
             door_metrics: metrics.family(),
             metrics,
+            access_log: OnceLock::new(),
         })
     }
 
@@ -340,6 +364,19 @@ impl BlobService {
         };
         downloads.inc();
         out_bytes.inc_by(len as u64);
+    }
+
+    /// Has every door write its requests to `log` (once, at start).
+    pub fn log_to(&self, log: Arc<AccessLog>) {
+        let _ = self.access_log.set(log);
+    }
+
+    /// Writes a request to the access log, when there is one (`entry` is not even built
+    /// otherwise).
+    pub fn log(&self, entry: impl FnOnce() -> Entry) {
+        if let Some(log) = self.access_log.get() {
+            log.record(entry());
+        }
     }
 
     /// Records how long a request on `door` took, by the status it was answered with.

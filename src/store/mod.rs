@@ -60,6 +60,9 @@ pub struct Blob {
     /// `caching` hashes only blobs without this mark, so a blob is hashed once on its way in,
     /// not again by every layer it passes (SHA-384 of 2 MiB costs about 2.6 ms).
     pub verified: bool,
+    /// The bytes came from a remote store for this request (a cache miss), not from a local
+    /// tier; the access log's cache result.
+    pub from_origin: bool,
 }
 
 impl Blob {
@@ -69,6 +72,7 @@ impl Blob {
             data,
             trace: BlobTrace::default().stack(timing, store_name),
             verified: false,
+            from_origin: false,
         }
     }
 

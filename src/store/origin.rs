@@ -116,6 +116,7 @@ impl Origin {
             data,
             trace: BlobTrace::from_header(remote_trace).stack(since.elapsed(), &self.name),
             verified: true,
+            from_origin: true,
         })
     }
 

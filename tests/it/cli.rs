@@ -177,6 +177,19 @@ fn check_config_rejects_bad_files_naming_the_yaml_path() {
         "{err}"
     );
 
+    // What start-up refuses about client addresses, check-config refuses too.
+    std::fs::write(
+        dir.path().join("blobcache.yaml"),
+        "servers: {reflector: {proxy_protocol: true}}\nstore: {noop: {}}\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["--conf-dir", dir.path().to_str().unwrap(), "check-config"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("servers.reflector: proxy_protocol: true needs trusted_proxies"),
+        "{err}"
+    );
+
     let empty = tempfile::tempdir().unwrap();
     let (code, _, err) = run(&["--conf-dir", empty.path().to_str().unwrap(), "check-config"]);
     assert_eq!(code, 1);

@@ -4,8 +4,10 @@
 
 mod common;
 
+mod access_log;
 mod caching_store;
 mod cli;
+mod client_address;
 mod cluster;
 mod config_files;
 mod dht;

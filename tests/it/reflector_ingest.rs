@@ -14,8 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::common::{
-    create_bucket, fixture_streams, get_blob, metric, scrape, sdk_client, wait_until, within,
-    Cache, Door, S3Server, Store, BUCKET,
+    create_bucket, fixture_streams, free_port, get_blob, metric, scrape, sdk_client, wait_until,
+    within, Cache, Door, Haproxy, S3Server, Store, BUCKET,
 };
 
 /// A fixture stream as its publisher holds it.
@@ -526,6 +526,34 @@ async fn allow_refuses_outside_addresses_and_each_address_is_capped() {
     let upload = upload_v2(addr, &small, None).await;
     assert!(upload.sent_sd);
     assert_served(&running, &small.all()).await;
+    running.stop().await;
+}
+
+/// Behind haproxy (`send-proxy-v2`), `allow` sees the uploader haproxy names, not haproxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_applies_to_the_uploader_a_proxy_header_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = cache(dir.path())
+        .door(
+            Door::reflector()
+                .set("allow", "[127.0.0.2]")
+                .set("trusted_proxies", "[127.0.0.1]")
+                .set("proxy_protocol", true),
+        )
+        .start()
+        .await;
+    let port = free_port();
+    let _haproxy = Haproxy::start(
+        dir.path(),
+        &[(port, reflector_addr(&running), "send-proxy-v2")],
+    )
+    .await;
+    let front = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut allowed = Uploader::connect_from("127.0.0.2".parse().unwrap(), front).await;
+    allowed.handshake(1).await;
+    let mut outside = Uploader::connect_from("127.0.0.3".parse().unwrap(), front).await;
+    assert_eq!(outside.request(r#"{"version": 1}"#).await, None);
+    wait_for_error(&running, "not_allowed", 1.0).await;
     running.stop().await;
 }
 

@@ -81,7 +81,7 @@ impl ReflectorServer {
         let refused = m
             .error_total
             .with_label_values(&[DIRECTION_UPLOAD, "too_many_connections"]);
-        let acceptor = Acceptor::new(listener, Admission::new(&listen, refused, "reflector"));
+        let mut acceptor = Acceptor::new(listener, Admission::new(&listen, refused, "reflector"));
         while let Some(Accepted { stream, peer, slot }) = acceptor.next(&shutdown).await {
             if !self.config.allows(peer.ip()) {
                 tracing::debug!(%peer, "reflector upload refused: address not in allow");

@@ -80,6 +80,11 @@ impl Blobcache {
         .await;
     }
 
+    /// The process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("prism-lite is running")
+    }
+
     /// SIGKILL, as a crash would; returns once the process is gone (its ports are closed).
     pub async fn kill(mut self) {
         self.child.kill().await.expect("kill prism-lite");
