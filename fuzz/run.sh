@@ -33,7 +33,7 @@ fi
 
 echo "== building ${#targets[@]} fuzz targets ($toolchain, $triple)"
 # Only the coverage flags for the target: build scripts and proc macros stay uninstrumented.
-RUSTFLAGS="$flags" CARGO_INCREMENTAL=0 cargo +"$toolchain" build --release --locked \
+RUSTFLAGS="$flags" CARGO_INCREMENTAL=0 cargo +"$toolchain" build --release \
     --target "$triple" --target-dir target --bins
 
 for t in "${targets[@]}"; do

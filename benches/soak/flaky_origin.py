@@ -4,7 +4,8 @@
 GET/HEAD /<hash> answers the file DIR/<hash>, but not always well: some answers are slow, some
 connections are reset mid-body, some bodies have one byte flipped (the cache must refuse them:
 every blob is verified before it is cached or served), some are 503. Fractions are per request.
-Every answer is counted in COUNTS (one line `kind count` per kind, rewritten each second).
+Every answer is counted in COUNTS (one line `kind count` per kind, rewritten each second, carried
+over when the origin restarts).
 
     flaky_origin.py DIR PORT COUNTS [--slow 0.05] [--reset 0.03] [--wrong 0.02] [--fail 0.03]
 """
@@ -28,6 +29,10 @@ ap.add_argument("--wrong", type=float, default=0.02)
 ap.add_argument("--fail", type=float, default=0.03)
 args = ap.parse_args()
 counts = collections.Counter()
+if os.path.exists(args.counts):  # a restarted origin carries on counting
+    for line in open(args.counts):
+        kind, n = line.split()
+        counts[kind] = int(n)
 lock = threading.Lock()
 
 

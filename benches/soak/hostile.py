@@ -3,10 +3,12 @@
 SECONDS have passed, idle connections (connect, send nothing) and stalled readers (ask for a
 2 MiB blob or a stream, never read, tiny receive buffer) on the HTTP and peer doors, from
 addresses 127.0.0.2-127.0.0.9 (the load comes from 127.0.0.1), held HOLD seconds, then dropped;
-and on the DHT port, junk datagrams and pings. Prints one summary line at the end.
+and on the DHT port, junk datagrams and pings; and each cycle one publisher uploads the stream
+in UPLOAD (its sd blob then its content blobs) over the reflector protocol. Prints one summary
+line at the end.
 
     hostile.py --http H:P --peer H:P --dht H:P --blob HASH [--stream SD] --seconds S
-               [--conns 40] [--hold 10]
+               [--reflector H:P --upload DIR --upload-sd SD] [--conns 40] [--hold 10]
 """
 import argparse
 import json
@@ -20,6 +22,9 @@ ap.add_argument("--peer", required=True)
 ap.add_argument("--dht", required=True)
 ap.add_argument("--blob", required=True)
 ap.add_argument("--stream")
+ap.add_argument("--reflector")
+ap.add_argument("--upload")
+ap.add_argument("--upload-sd")
 ap.add_argument("--seconds", type=float, required=True)
 ap.add_argument("--conns", type=int, default=40)
 ap.add_argument("--hold", type=float, default=10)
@@ -66,12 +71,56 @@ def datagrams(cycle):
     return sent
 
 
+def upload():
+    """One SDK-style upload of the stream in --upload (sd blob, then the blobs asked for)."""
+    with connect("127.0.0.2", addr(args.reflector)) as s:
+        s.settimeout(10)
+        buf = b""
+
+        def send(data, message=None):
+            nonlocal buf
+            s.sendall(data if message is None else json.dumps(message).encode())
+            while True:
+                try:
+                    answer, used = json.JSONDecoder().raw_decode(buf.decode())
+                    buf = buf[len(buf.decode()[:used].encode()):]
+                    return answer
+                except ValueError:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        raise OSError("reflector closed")
+                    buf += chunk
+
+        def blob(name):
+            return open(os.path.join(args.upload, name), "rb").read()
+
+        send(None, {"version": 1})
+        sd = blob(args.upload_sd)
+        answer = send(None, {"sd_blob_hash": args.upload_sd, "sd_blob_size": len(sd)})
+        if answer.get("send_sd_blob"):
+            send(sd)
+            needed = [b["blob_hash"] for b in json.loads(sd)["blobs"] if "blob_hash" in b]
+        else:
+            needed = answer.get("needed_blobs", [])
+        for name in needed:
+            data = blob(name)
+            if send(None, {"blob_hash": name, "blob_size": len(data)}).get("send_blob"):
+                send(data)
+
+
 dht = addr(args.dht)
 end = time.monotonic() + args.seconds
-opened = refused = cycles = sent_datagrams = 0
+opened = refused = cycles = sent_datagrams = uploads = upload_errors = 0
 while time.monotonic() + args.hold < end:
     cycles += 1
     sent_datagrams += datagrams(cycles)
+    if args.reflector:
+        try:
+            upload()
+            uploads += 1
+        except (OSError, ValueError) as e:
+            upload_errors += 1
+            print(f"upload: {e}")
     held = []
     for i in range(args.conns):
         src = f"127.0.0.{2 + i % 8}"
@@ -88,4 +137,4 @@ while time.monotonic() + args.hold < end:
     for s in held:
         s.close()
     time.sleep(min(5, max(0, end - time.monotonic())))
-print(f"HOSTILE cycles={cycles} opened={opened} refused={refused} datagrams={sent_datagrams}")
+print(f"HOSTILE cycles={cycles} opened={opened} refused={refused} datagrams={sent_datagrams} uploads={uploads} upload_errors={upload_errors}")

@@ -72,10 +72,14 @@ set output "{a.out}/soak.png"
 set multiplot layout 3,1 title "prism-lite soak, {a.minutes} min (dashed: grey SIGHUP, red origin down/up)"
 set xlabel "seconds"
 set grid
-{marks}set ylabel "MiB"
+{marks}set ylabel "RSS MiB"
+set y2label "open fds"
+set y2tics
 plot "{a.out}/soak.tsv" using 1:2 with lines lw 2 title "server RSS", "" using 1:3 with lines title "open fds" axes x1y2
+unset y2tics
+unset y2label
 set ylabel "requests/s"
-plot "{a.out}/soak.tsv" using 1:4 with lines lw 2 title "verified requests/s"
+plot "{a.out}/soak.tsv" using 1:($4-$5) with lines lw 2 title "verified answers/s"
 set ylabel "errors/s"
 plot "{a.out}/soak.tsv" using 1:5 with impulses lw 2 title "errors/s (refusals, 502s, resets)"
 unset multiplot
@@ -106,7 +110,7 @@ with open(f"{a.out}/report.md", "w") as f:
   end; descriptors {a.fds_start} at start, peak {fds_peak}, {a.fds_end} at the end; stop on
   SIGTERM: {a.stop_status}; panics in the log: {panics}.
 - Events (second, what): {", ".join(f"{t} {k}" for t, k in events) or "none"}.
-- Flaky origin (answers last counted by the restarted origin): {" ".join(origin) or "n/a"}.
+- Flaky origin answers: {" ".join(origin) or "n/a"}.
 - Hostile clients: {hostile or "n/a"}.
 
 ![soak]({picture})

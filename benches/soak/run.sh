@@ -17,7 +17,8 @@
 # RSS_LIMIT_MIB, no RSS growth over the second half, and descriptors back within FD_SLACK of
 # the start once the load is gone.
 #
-# Environment (defaults in brackets): NO_BUILD [0] (use target/release as built), WORKERS [4]
+# Environment (defaults in brackets): NO_BUILD [0] (use the binaries as built), PROFILE
+# [release] (debug: for trying the script out), WORKERS [4]
 # (per door), BLOBS [160] x BLOB_KIB [256] generated blobs, DISK_MIB [24], MEM_MIB [8],
 # ZIPF [1.0], RELOAD_EVERY [60], HOSTILE_CONNS [40], RSS_LIMIT_MIB [512], FD_SLACK [32],
 # PORT [19300] (first of 7 ports), OUT [target/soak].
@@ -56,12 +57,14 @@ command -v gnuplot >/dev/null || {
 }
 ulimit -n 65536 2>/dev/null || true
 
+PROFILE=${PROFILE:-release}
 if [[ ${NO_BUILD:-0} != 1 ]]; then
-  log "building release"
-  (cd "$REPO" && cargo build --release --quiet --bin prism-lite --example soak_client)
+  log "building $PROFILE"
+  flag=--release; [[ $PROFILE == release ]] || flag=
+  (cd "$REPO" && cargo build $flag --quiet --bin prism-lite --example soak_client)
 fi
-BIN=$REPO/target/release/prism-lite
-CLIENT=$REPO/target/release/examples/soak_client
+BIN=$REPO/target/$PROFILE/prism-lite
+CLIENT=$REPO/target/$PROFILE/examples/soak_client
 
 rm -rf "$W" && mkdir -p "$W/origin" "$W/disk" "$W/dht"
 log "generating $BLOBS blobs of $BLOB_KIB KiB"
@@ -88,6 +91,7 @@ with open(f"{w}/streams.txt", "w") as streams:
 PY
 big=$(ls -S "$W/origin" | head -n 1)
 stream=$(awk 'END {print $1}' "$W/streams.txt")
+small_sd=$(awk 'NR == 1 {print $1}' "$W/streams.txt")
 
 cat >"$W/blobcache.yaml" <<YAML
 servers:
@@ -117,6 +121,10 @@ start_origin() {
   PIDS+=("$ORIGIN_PID")
 }
 start_origin
+for _ in $(seq 100); do
+  curl -s -o /dev/null "http://127.0.0.1:$P_ORIGIN/" && break
+  sleep 0.1
+done
 "$BIN" --conf-dir "$W" blobcache --metrics-port "$P_METRICS" --metrics-address 127.0.0.1 \
   2>"$W/server.log" &
 SERVER=$!
@@ -144,26 +152,35 @@ CLIENT_PID=$!
 PIDS+=("$CLIENT_PID")
 python3 "$HERE/hostile.py" --http "127.0.0.1:$P_HTTP" --peer "127.0.0.1:$P_PEER" \
   --dht "127.0.0.1:$P_DHT" --blob "$big" ${stream:+--stream "$stream"} --seconds "$SECS" \
+  ${small_sd:+--reflector "127.0.0.1:$P_REFL" --upload "$W/origin" --upload-sd "$small_sd"} \
   --conns "$HOSTILE_CONNS" >"$W/hostile.out" 2>&1 &
 PIDS+=("$!")
 
 : >"$W/samples.tsv"
 t0=$SECONDS
-restarted=0
+next_reload=$RELOAD_EVERY
+origin_down_at=$((SECS / 2))
+origin_up_at=-1
 while kill -0 "$CLIENT_PID" 2>/dev/null; do
   t=$((SECONDS - t0))
   kill -0 "$SERVER" 2>/dev/null || { log "server exited during the soak"; break; }
   sample "$t" >>"$W/samples.tsv"
-  if ((t > 0 && t % RELOAD_EVERY == 0)); then
+  if ((t >= next_reload)); then
+    next_reload=$((next_reload + RELOAD_EVERY))
     kill -HUP "$SERVER" && echo "$t reload" >>"$W/events.tsv"
   fi
-  if ((restarted == 0 && t >= SECS / 2)); then
-    restarted=1
-    kill -TERM "$ORIGIN_PID"; wait "$ORIGIN_PID" 2>/dev/null || true
+  if ((origin_down_at >= 0 && t >= origin_down_at)); then
+    # The origin goes away for 10 s (connections refused), then comes back.
+    origin_down_at=-1
+    origin_up_at=$((t + 10))
+    kill -TERM "$ORIGIN_PID"
+    wait "$ORIGIN_PID" 2>/dev/null || true
     echo "$t origin_down" >>"$W/events.tsv"
-    sleep 10
+  fi
+  if ((origin_up_at >= 0 && t >= origin_up_at)); then
+    origin_up_at=-1
     start_origin
-    echo "$((SECONDS - t0)) origin_up" >>"$W/events.tsv"
+    echo "$t origin_up" >>"$W/events.tsv"
   fi
   sleep 1
 done
