@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::blob::BlobHash;
@@ -98,47 +99,13 @@ impl LbryApi {
     /// that URL (e.g. not found) is [`ApiError::Rpc`].
     pub async fn resolve_entry(&self, url: &str) -> Result<Value, ApiError> {
         let result = self.call("resolve", json!({ "urls": [url] })).await?;
-        let shape = |message: String| ApiError::Shape {
-            method: "resolve".into(),
-            message,
-        };
-        let entry = match result.get(url) {
-            Some(e) => e,
-            // Some proxies normalise the key (e.g. add `lbry://`); with one URL asked, one
-            // entry answered is ours.
-            None => match result.as_object() {
-                Some(map) if map.len() == 1 => map.values().next().unwrap_or(&Value::Null),
-                _ => return Err(shape(format!("no entry for {url:?} in the result"))),
-            },
-        };
-        if let Some(err) = entry.get("error") {
-            let message = err
-                .get("text")
-                .or_else(|| err.get("message"))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| err.to_string());
-            return Err(ApiError::Rpc {
-                method: "resolve".into(),
-                message: format!("{url}: {message}"),
-            });
-        }
-        Ok(entry.clone())
+        resolve_entry_in(&result, url).cloned()
     }
 
     /// `resolve` one channel URL to its claim id.
     pub async fn resolve_channel(&self, url: &str) -> Result<String, ApiError> {
         let entry = self.resolve_entry(url).await?;
-        let shape = |message: String| ApiError::Shape {
-            method: "resolve".into(),
-            message,
-        };
-        entry
-            .get("claim_id")
-            .and_then(Value::as_str)
-            .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
-            .map(str::to_string)
-            .ok_or_else(|| shape(format!("{url}: no claim_id in the resolved entry")))
+        channel_claim_id(&entry, url)
     }
 
     /// The claim with this full claim id, as `claim_search` (`claim_id`, `page_size: 1`) lists
@@ -176,17 +143,7 @@ impl LbryApi {
             map.insert("release_time".into(), Value::String(format!(">{since}")));
         }
         let result = self.call("claim_search", params).await?;
-        let items = result
-            .get("items")
-            .and_then(Value::as_array)
-            .ok_or_else(|| ApiError::Shape {
-                method: "claim_search".into(),
-                message: "no items list in the result".into(),
-            })?;
-        Ok(ClaimPage {
-            returned: items.len(),
-            items: items.iter().filter_map(parse_claim).collect(),
-        })
+        claim_page(&result)
     }
 
     /// One JSON-RPC call with retries; returns `result`.
@@ -233,39 +190,106 @@ impl LbryApi {
             .text()
             .await
             .map_err(|e| Attempt::Retry(format!("reading the answer: {}", e.without_url())))?;
-        if status.is_server_error() || status.as_u16() == 429 {
-            return Err(Attempt::Retry(format!("HTTP {status}")));
-        }
-        let parsed: Result<Value, _> = serde_json::from_str(&text);
-        if !status.is_success() {
-            return Err(Attempt::Final(ApiError::Rpc {
-                method: method.into(),
-                message: format!("HTTP {status}: {}", preview(&text)),
-            }));
-        }
-        let value = parsed.map_err(|e| Attempt::Retry(format!("answer is not JSON: {e}")))?;
-        if let Some(err) = value.get("error").filter(|e| !e.is_null()) {
-            let message = err
-                .get("message")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| err.to_string());
-            return Err(Attempt::Final(ApiError::Rpc {
-                method: method.into(),
-                message,
-            }));
-        }
-        match value.get("result") {
-            Some(result) => Ok(result.clone()),
-            None => Err(Attempt::Final(ApiError::Shape {
-                method: method.into(),
-                message: "neither result nor error in the answer".into(),
-            })),
-        }
+        read_answer(method, status, &text)
     }
 }
 
-enum Attempt {
+/// Reads one HTTP answer to a JSON-RPC call (status and body text): its `result`, or whether
+/// to try again.
+pub fn read_answer(method: &str, status: StatusCode, text: &str) -> Result<Value, Attempt> {
+    if status.is_server_error() || status.as_u16() == 429 {
+        return Err(Attempt::Retry(format!("HTTP {status}")));
+    }
+    let parsed: Result<Value, _> = serde_json::from_str(text);
+    if !status.is_success() {
+        return Err(Attempt::Final(ApiError::Rpc {
+            method: method.into(),
+            message: format!("HTTP {status}: {}", preview(text)),
+        }));
+    }
+    let value = parsed.map_err(|e| Attempt::Retry(format!("answer is not JSON: {e}")))?;
+    if let Some(err) = value.get("error").filter(|e| !e.is_null()) {
+        let message = err
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| err.to_string());
+        return Err(Attempt::Final(ApiError::Rpc {
+            method: method.into(),
+            message,
+        }));
+    }
+    match value.get("result") {
+        Some(result) => Ok(result.clone()),
+        None => Err(Attempt::Final(ApiError::Shape {
+            method: method.into(),
+            message: "neither result nor error in the answer".into(),
+        })),
+    }
+}
+
+/// The entry for `url` in a `resolve` result; an error the API reports for that URL (e.g. not
+/// found) is [`ApiError::Rpc`].
+pub fn resolve_entry_in<'a>(result: &'a Value, url: &str) -> Result<&'a Value, ApiError> {
+    let shape = |message: String| ApiError::Shape {
+        method: "resolve".into(),
+        message,
+    };
+    let entry = match result.get(url) {
+        Some(e) => e,
+        // Some proxies normalise the key (e.g. add `lbry://`); with one URL asked, one
+        // entry answered is ours.
+        None => match result.as_object() {
+            Some(map) if map.len() == 1 => map.values().next().unwrap_or(&Value::Null),
+            _ => return Err(shape(format!("no entry for {url:?} in the result"))),
+        },
+    };
+    if let Some(err) = entry.get("error") {
+        let message = err
+            .get("text")
+            .or_else(|| err.get("message"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| err.to_string());
+        return Err(ApiError::Rpc {
+            method: "resolve".into(),
+            message: format!("{url}: {message}"),
+        });
+    }
+    Ok(entry)
+}
+
+/// The claim id of a resolved channel entry.
+pub fn channel_claim_id(entry: &Value, url: &str) -> Result<String, ApiError> {
+    entry
+        .get("claim_id")
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_string)
+        .ok_or_else(|| ApiError::Shape {
+            method: "resolve".into(),
+            message: format!("{url}: no claim_id in the resolved entry"),
+        })
+}
+
+/// One page of `claim_search` from its `result`.
+pub fn claim_page(result: &Value) -> Result<ClaimPage, ApiError> {
+    let items = result
+        .get("items")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::Shape {
+            method: "claim_search".into(),
+            message: "no items list in the result".into(),
+        })?;
+    Ok(ClaimPage {
+        returned: items.len(),
+        items: items.iter().filter_map(parse_claim).collect(),
+    })
+}
+
+/// How one call went wrong: worth another attempt (transport, 5xx, 429, not JSON), or final.
+#[derive(Debug)]
+pub enum Attempt {
     Retry(String),
     Final(ApiError),
 }

@@ -22,7 +22,7 @@
 //! The SDK client reads each answer by parsing its whole receive buffer as one JSON document,
 //! so a server must never send a second answer before the client's next message.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::blob::{BlobHash, InvalidHash};
@@ -111,8 +111,9 @@ fn size_field(map: &Map<String, Value>, key: &str) -> Result<u64, BadRequest> {
 }
 
 /// A server answer. Each variant serializes to the one-key (or two-key) object the SDK client
-/// and reflector.go's client look for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// and reflector.go's client look for, and an uploading client reads one back with
+/// [`Response::from_object`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Response {
     Version {
@@ -141,6 +142,12 @@ impl Response {
     pub fn to_bytes(&self) -> Vec<u8> {
         // Every variant is booleans, integers and hashes (whose Display cannot fail).
         serde_json::to_vec(self).expect("serializing a reflector answer cannot fail")
+    }
+
+    /// Reads a received answer (the uploading client's side): the first variant whose keys it
+    /// has, extra keys ignored; `None` when it is none of them.
+    pub fn from_object(map: &Map<String, Value>) -> Option<Response> {
+        Response::deserialize(map).ok()
     }
 }
 
@@ -246,6 +253,8 @@ mod tests {
         ];
         for (response, want) in cases {
             assert_eq!(String::from_utf8(response.to_bytes()).unwrap(), want);
+            assert_eq!(Response::from_object(&object(&want)), Some(response));
         }
+        assert_eq!(Response::from_object(&object(r#"{"send_blob":1}"#)), None);
     }
 }

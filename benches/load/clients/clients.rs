@@ -99,8 +99,8 @@ impl QuicConn {
 /// the other connections' packets and moved the HTTP/3 p99 from ~120-170 to ~540-560 ms in a
 /// pinned A/B run, so it measured the client, not the server.
 pub struct H3 {
-    send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
-    quic: QuicConn,
+    pub send: h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+    pub quic: QuicConn,
 }
 
 impl H3 {

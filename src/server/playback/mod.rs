@@ -373,7 +373,7 @@ fn paid() -> Response<PlaybackBody> {
 /// The status and byte range to send: the `Range` asked for (while `If-Range`, if any, names
 /// this stream), else the whole stream (no range for an empty one); `None` when the range is
 /// outside it (416).
-fn chosen_range(
+pub fn chosen_range(
     headers: &HeaderMap,
     etag: &str,
     size: u64,
