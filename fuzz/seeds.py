@@ -112,8 +112,13 @@ def http_request():
 
 
 def claim_path():
-    write("claim_path", "player", "astream/ad25e05aa7dc5e9994869040c6103f9a8728db46/942f6506")
-    write("claim_path", "encoded", "caf%C3%A9-clip/ad25e05a/449a")
+    claim = "ad25e05aa7dc5e9994869040c6103f9a8728db46"
+    write("claim_path", "v1", f"/content/claims/astream/{claim}/video.mp4")
+    write("claim_path", "v2", "/api/v2/streams/free/caf%C3%A9-clip/ad25e05a")
+    write("claim_path", "v4", f"/api/v4/streams/free/astream/{claim}/942f6506")
+    write("claim_path", "v5", f"/v5/streams/start/{claim}/942f65.mp4")
+    write("claim_path", "v6", f"/v6/streams/{claim}/942f65.mp4")
+    write("claim_path", "paid", f"/api/v3/streams/paid/astream/{claim}/942f65/token")
 
 
 def lbry_api():
