@@ -22,6 +22,7 @@ use crate::policy::Policy;
 use crate::reload::{self, ReloadReport, Reloader};
 use crate::server::access_log::{AccessLog, AccessLogMetrics};
 use crate::server::admin::AdminServer;
+use crate::server::admin_api::AdminApi;
 use crate::server::budget::InflightBudget;
 use crate::server::http::HttpServer;
 use crate::server::http3::Http3Server;
@@ -31,7 +32,7 @@ use crate::server::playback::Playback;
 use crate::server::reflector::metrics::ReflectorMetrics;
 use crate::server::reflector::{OnStreamStored, ReflectorServer};
 use crate::server::BlobService;
-use crate::store::announce::AnnouncingStore;
+use crate::store::announce::{AnnounceSink, AnnouncingStore, Sinks};
 use crate::store::blocklist::BlocklistStore;
 use crate::store::metrics::StoreMetrics;
 use crate::store::{self, BlobStore, BuildContext};
@@ -137,6 +138,8 @@ pub fn process_metrics() -> Arc<Metrics> {
     metrics.family::<ServerMetrics>();
     metrics.family::<ReflectorMetrics>();
     metrics.family::<AccessLogMetrics>();
+    metrics.family::<crate::tracker::metrics::TrackerMetrics>();
+    metrics.family::<crate::store::pins::PinSlot>();
     metrics
 }
 
@@ -187,7 +190,21 @@ pub async fn start_loaded(
     let tree = build_root(&config, &metrics, &policy, blocklist_settings.is_some()).await?;
     // Streams whose sd blob any door serves are announced once the DHT node exists.
     let announcing = Arc::new(AnnouncingStore::new(tree));
+    announcing.learn_streams(metrics.family());
     let root: Arc<dyn BlobStore> = announcing.clone();
+    let pins = open_pins(&config, &metrics)?;
+    if let Some(pins) = &pins {
+        let _ = admin.pins_status.set(Arc::clone(pins));
+    }
+    if let Some(admin_config) = &config.admin {
+        let api = AdminApi::new(
+            admin_config,
+            Arc::clone(&root),
+            pins.clone(),
+            metrics.family(),
+        );
+        let _ = admin.api.set(api);
+    }
     let blocklist = blocklist_settings.as_ref();
     start_blocklist(&config, blocklist, &policy, &root, &mut tasks, &shutdown).await?;
 
@@ -222,12 +239,27 @@ pub async fn start_loaded(
     if let Some(node) = &dht {
         let _ = admin.dht_status.set(node.clone());
     }
-    // Bound with the other doors; served once the DHT exists, so the streams it receives can
-    // be announced.
-    let reflector_addr = doors.serve_reflector(dht.as_ref(), &mut tasks, &shutdown);
+    let trackers = start_trackers(
+        &config,
+        &doors,
+        &announcing,
+        &metrics,
+        &mut tasks,
+        &shutdown,
+    )?;
+    if let Some(trackers) = &trackers {
+        let _ = admin.trackers_status.set(trackers.clone());
+    }
+    let sink = announce_sink(dht.as_ref(), trackers.as_ref());
+    if let Some(sink) = &sink {
+        announcing.attach(Arc::clone(sink));
+    }
+    // Bound with the other doors; served once the DHT and trackers exist, so the streams it
+    // receives can be announced.
+    let reflector_addr = doors.serve_reflector(sink, &mut tasks, &shutdown);
     let prefetcher = match (config.prefetch.clone(), admin.prefetch_status) {
         (Some(prefetch), Some(status)) => Some(start_prefetch(
-            prefetch, status, &root, &metrics, &mut tasks, &shutdown,
+            prefetch, status, &root, pins, &metrics, &mut tasks, &shutdown,
         )?),
         _ => None,
     };
@@ -268,6 +300,12 @@ struct StartedAdmin {
     prefetch_status: Option<crate::prefetch::report::StatusHandle>,
     /// Set once the DHT is bound (after the peer door, whose port it announces).
     dht_status: Arc<std::sync::OnceLock<crate::dht::Dht>>,
+    /// Set once the tracker announcer exists (after the peer door too).
+    trackers_status: Arc<std::sync::OnceLock<crate::tracker::Trackers>>,
+    /// Set once the root store is built, when `admin:` is configured.
+    api: Arc<std::sync::OnceLock<AdminApi>>,
+    /// Set once the pin registry is open (with a disk tier).
+    pins_status: Arc<std::sync::OnceLock<Arc<crate::store::pins::Pins>>>,
 }
 
 /// Binds the metrics port and serves it (`/metrics`, health, status).
@@ -284,11 +322,27 @@ async fn start_admin(
         .as_ref()
         .map(|p| crate::prefetch::report::StatusHandle::new(p.enabled, &p.api));
     let dht_status = Arc::new(std::sync::OnceLock::new());
+    let trackers_status = Arc::new(std::sync::OnceLock::new());
+    let api = Arc::new(std::sync::OnceLock::new());
+    let pins_status = Arc::new(std::sync::OnceLock::new());
+    let status = Arc::new(crate::server::status::StatusPage::new(
+        Arc::clone(metrics),
+        crate::server::status::Sources {
+            dht: Arc::clone(&dht_status),
+            trackers: Arc::clone(&trackers_status),
+            pins: Arc::clone(&pins_status),
+        },
+    ));
+    tasks.spawn(Arc::clone(&status).sample_forever(shutdown.clone()));
     let admin = Arc::new(AdminServer {
+        status,
+        api: Arc::clone(&api),
+        api_configured: config.admin.is_some(),
         metrics: Arc::clone(metrics),
         ready: Arc::clone(ready),
         prefetch: prefetch_status.clone(),
         dht: Arc::clone(&dht_status),
+        trackers: Arc::clone(&trackers_status),
     });
     let listener = TcpListener::bind(addr)
         .await
@@ -299,6 +353,9 @@ async fn start_admin(
         addr: bound,
         prefetch_status,
         dht_status,
+        trackers_status,
+        api,
+        pins_status,
     })
 }
 
@@ -401,17 +458,18 @@ impl Doors {
             .and_then(|(_, listener)| listener.local_addr().ok())
     }
 
-    /// Starts serving the upload door, announcing the streams it stores when there is a DHT.
+    /// Starts serving the upload door, announcing the streams it stores when there is a DHT
+    /// or trackers.
     fn serve_reflector(
         &mut self,
-        dht: Option<&crate::dht::Dht>,
+        sink: Option<Arc<dyn AnnounceSink>>,
         tasks: &mut JoinSet<()>,
         shutdown: &CancellationToken,
     ) -> Option<SocketAddr> {
         let addr = self.reflector_addr();
         let (server, listener) = self.reflector.take()?;
-        let server = match dht {
-            Some(node) => server.on_stream_stored(announce_stored_streams(node.announcer())),
+        let server = match sink {
+            Some(sink) => server.on_stream_stored(announce_stored_streams(sink)),
             None => server,
         };
         tasks.spawn(Arc::new(server).serve(listener, shutdown.clone()));
@@ -526,22 +584,121 @@ async fn start_dht(
     )
     .await?;
     tracing::info!(addr = %node.local_addr(), node_id = %node_id, "dht node listening (udp)");
-    announcing.attach(Arc::new(node.announcer()));
     let remembered = node.open_journal(&dht_config.data_dir, dht_config.max_announced)?;
-    // A root that is itself a local tier (an origin or ingest box) holds what it `has`;
-    // otherwise "held" means in a cache tier (`has` would ask the origin).
-    let local_root = matches!(
-        config.store,
-        StoreConfig::Disk(_) | StoreConfig::Mem(_) | StoreConfig::DbBacked(_)
-    );
     tasks.spawn(restore_announcements(
         Arc::clone(announcing) as Arc<dyn BlobStore>,
-        local_root,
-        node.announcer(),
+        local_root(config),
+        Arc::new(node.announcer()),
         remembered,
     ));
     tasks.spawn(node.clone().run(shutdown.clone()));
     Ok(Some(node))
+}
+
+/// The pin registry, when the tree has a disk tier (the first one found, depth first): its
+/// file and bound from `pins:` or their defaults; disk tiers consult it from now on.
+fn open_pins(
+    config: &BlobcacheConfig,
+    metrics: &Metrics,
+) -> anyhow::Result<Option<Arc<crate::store::pins::Pins>>> {
+    let Some(disk) = first_disk(&config.store) else {
+        return Ok(None);
+    };
+    let settings = config.pins.clone().unwrap_or_default();
+    let file = settings.file.unwrap_or_else(|| {
+        let mut name = disk.mount_point.clone().into_os_string();
+        name.push(".pins.json");
+        PathBuf::from(name)
+    });
+    let tier_max = disk.max_size.map_or(u64::MAX, |s| s.0);
+    let pin_max = settings.pin_max.map_or(tier_max / 2, |s| s.0).min(tier_max);
+    let slot = metrics.family::<crate::store::pins::PinSlot>();
+    let pins = crate::store::pins::Pins::open(&file, pin_max, &slot)
+        .with_context(|| format!("reading the pins file {}", file.display()))?;
+    let pins = Arc::new(pins);
+    slot.set(Arc::clone(&pins));
+    Ok(Some(pins))
+}
+
+fn first_disk(store: &StoreConfig) -> Option<&crate::config::DiskConfig> {
+    match store {
+        StoreConfig::Disk(disk) => Some(disk),
+        other => other
+            .children()
+            .into_iter()
+            .find_map(|(_, c)| first_disk(c)),
+    }
+}
+
+/// A root that is itself a local tier (an origin or ingest box) holds what it `has`;
+/// otherwise "held" means in a cache tier (`has` would ask the origin).
+fn local_root(config: &BlobcacheConfig) -> bool {
+    matches!(
+        config.store,
+        StoreConfig::Disk(_) | StoreConfig::Mem(_) | StoreConfig::DbBacked(_)
+    )
+}
+
+/// When `trackers:` is set: the tracker announcer, advertising the port the DHT would
+/// (`dht.announce_port`, else the peer door's) and `dht.announce_address` when set; restores
+/// an earlier run's announcements and runs until shutdown (then sends `stopped`).
+fn start_trackers(
+    config: &BlobcacheConfig,
+    doors: &Doors,
+    announcing: &Arc<AnnouncingStore>,
+    metrics: &Metrics,
+    tasks: &mut JoinSet<()>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<crate::tracker::Trackers>> {
+    let Some(trackers_config) = config.trackers.clone() else {
+        return Ok(None);
+    };
+    let dht = config.dht.clone().unwrap_or_default();
+    let Some(port) = dht.announce_port.or(doors.peer_addr.map(|a| a.port())) else {
+        tracing::warn!(
+            "trackers: configured, but there is no peer door (servers.peer) or \
+             dht.announce_port to announce; not announcing"
+        );
+        return Ok(None);
+    };
+    let data_dir = trackers_config.data_dir.clone();
+    let trackers = crate::tracker::Trackers::new(
+        trackers_config,
+        port,
+        dht.announce_address,
+        metrics.family(),
+    );
+    let remembered = trackers
+        .open_journal(&data_dir)
+        .with_context(|| format!("opening the tracker journal in {}", data_dir.display()))?;
+    tracing::info!(port, servers = ?config.trackers.as_ref().map(|t| &t.servers), "trackers: announcing");
+    tasks.spawn(restore_announcements(
+        Arc::clone(announcing) as Arc<dyn BlobStore>,
+        local_root(config),
+        Arc::new(trackers.clone()),
+        remembered,
+    ));
+    tasks.spawn(trackers.clone().run(shutdown.clone()));
+    Ok(Some(trackers))
+}
+
+/// Where announcements go: the DHT, the trackers, both, or nowhere.
+fn announce_sink(
+    dht: Option<&crate::dht::Dht>,
+    trackers: Option<&crate::tracker::Trackers>,
+) -> Option<Arc<dyn AnnounceSink>> {
+    let mut sinks: Vec<Arc<dyn AnnounceSink>> = Vec::new();
+    if let Some(node) = dht {
+        sinks.push(Arc::new(node.announcer()));
+    }
+    if let Some(trackers) = trackers {
+        sinks.push(Arc::new(trackers.clone()));
+    }
+    match sinks.len() {
+        0 => None,
+        1 => sinks.pop(),
+        _ => Some(Arc::new(Sinks(sinks))),
+    }
 }
 
 /// Starts the channel prefetcher. It runs on its own task with its own small concurrency
@@ -551,6 +708,7 @@ fn start_prefetch(
     prefetch: crate::config::PrefetchConfig,
     status: crate::prefetch::report::StatusHandle,
     root: &Arc<dyn BlobStore>,
+    pins: Option<Arc<crate::store::pins::Pins>>,
     metrics: &Arc<Metrics>,
     tasks: &mut JoinSet<()>,
     shutdown: &CancellationToken,
@@ -562,18 +720,20 @@ fn start_prefetch(
     // sees their sd blobs pass, as it does for every door.
     let prefetcher = Arc::new(
         crate::prefetch::Prefetcher::new(prefetch, Arc::clone(root), &metrics.registry, status)
-            .context("starting the prefetcher")?,
+            .context("starting the prefetcher")?
+            .with_pins(pins)
+            .with_served_streams(metrics.family()),
     );
     tasks.spawn(Arc::clone(&prefetcher).run_forever(shutdown.clone()));
     Ok(prefetcher)
 }
 
-/// Uploaded streams are announced in the DHT: the sd blob (what LBRY clients look up first)
-/// and the first content blob (what they fetch right after).
-fn announce_stored_streams(announcer: crate::dht::Announcer) -> OnStreamStored {
+/// Uploaded streams are announced in the DHT (the sd blob, what LBRY clients look up first,
+/// and the first content blob, what they fetch right after) and to the trackers.
+fn announce_stored_streams(sink: Arc<dyn AnnounceSink>) -> OnStreamStored {
     Arc::new(move |stream| {
         crate::store::announce::announce_stream(
-            &announcer,
+            sink.as_ref(),
             &stream.sd_hash,
             stream.first_blob.as_ref(),
         )
@@ -585,7 +745,7 @@ fn announce_stored_streams(announcer: crate::dht::Announcer) -> OnStreamStored {
 async fn restore_announcements(
     store: Arc<dyn BlobStore>,
     local_root: bool,
-    announcer: crate::dht::Announcer,
+    announcer: Arc<dyn AnnounceSink>,
     remembered: Vec<crate::blob::BlobHash>,
 ) {
     let (mut kept, total) = (0usize, remembered.len());
@@ -604,7 +764,7 @@ async fn restore_announcements(
         tracing::info!(
             kept,
             dropped = total - kept,
-            "dht: announcements restored after restart"
+            "announcements restored after restart"
         );
     }
 }

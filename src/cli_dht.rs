@@ -4,6 +4,12 @@
 //! with a running `blobcache` on the same machine), runs an iterative findValue for the blob,
 //! and lists every announcer, marking this cache's own entry: the node id in
 //! `dht.data_dir/node_id`, or `dht.announce_address` with the announced TCP port.
+//!
+//! With `trackers:` configured it asks every tracker too (an announce with port 0, as the
+//! SDK's downloader does), lists the peers each one gives, and marks this cache's entry: the
+//! announced TCP port at `dht.announce_address`, or at a loopback address when that is unset
+//! (a tracker on the same machine sees us there). A DHT that cannot be joined is then
+//! reported, not fatal.
 
 use std::path::Path;
 use std::time::Duration;
@@ -33,34 +39,50 @@ pub fn peers(conf_dir: &Path, hash: &str) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let peers = runtime.block_on(async {
-        let registry = prometheus::Registry::new();
-        let node = Dht::bind(&dht_cfg, None, NodeId::random(), &registry).await?;
-        let shutdown = CancellationToken::new();
-        let serving = tokio::spawn(node.clone().serve(shutdown.clone()));
-        let result = tokio::time::timeout(OVERALL, async {
-            let contacts = node.join().await;
-            if contacts == 0 {
-                anyhow::bail!(
-                    "could not reach any DHT node (bootstrap: {}); check dht.bootstrap and \
-                     that outgoing UDP is allowed",
-                    dht_cfg.bootstrap.join(", ")
-                );
+    let trackers = cfg.trackers.clone();
+    let (dht_peers, tracker_answers) = runtime.block_on(async {
+        let asking = async {
+            match &trackers {
+                Some(t) => {
+                    prism_lite::tracker::lookup(&t.servers, &hash, t.timeout, t.retries).await
+                }
+                None => Vec::new(),
             }
-            eprintln!("joined the DHT: {contacts} contacts");
-            Ok(node.find_peers(key).await)
-        })
-        .await
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("DHT lookup took longer than {OVERALL:?}")));
-        shutdown.cancel();
-        let _ = serving.await;
-        result
-    })?;
-
-    if peers.is_empty() {
-        println!("no peers announce {hash}");
-    }
+        };
+        tokio::join!(dht_lookup(&dht_cfg, key), asking)
+    });
+    let is_ours = |addr: &std::net::SocketAddrV4| {
+        Some(addr.port()) == our_port
+            && (Some(*addr.ip()) == our_ip || (our_ip.is_none() && addr.ip().is_loopback()))
+    };
     let mut ours = false;
+    for (server, outcome) in &tracker_answers {
+        let peers = prism_lite::tracker::peers_of(outcome);
+        eprintln!(
+            "tracker {server}: {} ({} peer(s))",
+            outcome.label(),
+            peers.len()
+        );
+        for addr in peers {
+            let is_us = is_ours(&addr);
+            ours |= is_us;
+            println!(
+                "{addr} tracker {server}{}",
+                if is_us { " (this cache)" } else { "" }
+            );
+        }
+    }
+    let peers = match dht_peers {
+        Ok(peers) => peers,
+        Err(e) if trackers.is_some() => {
+            eprintln!("dht: {e:#}");
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
+    if peers.is_empty() {
+        println!("no peers announce {hash} in the DHT");
+    }
     for peer in &peers {
         let is_us = Some(peer.id) == our_id
             || (Some(*peer.addr.ip()) == our_ip && Some(peer.addr.port()) == our_port);
@@ -73,9 +95,37 @@ pub fn peers(conf_dir: &Path, hash: &str) -> anyhow::Result<()> {
         );
     }
     eprintln!(
-        "{} peer(s) announce {hash}; this cache is {}",
+        "{} peer(s) announce {hash} in the DHT; this cache is {}",
         peers.len(),
         if ours { "among them" } else { "NOT among them" }
     );
     Ok(())
+}
+
+/// Joins the DHT from a throwaway node and looks `key` up.
+async fn dht_lookup(
+    dht_cfg: &dht::DhtConfig,
+    key: NodeId,
+) -> anyhow::Result<Vec<dht::CompactPeer>> {
+    let registry = prometheus::Registry::new();
+    let node = Dht::bind(dht_cfg, None, NodeId::random(), &registry).await?;
+    let shutdown = CancellationToken::new();
+    let serving = tokio::spawn(node.clone().serve(shutdown.clone()));
+    let result = tokio::time::timeout(OVERALL, async {
+        let contacts = node.join().await;
+        if contacts == 0 {
+            anyhow::bail!(
+                "could not reach any DHT node (bootstrap: {}); check dht.bootstrap and \
+                     that outgoing UDP is allowed",
+                dht_cfg.bootstrap.join(", ")
+            );
+        }
+        eprintln!("joined the DHT: {contacts} contacts");
+        Ok(node.find_peers(key).await)
+    })
+    .await
+    .unwrap_or_else(|_| Err(anyhow::anyhow!("DHT lookup took longer than {OVERALL:?}")));
+    shutdown.cancel();
+    let _ = serving.await;
+    result
 }

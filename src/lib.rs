@@ -24,3 +24,4 @@ pub mod server;
 pub mod store;
 pub mod stream;
 pub mod trace;
+pub mod tracker;

@@ -235,6 +235,18 @@ fn restart_needed(old: &Value, new: &Value) -> Vec<String> {
     if old.get("access_log") != new.get("access_log") {
         changed.push("access_log (its path and format)".to_string());
     }
+    if old.get("nat") != new.get("nat") {
+        changed.push("nat (port mapping on the router)".to_string());
+    }
+    if old.get("trackers") != new.get("trackers") {
+        changed.push("trackers (the tracker announcer)".to_string());
+    }
+    if old.get("pins") != new.get("pins") {
+        changed.push("pins (pinning)".to_string());
+    }
+    if old.get("admin") != new.get("admin") {
+        changed.push("admin (the admin API)".to_string());
+    }
     for door in ["http", "http3", "peer", "reflector"] {
         let old_server = old.get("servers").and_then(|s| s.get(door));
         let new_server = new.get("servers").and_then(|s| s.get(door));

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the tests need that cargo cannot, then runs every test:
 # promtool (Debian package prometheus) for the metrics lint, and chromium, chromium-driver and
-# ffmpeg for the browser playback test, haproxy as the PROXY protocol sender.
+# ffmpeg for the browser playback test, haproxy as the PROXY protocol sender, opentracker (a
+# BEP-15 UDP tracker) for the tracker tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 missing=()
@@ -10,6 +11,7 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 command -v ffmpeg >/dev/null 2>&1 || missing+=(ffmpeg)
 command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+command -v opentracker >/dev/null 2>&1 || missing+=(opentracker)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${missing[*]} (Debian packages)"
   sudo=""

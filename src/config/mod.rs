@@ -14,16 +14,19 @@
 //! representation of an enum, applied recursively to the whole file.
 
 pub mod access_log;
+pub mod admin;
 pub mod clients;
 pub mod dht;
 pub mod limits;
 pub mod nat;
+pub mod pins;
 pub mod pool;
 pub mod prefetch;
 pub mod reflector;
 pub mod servers;
 pub mod stores;
 pub mod stream;
+pub mod trackers;
 pub mod units;
 
 use std::path::{Path, PathBuf};
@@ -32,10 +35,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use self::access_log::{AccessLogConfig, AccessLogFormat};
+pub use self::admin::AdminConfig;
 pub use self::clients::Proxies;
 pub use self::dht::DhtConfig;
 pub use self::limits::LimitsConfig;
 pub use self::nat::NatConfig;
+pub use self::pins::PinsConfig;
 pub use self::pool::{Endpoint, PoolHealthConfig};
 pub use self::prefetch::PrefetchConfig;
 pub use self::reflector::ReflectorServerConfig;
@@ -49,6 +54,7 @@ pub use self::stores::{
     ProxiedS3Config, S3Config, SingleflightConfig, StoreConfig, UpstreamConfig,
 };
 pub use self::stream::StreamConfig;
+pub use self::trackers::TrackersConfig;
 pub use self::units::{duration, opt_duration, ByteSize};
 
 /// A configuration error: the YAML path, what is wrong, and (from serde) what is allowed.
@@ -138,6 +144,15 @@ pub struct BlobcacheConfig {
     /// Omitted = no mapping.
     #[serde(default)]
     pub nat: Option<NatConfig>,
+    /// Announce held streams to UDP trackers too (docs/dht.md, "Trackers").
+    #[serde(default)]
+    pub trackers: Option<TrackersConfig>,
+    /// The admin API on the metrics port; off unless set (docs/operations.md, "Admin API").
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// Pinning's file and bound (docs/operations.md, "Pinning"). Omitted = defaults.
+    #[serde(default)]
+    pub pins: Option<PinsConfig>,
     /// Stream playback (`/stream/{sd_hash}`, player-server routes). Omitted = defaults.
     #[serde(default)]
     pub stream: Option<StreamConfig>,

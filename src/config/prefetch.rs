@@ -80,6 +80,10 @@ pub struct ChannelSpec {
     /// Which blobs of each stream to fetch.
     #[serde(default)]
     pub blobs: BlobSelection,
+    /// Pin the channel's warmed streams: the disk tier never evicts them (bounded by
+    /// `pins.pin_max`; docs/operations.md, "Pinning").
+    #[serde(default)]
+    pub pin: bool,
 }
 
 impl ChannelSpec {
@@ -91,6 +95,7 @@ impl ChannelSpec {
             max_streams: None,
             max_bytes: None,
             blobs: BlobSelection::All,
+            pin: false,
         }
     }
 }

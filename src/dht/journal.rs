@@ -22,7 +22,9 @@ use std::sync::Mutex;
 
 use crate::blob::BlobHash;
 
+/// The DHT's journal; the tracker announcer keeps its own ([`Journal::open_named`]).
 const FILE: &str = "announced";
+#[cfg(test)]
 const OLD: &str = "announced.old";
 
 /// The open journal; see the module docs.
@@ -35,8 +37,17 @@ impl Journal {
     /// Opens the journal in `data_dir` and returns the hashes recorded by earlier runs (at most
     /// `limit`, duplicates and malformed lines dropped).
     pub fn open(data_dir: &Path, limit: usize) -> io::Result<(Journal, Vec<BlobHash>)> {
+        Journal::open_named(data_dir, FILE, limit)
+    }
+
+    /// [`Journal::open`] on the file `name` (and `name.old`).
+    pub fn open_named(
+        data_dir: &Path,
+        name: &str,
+        limit: usize,
+    ) -> io::Result<(Journal, Vec<BlobHash>)> {
         std::fs::create_dir_all(data_dir)?;
-        let (path, old) = (data_dir.join(FILE), data_dir.join(OLD));
+        let (path, old) = (data_dir.join(name), data_dir.join(format!("{name}.old")));
         let mut text = read_if_present(&old)?;
         // A crash during the last restore left both files: take the union.
         text.push_str(&read_if_present(&path)?);
@@ -65,7 +76,7 @@ impl Journal {
     pub fn record(&self, hash: &BlobHash) {
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = writeln!(file, "{hash}") {
-            tracing::warn!(error = %e, "dht: cannot record an announced blob; a restart will forget it");
+            tracing::warn!(error = %e, "cannot record an announced blob; a restart will forget it");
         }
     }
 
@@ -73,7 +84,7 @@ impl Journal {
     /// file can go.
     pub fn restored(&self) {
         if let Err(e) = std::fs::remove_file(&self.old) {
-            tracing::debug!(error = %e, "dht: removing the previous announce journal");
+            tracing::debug!(error = %e, "removing the previous announce journal");
         }
     }
 }

@@ -91,6 +91,10 @@ impl crate::store::announce::AnnounceSink for Announcer {
     fn announce(&self, hash: &BlobHash) -> bool {
         Announcer::announce(self, hash)
     }
+
+    fn restored(&self) {
+        Announcer::restored(self)
+    }
 }
 
 impl Announcer {

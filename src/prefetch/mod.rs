@@ -51,6 +51,10 @@ pub struct Prefetcher {
     status: StatusHandle,
     /// Relative `channel_list_file` paths resolve against this (the working directory).
     base_dir: PathBuf,
+    /// Where `pin: true` channels' streams are pinned ([`Prefetcher::with_pins`]).
+    pins: Option<Arc<crate::store::pins::Pins>>,
+    /// Told each warmed stream's channel ([`Prefetcher::with_served_streams`]).
+    streams: Option<Arc<crate::store::served::ServedStreams>>,
 }
 
 impl Prefetcher {
@@ -88,7 +92,24 @@ impl Prefetcher {
             metrics,
             status,
             base_dir: PathBuf::from("."),
+            pins: None,
+            streams: None,
         })
+    }
+
+    /// Tells `streams` which channel each warmed stream belongs to (served bytes per channel).
+    pub fn with_served_streams(
+        mut self,
+        streams: Arc<crate::store::served::ServedStreams>,
+    ) -> Prefetcher {
+        self.streams = Some(streams);
+        self
+    }
+
+    /// Pins the streams of `pin: true` channels in `pins` once warmed.
+    pub fn with_pins(mut self, pins: Option<Arc<crate::store::pins::Pins>>) -> Prefetcher {
+        self.pins = pins;
+        self
     }
 
     pub fn status(&self) -> StatusHandle {
@@ -221,6 +242,8 @@ impl Prefetcher {
             self.metrics.clone(),
             cancel.clone(),
             progress.clone(),
+            self.pins.clone(),
+            self.streams.clone(),
         );
         let outcome = warmer.run(jobs).await;
         progress.finish_and_clear();

@@ -22,6 +22,17 @@ pub struct PlannedStream {
     pub sd_hash: BlobHash,
     pub claim_name: String,
     pub blobs: BlobSelection,
+    /// Pin it once warmed (`pin: true` on its channel), with its release time.
+    pub pin: Option<Pin>,
+}
+
+/// How a planned stream is pinned.
+#[derive(Debug, Clone)]
+pub struct Pin {
+    /// `channel @name`, shown in `/admin/pins`.
+    pub source: String,
+    /// The claim's release time (unix seconds): the oldest lose their pin first.
+    pub released: Option<i64>,
 }
 
 /// What planning one channel produced.
@@ -122,7 +133,7 @@ impl Planner {
                 selected += 1;
                 selected_bytes = selected_bytes.saturating_add(size);
                 if seen.insert(sd_hash) {
-                    plan.streams.push(planned(&claim, sd_hash, spec.blobs));
+                    plan.streams.push(planned(&claim, sd_hash, spec));
                 } else {
                     plan.duplicates += 1;
                 }
@@ -139,10 +150,14 @@ impl Planner {
     }
 }
 
-fn planned(claim: &StreamClaim, sd_hash: BlobHash, blobs: BlobSelection) -> PlannedStream {
+fn planned(claim: &StreamClaim, sd_hash: BlobHash, spec: &ChannelSpec) -> PlannedStream {
     PlannedStream {
         sd_hash,
         claim_name: claim.name.clone(),
-        blobs,
+        blobs: spec.blobs,
+        pin: spec.pin.then(|| Pin {
+            source: format!("channel {}", spec.channel),
+            released: claim.release_time,
+        }),
     }
 }

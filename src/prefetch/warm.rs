@@ -195,6 +195,10 @@ pub struct Warmer {
     cancel: CancellationToken,
     progress: ProgressBar,
     tally: Tally,
+    /// Where `pin: true` channels' streams are pinned (none without a disk tier).
+    pins: Option<Arc<crate::store::pins::Pins>>,
+    /// Told each warmed stream's blobs and channel, for served bytes per channel.
+    streams: Option<Arc<crate::store::served::ServedStreams>>,
 }
 
 impl Warmer {
@@ -207,6 +211,8 @@ impl Warmer {
         metrics: PrefetchMetrics,
         cancel: CancellationToken,
         progress: ProgressBar,
+        pins: Option<Arc<crate::store::pins::Pins>>,
+        streams: Option<Arc<crate::store::served::ServedStreams>>,
     ) -> Arc<Warmer> {
         let concurrency = concurrency.max(1);
         Arc::new(Warmer {
@@ -224,6 +230,8 @@ impl Warmer {
                 reports: Mutex::new(channels),
                 metrics,
             },
+            pins,
+            streams,
         })
     }
 
@@ -331,6 +339,18 @@ impl Warmer {
             .take(take)
             .map(|(_, hash, len)| (hash, len))
             .collect();
+        if let Some(streams) = &self.streams {
+            streams.learn(
+                &sd_hash,
+                descriptor.content_blobs().map(|(_, h, _)| h).collect(),
+            );
+            streams.tag_channel(&sd_hash, &self.tally.label(job.channel));
+        }
+        if let (Some(pin), Some(pins)) = (&job.stream.pin, &self.pins) {
+            let content: Vec<BlobHash> = blobs.iter().map(|(h, _)| *h).collect();
+            let bytes = blobs.iter().map(|(_, len)| len).sum::<u64>() + sd.data.len() as u64;
+            pins.pin(&sd_hash, &content, bytes, &pin.source, pin.released);
+        }
         self.progress.inc_length(blobs.len() as u64);
         (self.warm_content(job, blobs).await, None)
     }

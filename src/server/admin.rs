@@ -1,6 +1,7 @@
 //! The metrics port: `/metrics` (Prometheus text format), `/healthz` (the process answers) and
 //! `/readyz` (the store tree is built and every front door is bound), plus
-//! `/prefetch/status` (JSON: the channel prefetcher's last run) when prefetch is configured.
+//! `/prefetch/status` (JSON: the channel prefetcher's last run) when prefetch is configured,
+//! `/dht/status` and `/trackers/status`.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,11 +24,27 @@ pub struct AdminServer {
     pub prefetch: Option<crate::prefetch::report::StatusHandle>,
     /// `/dht/status`, once the DHT node is bound (never, when `dht.enabled` is false).
     pub dht: Arc<std::sync::OnceLock<crate::dht::Dht>>,
+    /// `/trackers/status`, once the tracker announcer runs (never without `trackers:`).
+    pub trackers: Arc<std::sync::OnceLock<crate::tracker::Trackers>>,
+    /// `/admin/...`, when `admin.token` is set, once the root store is built.
+    pub api: Arc<std::sync::OnceLock<super::admin_api::AdminApi>>,
+    /// Whether `admin:` is configured (before the API exists, its routes answer 503).
+    pub api_configured: bool,
+    /// `/` and `/status.json`.
+    pub status: Arc<super::status::StatusPage>,
 }
+
+/// Connections the metrics port serves at once; more wait in the kernel's accept backlog.
+const MAX_CONNECTIONS: usize = 64;
 
 impl AdminServer {
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         loop {
+            let slot = tokio::select! {
+                s = Arc::clone(&slots).acquire_owned() => s.expect("never closed"),
+                _ = shutdown.cancelled() => break,
+            };
             let (stream, _) = tokio::select! {
                 a = listener.accept() => match a {
                     Ok(a) => a,
@@ -42,7 +59,7 @@ impl AdminServer {
             let server = Arc::clone(&self);
             let service = hyper::service::service_fn(move |req| {
                 let server = Arc::clone(&server);
-                async move { Ok::<_, Infallible>(server.route(&req)) }
+                async move { Ok::<_, Infallible>(server.respond(&req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -50,11 +67,27 @@ impl AdminServer {
                 .serve_connection(TokioIo::new(stream), service);
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 tokio::select! {
                     _ = conn => {},
                     _ = shutdown.cancelled() => {},
                 }
             });
+        }
+    }
+
+    async fn respond<B>(&self, req: &Request<B>) -> Response<Full<Bytes>> {
+        let path = req.uri().path();
+        if !path.starts_with("/admin/") {
+            return self.route(req);
+        }
+        match self.api.get() {
+            Some(api) => api.handle(req.method(), path, req.headers()).await,
+            None if self.api_configured => plain(StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
+            None => plain(
+                StatusCode::NOT_FOUND,
+                "the admin API is off (admin.token)\n",
+            ),
         }
     }
 
@@ -68,6 +101,15 @@ impl AdminServer {
                 );
                 r
             }
+            "/" => {
+                let mut r = Response::new(Full::new(Bytes::from(self.status.html())));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                r
+            }
+            "/status.json" => json(self.status.json().to_string()),
             "/healthz" => plain(StatusCode::OK, "ok\n"),
             "/readyz" if self.ready.load(Ordering::Acquire) => plain(StatusCode::OK, "ready\n"),
             "/readyz" => plain(StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
@@ -93,12 +135,25 @@ impl AdminServer {
                 }
                 None => plain(StatusCode::NOT_FOUND, "dht is not enabled\n"),
             },
+            "/trackers/status" => match self.trackers.get() {
+                Some(trackers) => json(trackers.status().to_string()),
+                None => plain(StatusCode::NOT_FOUND, "trackers are not configured\n"),
+            },
             _ => plain(
                 StatusCode::NOT_FOUND,
-                "routes: /metrics /healthz /readyz /prefetch/status /dht/status\n",
+                "routes: / /status.json /metrics /healthz /readyz /prefetch/status /dht/status /trackers/status\n",
             ),
         }
     }
+}
+
+fn json(body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {

@@ -169,6 +169,8 @@ pub struct BlobService {
     door_metrics: Arc<ServerMetrics>,
     /// Set at start when `access_log:` is configured.
     access_log: OnceLock<Arc<AccessLog>>,
+    /// Bytes served per stream ([`crate::store::served`]).
+    streams: Arc<crate::store::served::ServedStreams>,
 }
 
 impl BlobService {
@@ -183,6 +185,7 @@ impl BlobService {
             policy,
             budget,
             door_metrics: metrics.family(),
+            streams: metrics.family(),
             metrics,
             access_log: OnceLock::new(),
         })
@@ -340,7 +343,10 @@ impl BlobService {
             return Err(self.refuse(door, Some(&hash), Refusal::OverBudget));
         };
         match self.store.get(&hash).await {
-            Ok(blob) => Ok((blob, reservation)),
+            Ok(blob) => {
+                self.streams.served(&hash, blob.data.len());
+                Ok((blob, reservation))
+            }
             Err(e) => Err(self.refuse(door, Some(&hash), Refusal::Store(e))),
         }
     }

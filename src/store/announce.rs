@@ -29,15 +29,47 @@ pub trait AnnounceSink: Send + Sync + 'static {
     fn is_announced(&self, hash: &BlobHash) -> bool;
     /// Puts `hash` on the announce list; false when the list is full.
     fn announce(&self, hash: &BlobHash) -> bool;
+    /// Announces a stream under the hashes this sink's clients look up; by default its sd blob
+    /// and its first content blob (what LBRY clients fetch right after). False when the list
+    /// is full.
+    fn announce_stream(&self, sd_hash: &BlobHash, first: Option<&BlobHash>) -> bool {
+        std::iter::once(sd_hash)
+            .chain(first)
+            // Every hash is tried (no short circuit); true when none was refused.
+            .filter(|hash| !self.announce(hash))
+            .count()
+            == 0
+    }
+    /// The announcements an earlier run remembered have been made again.
+    fn restored(&self) {}
 }
 
-/// Announces a stream under the hashes LBRY clients look up: its sd blob and its first content
-/// blob (what they fetch right after), when it has one.
+/// Announces a stream through `sink` (see [`AnnounceSink::announce_stream`]).
 pub fn announce_stream(sink: &dyn AnnounceSink, sd_hash: &BlobHash, first: Option<&BlobHash>) {
-    for hash in std::iter::once(sd_hash).chain(first) {
-        if !sink.announce(hash) {
-            tracing::warn!(%hash, "announce list full; blob not announced");
-        }
+    if !sink.announce_stream(sd_hash, first) {
+        tracing::warn!(%sd_hash, "announce list full; stream not announced");
+    }
+}
+
+/// Several sinks as one (the DHT and the trackers): a hash counts as announced once every
+/// sink has it.
+pub struct Sinks(pub Vec<Arc<dyn AnnounceSink>>);
+
+impl AnnounceSink for Sinks {
+    fn is_announced(&self, hash: &BlobHash) -> bool {
+        self.0.iter().all(|sink| sink.is_announced(hash))
+    }
+
+    fn announce(&self, hash: &BlobHash) -> bool {
+        self.0.iter().filter(|sink| !sink.announce(hash)).count() == 0
+    }
+
+    fn announce_stream(&self, sd_hash: &BlobHash, first: Option<&BlobHash>) -> bool {
+        self.0
+            .iter()
+            .filter(|sink| !sink.announce_stream(sd_hash, first))
+            .count()
+            == 0
     }
 }
 
@@ -45,6 +77,8 @@ pub fn announce_stream(sink: &dyn AnnounceSink, sd_hash: &BlobHash, first: Optio
 pub struct AnnouncingStore {
     inner: Arc<dyn BlobStore>,
     sink: OnceLock<Arc<dyn AnnounceSink>>,
+    /// Learns which stream each blob belongs to (for served bytes per stream).
+    streams: OnceLock<Arc<crate::store::served::ServedStreams>>,
 }
 
 impl AnnouncingStore {
@@ -52,7 +86,13 @@ impl AnnouncingStore {
         AnnouncingStore {
             inner,
             sink: OnceLock::new(),
+            streams: OnceLock::new(),
         }
+    }
+
+    /// Tells `streams` the blobs of every stream whose sd blob passes (once).
+    pub fn learn_streams(&self, streams: Arc<crate::store::served::ServedStreams>) {
+        let _ = self.streams.set(streams);
     }
 
     /// Starts announcing through `sink` (once; a second call is ignored).
@@ -61,14 +101,22 @@ impl AnnouncingStore {
     }
 
     fn observe(&self, hash: &BlobHash, data: &[u8]) {
-        let Some(sink) = self.sink.get() else {
-            return;
-        };
-        if data.first() != Some(&b'{') || sink.is_announced(hash) {
+        if data.first() != Some(&b'{') {
             return;
         }
-        if let Ok(sd) = StreamDescriptor::parse(data) {
+        let sink = self.sink.get().filter(|sink| !sink.is_announced(hash));
+        let streams = self.streams.get().filter(|s| !s.knows(hash));
+        if sink.is_none() && streams.is_none() {
+            return;
+        }
+        let Ok(sd) = StreamDescriptor::parse(data) else {
+            return;
+        };
+        if let Some(sink) = sink {
             announce_stream(sink.as_ref(), hash, sd.first_content_blob().as_ref());
+        }
+        if let Some(streams) = streams {
+            streams.learn(hash, sd.content_blobs().map(|(_, h, _)| h).collect());
         }
     }
 }
@@ -99,6 +147,10 @@ impl BlobStore for AnnouncingStore {
 
     async fn has_cached(&self, hash: &BlobHash) -> StoreResult<bool> {
         self.inner.has_cached(hash).await
+    }
+
+    async fn delete_cached(&self, hash: &BlobHash) -> StoreResult<()> {
+        self.inner.delete_cached(hash).await
     }
 
     async fn wait_for_fill(&self, hash: &BlobHash) {

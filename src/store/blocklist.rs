@@ -79,6 +79,10 @@ impl BlobStore for BlocklistStore {
         self.inner.has_cached(hash).await
     }
 
+    async fn delete_cached(&self, hash: &BlobHash) -> StoreResult<()> {
+        self.inner.delete_cached(hash).await
+    }
+
     async fn wait_for_fill(&self, hash: &BlobHash) {
         self.inner.wait_for_fill(hash).await
     }

@@ -325,6 +325,12 @@ impl BlobStore for CachingStore {
         cached.and(origin)
     }
 
+    async fn delete_cached(&self, hash: &BlobHash) -> StoreResult<()> {
+        let cached = self.inner.cache.delete(hash).await;
+        let below = self.inner.origin.delete_cached(hash).await;
+        cached.and(below)
+    }
+
     /// Cache plus origin is not one child's contents: cannot list.
     fn list(&self) -> Option<Vec<BlobHash>> {
         None

@@ -61,6 +61,12 @@ impl BlobStore for IfThisThenThat {
         }
     }
 
+    async fn delete_cached(&self, hash: &BlobHash) -> StoreResult<()> {
+        let this = self.this.delete_cached(hash).await;
+        let that = self.that.delete_cached(hash).await;
+        this.and(that)
+    }
+
     async fn has_cached(&self, hash: &BlobHash) -> StoreResult<bool> {
         if let Ok(true) = self.this.has_cached(hash).await {
             return Ok(true);

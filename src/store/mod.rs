@@ -42,11 +42,13 @@ pub mod multiwriter;
 pub mod noop;
 pub mod origin;
 pub mod peer;
+pub mod pins;
 pub mod pool;
 pub mod proxied_s3;
 pub mod reconnect;
 pub mod remote;
 pub mod s3;
+pub mod served;
 pub mod singleflight;
 pub mod upstream;
 
@@ -251,6 +253,13 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Removes the blob; deleting an absent blob is not an error.
     async fn delete(&self, hash: &BlobHash) -> StoreResult<()>;
+
+    /// Removes the blob from every cache tier of this store, never from a backend (the admin
+    /// API's purge). Leaves are backends: by default nothing happens. Composites forward to the
+    /// stores a `get` would read from; `caching` deletes from its cache tier.
+    async fn delete_cached(&self, _hash: &BlobHash) -> StoreResult<()> {
+        Ok(())
+    }
 
     /// Whether a `get` of this blob would be answered by a cache tier of this store, without an
     /// origin fetch. The prefetcher asks this rather than `has`, because a `caching` store's

@@ -96,6 +96,14 @@ impl BlobStore for MultiWriter {
     }
 
     /// Reads come from the first store, so that is whose cache counts.
+    async fn delete_cached(&self, hash: &BlobHash) -> StoreResult<()> {
+        let mut result = Ok(());
+        for store in &self.stores {
+            result = result.and(store.delete_cached(hash).await);
+        }
+        result
+    }
+
     async fn has_cached(&self, hash: &BlobHash) -> StoreResult<bool> {
         match self.stores.first() {
             Some(first) => first.has_cached(hash).await,

@@ -56,6 +56,10 @@ impl BlobStore for ProxiedS3 {
         self.reader.has_cached(hash).await
     }
 
+    async fn delete_cached(&self, hash: &BlobHash) -> StoreResult<()> {
+        self.reader.delete_cached(hash).await
+    }
+
     async fn wait_for_fill(&self, hash: &BlobHash) {
         self.reader.wait_for_fill(hash).await
     }

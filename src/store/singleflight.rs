@@ -57,6 +57,10 @@ impl BlobStore for SingleFlightStore {
         self.store.has_cached(hash).await
     }
 
+    async fn delete_cached(&self, hash: &BlobHash) -> StoreResult<()> {
+        self.store.delete_cached(hash).await
+    }
+
     async fn wait_for_fill(&self, hash: &BlobHash) {
         self.store.wait_for_fill(hash).await;
     }

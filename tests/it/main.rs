@@ -5,6 +5,7 @@
 mod common;
 
 mod access_log;
+mod admin;
 mod caching_store;
 mod cli;
 mod client_address;
@@ -30,6 +31,8 @@ mod reflector_flags;
 mod reflector_ingest;
 mod s3_store;
 mod secrets;
+mod status_page;
 mod stream_fixtures;
+mod trackers;
 mod two_tier;
 mod upload_command;

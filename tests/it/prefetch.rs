@@ -1272,3 +1272,53 @@ async fn warmed_streams_are_announced_to_the_dht() {
     assert!(!announcer.is_announced(&hashes[2]));
     assert_eq!(dht.status()["announced_blobs"], 2);
 }
+
+/// `pin: true` on a channel pins each stream it warms (with the claim's release time, so the
+/// oldest lose their pin first past `pin_max`); other channels' streams are not pinned.
+#[tokio::test]
+async fn pin_true_channels_pin_what_they_warm() {
+    use prism_lite::metrics::Family;
+    use prism_lite::store::pins::{PinSlot, Pins};
+    use prism_lite::store::served::ServedStreams;
+    let Some(dir) = api_fixtures() else { return };
+    let api = FakeApi::start(&dir).await;
+    let h = Harness::new();
+    let (pinned, plain) = (make_stream(300, 2, 500), make_stream(301, 2, 500));
+    h.add(&pinned);
+    h.add(&plain);
+    api.channel("@pin:a", CHANNEL_A, vec![pinned.claim("kept", JAN_2023)]);
+    api.channel("@plain:b", CHANNEL_B, vec![plain.claim("other", JAN_2023)]);
+    let files = tempfile::tempdir().unwrap();
+    let slot = PinSlot::register(&prometheus::Registry::new());
+    let pins = Arc::new(Pins::open(&files.path().join("pins.json"), u64::MAX, &slot).unwrap());
+    let served = Arc::new(ServedStreams::register(&prometheus::Registry::new()));
+    let p = h
+        .prefetcher(
+            &api.url,
+            "  channels:\n    - {channel: '@pin:a', pin: true}\n    - '@plain:b'\n",
+        )
+        .with_pins(Some(Arc::clone(&pins)))
+        .with_served_streams(Arc::clone(&served));
+    run(&p).await;
+    for hash in pinned.hashes() {
+        assert!(pins.is_pinned(&hash), "{hash} of the pin: true channel");
+    }
+    for hash in plain.hashes() {
+        assert!(!pins.is_pinned(&hash), "{hash} of a plain channel");
+    }
+    let listed = pins.to_json();
+    assert_eq!(listed["streams"][0]["source"], "channel @pin:a");
+    assert_eq!(listed["streams"][0]["released"], JAN_2023);
+    let bytes: u64 = pinned.blobs.iter().map(|(_, b)| b.len() as u64).sum();
+    assert_eq!(pins.pinned_bytes(), bytes);
+
+    // The prefetcher told which channel each warmed stream is from: bytes served of its blobs
+    // add up per channel.
+    served.served(&pinned.content()[0].0, 500);
+    served.served(&plain.sd_hash, 100);
+    served.served(&BlobHash::of(b"unknown"), 7);
+    assert_eq!(
+        served.channels(),
+        vec![("@pin:a".to_string(), 500), ("@plain:b".to_string(), 100)]
+    );
+}

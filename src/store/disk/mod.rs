@@ -90,6 +90,8 @@ struct Disk {
     evictions: IntCounter,
     size_gauge: IntGauge,
     blobs_gauge: IntGauge,
+    /// Pinned blobs are never evicted ([`crate::store::pins`]).
+    pins: Arc<crate::store::pins::PinSlot>,
 }
 
 impl DiskStore {
@@ -207,6 +209,7 @@ impl Disk {
             space,
             progress,
             evictor: Mutex::new(fastrand::Rng::new()),
+            pins: ctx.metrics.family(),
         })
     }
 
@@ -399,9 +402,15 @@ impl Disk {
     /// Evicts one of the least recently used blobs; returns its size (`None`: nothing to evict).
     fn evict_one(&self, rng: &mut fastrand::Rng) -> Option<u32> {
         // A sampled blob used between sampling and removal is kept; sample again (bounded: a
-        // storm of hits cannot keep eviction spinning).
-        for _ in 0..16 {
+        // storm of hits cannot keep eviction spinning). A pinned candidate is kept and counted
+        // as used, so it leaves the old end and later samples find unpinned blobs (pinned
+        // bytes are at most `pin_max` < `max_size`, so there always are some).
+        for _ in 0..64 {
             let candidate = self.index.sample_oldest(rng)?;
+            if self.pins.is_pinned(&candidate.hash) {
+                self.index.touch(&candidate.hash);
+                continue;
+            }
             let _guard = self.lock_for(&candidate.hash);
             if let Some(size) = self.index.remove_if_unused(&candidate) {
                 self.maps.forget(&candidate.hash);

@@ -15,6 +15,7 @@ use prism_lite::store::metrics::StoreMetrics;
 use prism_lite::store::{Blob, BlobStore, StoreError, StoreResult};
 use tokio::sync::{Notify, Semaphore};
 
+mod browser;
 mod cache;
 mod gateway;
 mod h3;
@@ -23,6 +24,7 @@ mod lbry_api;
 mod net;
 mod process;
 mod relay;
+pub use browser::*;
 pub use cache::*;
 pub use gateway::*;
 pub use h3::*;
