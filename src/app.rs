@@ -254,6 +254,19 @@ pub async fn start_loaded(
     if let Some(sink) = &sink {
         announcing.attach(Arc::clone(sink));
     }
+    // Reachability matters to a cache LBRY clients are told about: a peer door announced in
+    // the DHT or to trackers.
+    if peer_port.is_some() && (dht.is_some() || trackers.is_some()) {
+        let check = Arc::new(crate::reachability::SelfCheck::new(
+            dht.clone(),
+            trackers.clone(),
+            nat.clone(),
+            peer_port,
+            metrics.family(),
+        ));
+        tasks.spawn(Arc::clone(&check).run(shutdown.clone()));
+        let _ = admin.reachability.set(check);
+    }
     // Bound with the other doors; served once the DHT and trackers exist, so the streams it
     // receives can be announced.
     let reflector_addr = doors.serve_reflector(sink, &mut tasks, &shutdown);
@@ -306,6 +319,8 @@ struct StartedAdmin {
     api: Arc<std::sync::OnceLock<AdminApi>>,
     /// Set once the pin registry is open (with a disk tier).
     pins_status: Arc<std::sync::OnceLock<Arc<crate::store::pins::Pins>>>,
+    /// Set once the DHT, trackers and NAT mapping have started.
+    reachability: Arc<std::sync::OnceLock<Arc<crate::reachability::SelfCheck>>>,
 }
 
 /// Binds the metrics port and serves it (`/metrics`, health, status).
@@ -325,12 +340,15 @@ async fn start_admin(
     let trackers_status = Arc::new(std::sync::OnceLock::new());
     let api = Arc::new(std::sync::OnceLock::new());
     let pins_status = Arc::new(std::sync::OnceLock::new());
+    let reachability = Arc::new(std::sync::OnceLock::new());
     let status = Arc::new(crate::server::status::StatusPage::new(
         Arc::clone(metrics),
         crate::server::status::Sources {
             dht: Arc::clone(&dht_status),
             trackers: Arc::clone(&trackers_status),
             pins: Arc::clone(&pins_status),
+            prefetch: prefetch_status.clone(),
+            reachability: Arc::clone(&reachability),
         },
     ));
     tasks.spawn(Arc::clone(&status).sample_forever(shutdown.clone()));
@@ -356,6 +374,7 @@ async fn start_admin(
         trackers_status,
         api,
         pins_status,
+        reachability,
     })
 }
 

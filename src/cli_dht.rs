@@ -10,6 +10,11 @@
 //! announced TCP port at `dht.announce_address`, or at a loopback address when that is unset
 //! (a tracker on the same machine sees us there). A DHT that cannot be joined is then
 //! reported, not fatal.
+//!
+//! It ends with the reachability verdict ([`prism_lite::reachability::judge`]) from what this
+//! lookup saw: where the DHT and the trackers list this cache, and whether that address is
+//! this machine's own. Whether a router forwards the port is known to the running blobcache,
+//! whose status page also counts peers that connected from outside.
 
 use std::path::Path;
 use std::time::Duration;
@@ -18,6 +23,8 @@ use anyhow::Context;
 use prism_lite::blob::BlobHash;
 use prism_lite::config::{self, BlobcacheConfig};
 use prism_lite::dht::{self, Dht, NodeId};
+use prism_lite::reachability::{self, Evidence, NatKnowledge, Sighting};
+use std::net::Ipv4Addr;
 use tokio_util::sync::CancellationToken;
 
 /// Bound on joining plus the lookup, so the command always ends.
@@ -51,42 +58,57 @@ pub fn peers(conf_dir: &Path, hash: &str) -> anyhow::Result<()> {
         };
         tokio::join!(dht_lookup(&dht_cfg, key), asking)
     });
-    let is_ours = |addr: &std::net::SocketAddrV4| {
-        Some(addr.port()) == our_port
-            && (Some(*addr.ip()) == our_ip || (our_ip.is_none() && addr.ip().is_loopback()))
+    let peers = match dht_peers {
+        Ok(peers) => Some(peers),
+        Err(e) if trackers.is_some() => {
+            eprintln!("dht: {e:#}");
+            None
+        }
+        Err(e) => return Err(e),
     };
-    let mut ours = false;
+    let mut seen = Vec::new();
+    for peer in peers.iter().flatten() {
+        let is_us = Some(peer.id) == our_id
+            || (Some(*peer.addr.ip()) == our_ip && Some(peer.addr.port()) == our_port);
+        if is_us {
+            seen.push(Sighting {
+                source: "DHT".into(),
+                addr: peer.addr,
+            });
+        }
+    }
+    // A tracker lists peers without ids: ours is our port at an address that is ours.
+    let local_ips = reachability::local_ipv4s();
+    let mut known: Vec<Ipv4Addr> = seen.iter().map(|s| *s.addr.ip()).collect();
+    known.extend(our_ip);
+    known.extend(&local_ips);
     for (server, outcome) in &tracker_answers {
-        let peers = prism_lite::tracker::peers_of(outcome);
+        let listed = prism_lite::tracker::peers_of(outcome);
         eprintln!(
             "tracker {server}: {} ({} peer(s))",
             outcome.label(),
-            peers.len()
+            listed.len()
         );
-        for addr in peers {
-            let is_us = is_ours(&addr);
-            ours |= is_us;
+        let ours = our_port.map_or_else(Vec::new, |port| {
+            reachability::tracker_sightings(server, &listed, port, &known)
+        });
+        for addr in listed {
+            let is_us = ours.iter().any(|s| s.addr == addr);
             println!(
                 "{addr} tracker {server}{}",
                 if is_us { " (this cache)" } else { "" }
             );
         }
+        seen.extend(ours);
     }
-    let peers = match dht_peers {
-        Ok(peers) => peers,
-        Err(e) if trackers.is_some() => {
-            eprintln!("dht: {e:#}");
-            Vec::new()
-        }
-        Err(e) => return Err(e),
-    };
-    if peers.is_empty() {
-        println!("no peers announce {hash} in the DHT");
+    match &peers {
+        Some(peers) if peers.is_empty() => println!("no peers announce {hash} in the DHT"),
+        _ => {}
     }
-    for peer in &peers {
-        let is_us = Some(peer.id) == our_id
-            || (Some(*peer.addr.ip()) == our_ip && Some(peer.addr.port()) == our_port);
-        ours |= is_us;
+    for peer in peers.iter().flatten() {
+        let is_us = seen
+            .iter()
+            .any(|s| s.source == "DHT" && s.addr == peer.addr);
         println!(
             "{} {}{}",
             peer.addr,
@@ -96,8 +118,34 @@ pub fn peers(conf_dir: &Path, hash: &str) -> anyhow::Result<()> {
     }
     eprintln!(
         "{} peer(s) announce {hash} in the DHT; this cache is {}",
-        peers.len(),
-        if ours { "among them" } else { "NOT among them" }
+        peers.as_ref().map_or(0, Vec::len),
+        if seen.is_empty() {
+            "NOT among them"
+        } else {
+            "among them"
+        }
+    );
+    let asked = usize::from(peers.is_some())
+        + tracker_answers
+            .iter()
+            .filter(|(_, o)| matches!(o.label(), "ok"))
+            .count();
+    let evidence = Evidence {
+        peer_port: cfg.servers.peer.as_ref().map_or(0, |p| p.port),
+        local_ips,
+        asked,
+        seen,
+        not_asked_because: None,
+        nat: match cfg.nat {
+            Some(_) => NatKnowledge::Elsewhere,
+            None => NatKnowledge::Off,
+        },
+        outside_connections: 0,
+    };
+    let (verdict, because) = reachability::judge(&evidence);
+    println!(
+        "reachable from outside: {}, because {because}",
+        verdict.as_str()
     );
     Ok(())
 }

@@ -18,6 +18,7 @@ pub mod policy;
 pub mod prefetch;
 pub mod protocol;
 pub mod quic;
+pub mod reachability;
 pub mod reload;
 pub mod secret;
 pub mod server;

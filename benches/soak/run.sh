@@ -89,7 +89,8 @@ with open(f"{w}/streams.txt", "w") as streams:
         plain = hashlib.sha256(open(f"{d}/source.bin", "rb").read()).hexdigest()
         streams.write(f"{sd} {plain}\n")
 PY
-big=$(ls -S "$W/origin" | head -n 1)
+# sed reads the whole listing: head would leave ls to die of SIGPIPE under pipefail.
+big=$(ls -S "$W/origin" | sed -n 1p)
 stream=$(awk 'END {print $1}' "$W/streams.txt")
 small_sd=$(awk 'NR == 1 {print $1}' "$W/streams.txt")
 

@@ -234,6 +234,12 @@ impl Dht {
         self.node.find_peers(key).await
     }
 
+    /// The last announced hash at least one node stored (the reachability check looks it up
+    /// to see the address the DHT hands out for us).
+    pub fn last_stored(&self) -> Option<NodeId> {
+        self.node.last_stored()
+    }
+
     /// Announces once, now (no re-announcing); returns how many nodes stored it.
     pub async fn announce_now(&self, key: NodeId) -> anyhow::Result<usize> {
         self.node.announce_once(key).await

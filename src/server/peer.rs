@@ -109,7 +109,12 @@ impl PeerServer {
     pub async fn serve(self: Arc<Self>, listener: TcpListener, shutdown: CancellationToken) {
         let admission = self.service.admission(&self.door);
         let mut acceptor = Acceptor::new(listener, admission);
+        let reachability = self
+            .service
+            .metrics()
+            .family::<crate::reachability::ReachabilityMetrics>();
         while let Some(Accepted { stream, peer, slot }) = acceptor.next(&shutdown).await {
+            reachability.note_peer_connection(peer.ip());
             let server = Arc::clone(&self);
             // A child token per connection: each connection waits on its own node, not on one
             // waiter list shared (and lock-contended) by every connection.

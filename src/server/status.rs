@@ -39,6 +39,10 @@ pub struct Sources {
     pub dht: Arc<OnceLock<crate::dht::Dht>>,
     pub trackers: Arc<OnceLock<crate::tracker::Trackers>>,
     pub pins: Arc<OnceLock<Arc<crate::store::pins::Pins>>>,
+    /// The channel prefetcher's runs, when `prefetch:` is configured.
+    pub prefetch: Option<crate::prefetch::report::StatusHandle>,
+    /// The reachability self-check (it also holds the NAT mapping state).
+    pub reachability: Arc<OnceLock<Arc<crate::reachability::SelfCheck>>>,
 }
 
 /// One sample: unix seconds, bytes served, blobs served (totals since start).
@@ -124,17 +128,76 @@ impl StatusPage {
                 .take(TOP_SHOWN)
                 .map(|(sd, bytes)| json!({"sd_hash": sd.to_string(), "served_bytes": bytes}))
                 .collect::<Vec<_>>(),
-            "channels": self
-                .metrics
-                .family::<crate::store::served::ServedStreams>()
-                .channels()
-                .iter()
-                .map(|(channel, bytes)| json!({"channel": channel, "served_bytes": bytes}))
-                .collect::<Vec<_>>(),
+            "channels": self.channels(),
             "dht": self.sources.dht.get().map(|d| d.status()),
             "trackers": self.sources.trackers.get().map(|t| t.status()),
             "pins": self.sources.pins.get().map(|p| p.to_json()),
+            "nat": self
+                .sources
+                .reachability
+                .get()
+                .and_then(|c| c.nat.as_ref())
+                .map(|nat| nat.status()),
+            "reachability": self.sources.reachability.get().map(|check| match check.current() {
+                Some(report) => serde_json::to_value(&report).unwrap_or(Value::Null),
+                None => json!({"reachable": "unknown", "because": "checking (reload in a moment)"}),
+            }),
         })
+    }
+
+    /// Per channel (every configured one, and any that served bytes): streams warm after the
+    /// last prefetch run and when it finished, streams and bytes pinned, bytes served.
+    fn channels(&self) -> Vec<Value> {
+        let mut rows: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
+        let served = self
+            .metrics
+            .family::<crate::store::served::ServedStreams>()
+            .channels();
+        for (channel, bytes) in served {
+            rows.entry(channel)
+                .or_default()
+                .insert("served_bytes".into(), json!(bytes));
+        }
+        if let Some(run) = self
+            .sources
+            .prefetch
+            .as_ref()
+            .and_then(|p| p.snapshot().last_run)
+        {
+            for c in &run.channels {
+                let row = rows.entry(c.channel.clone()).or_default();
+                row.insert("streams_selected".into(), json!(c.streams_selected));
+                row.insert("streams_complete".into(), json!(c.streams_complete));
+                row.insert(
+                    "last_prefetch_unix".into(),
+                    json!(run.finished_at.map(|t| t as u64)),
+                );
+            }
+        }
+        if let Some(pins) = self.sources.pins.get() {
+            let pins = pins.to_json();
+            for stream in pins["streams"].as_array().into_iter().flatten() {
+                let Some(channel) = stream["source"]
+                    .as_str()
+                    .and_then(|s| s.strip_prefix("channel "))
+                else {
+                    continue;
+                };
+                let row = rows.entry(channel.to_string()).or_default();
+                let add = |row: &mut serde_json::Map<String, Value>, key: &str, n: u64| {
+                    let before = row.get(key).and_then(Value::as_u64).unwrap_or(0);
+                    row.insert(key.into(), json!(before + n));
+                };
+                add(row, "pinned_streams", 1);
+                add(row, "pinned_bytes", stream["bytes"].as_u64().unwrap_or(0));
+            }
+        }
+        rows.into_iter()
+            .map(|(channel, mut row)| {
+                row.insert("channel".into(), json!(channel));
+                Value::Object(row)
+            })
+            .collect()
     }
 
     /// `GET /`.
@@ -178,6 +241,7 @@ impl StatusPage {
             &["routing_table_size", "announced_blobs", "tcp_port"],
         );
         trackers(&mut page, &status["trackers"]);
+        reachability(&mut page, &status["reachability"], &status["nat"]);
         pins(&mut page, &status["pins"]);
         page.push_str("<p><a href=/status.json>status.json</a> · <a href=/metrics>metrics</a></p></body></html>\n");
         page
@@ -187,7 +251,8 @@ impl StatusPage {
 const HEAD: &str = "<!doctype html><html lang=en><head><meta charset=utf-8>\
 <meta name=viewport content='width=device-width,initial-scale=1'><title>prism-lite status</title>\
 <style>body{font:15px system-ui,sans-serif;margin:1em auto;max-width:46em;padding:0 1em}\
-table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.2em .5em;border-bottom:1px solid #ddd}\
+table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.2em .4em;border-bottom:1px solid #ddd}\
+th{font-size:.85em}p,td{overflow-wrap:anywhere}\
 svg{width:100%;height:auto;background:#f6f6f6}</style></head><body><h1>prism-lite</h1>";
 
 /// Bytes served per sample interval, as a polyline (no script, no external assets).
@@ -251,6 +316,48 @@ fn trackers(page: &mut String, value: &Value) {
     page.push_str("</table>");
 }
 
+/// "Reachable from outside: yes/no/unknown, because ..." and the router's port mappings.
+fn reachability(page: &mut String, value: &Value, nat: &Value) {
+    page.push_str("<h2>Reachable from outside</h2>");
+    if value.is_null() {
+        page.push_str(
+            "<p id=reachable>not checked: LBRY clients are told about this cache only when it \
+             has a peer door and announces it in the DHT or to trackers</p>",
+        );
+    } else {
+        let _ = write!(
+            page,
+            "<p id=reachable><b>{}</b>, because {}</p>",
+            escape(value["reachable"].as_str().unwrap_or("unknown")),
+            escape(value["because"].as_str().unwrap_or("")),
+        );
+    }
+    if nat.is_null() {
+        page.push_str("<p id=nat>Port mapping (nat:) is off.</p>");
+        return;
+    }
+    let _ = write!(
+        page,
+        "<p id=nat>Router {} ({}), external address {}{}</p><table><tr><th>port<th>mapped to<th>lease</tr>",
+        escape(&nat["gateway"].as_str().map_or("–".into(), str::to_string)),
+        escape(nat["method"].as_str().unwrap_or("nothing mapped")),
+        escape(nat["external_ip"].as_str().unwrap_or("–")),
+        nat["error"].as_str().map_or(String::new(), |e| format!("; {}", escape(e))),
+    );
+    for m in nat["mappings"].as_array().into_iter().flatten() {
+        let _ = write!(
+            page,
+            "<tr><td>{} {} ({})<td>{}<td>{} s</tr>",
+            escape(m["request"]["transport"].as_str().unwrap_or("")),
+            m["request"]["port"],
+            escape(m["request"]["purpose"].as_str().unwrap_or("")),
+            m["external_port"],
+            m["lease_seconds"],
+        );
+    }
+    page.push_str("</table>");
+}
+
 fn streams(page: &mut String, value: &Value) {
     page.push_str("<h2>Most served streams</h2><table id=streams><tr><th>stream<th>served</tr>");
     for s in value.as_array().into_iter().flatten() {
@@ -267,12 +374,27 @@ fn streams(page: &mut String, value: &Value) {
 }
 
 fn channels(page: &mut String, value: &Value) {
-    page.push_str("<h2>Channels</h2><table id=channels><tr><th>channel<th>served</tr>");
+    page.push_str(
+        "<h2>Channels</h2><table id=channels><tr><th>channel<th>warm<th>pinned\
+         <th>prefetched<th>served</tr>",
+    );
     for c in value.as_array().into_iter().flatten() {
+        let warm = match (
+            c["streams_complete"].as_u64(),
+            c["streams_selected"].as_u64(),
+        ) {
+            (Some(done), Some(chosen)) => format!("{done} of {chosen}"),
+            _ => "–".into(),
+        };
+        let pinned = match c["pinned_streams"].as_u64() {
+            Some(n) => format!("{n} ({})", bytes(c["pinned_bytes"].as_f64().unwrap_or(0.0))),
+            None => "–".into(),
+        };
         let _ = write!(
             page,
-            "<tr><td>{}<td>{}</tr>",
+            "<tr><td>{}<td>{warm}<td>{pinned}<td>{}<td>{}</tr>",
             escape(c["channel"].as_str().unwrap_or("")),
+            c["last_prefetch_unix"].as_u64().map_or("–".into(), ago),
             bytes(c["served_bytes"].as_f64().unwrap_or(0.0)),
         );
     }

@@ -161,6 +161,24 @@ impl Trackers {
         true
     }
 
+    /// Asks every tracker who announces one stream we announce (port 0, as a downloader
+    /// asks), for the reachability check: the peers each tracker lists, in server order.
+    /// Empty when nothing is announced.
+    pub async fn look_up_announced(&self) -> Vec<(String, Vec<SocketAddrV4>)> {
+        let Some(hash) = lock(&self.shared.announced).iter().next().copied() else {
+            return Vec::new();
+        };
+        let config = &self.shared.config;
+        lookup_info_hash(&config.servers, hash, config.timeout, config.retries)
+            .await
+            .into_iter()
+            .map(|(server, outcome)| {
+                let peers = peers_of(&outcome);
+                (server, peers)
+            })
+            .collect()
+    }
+
     /// Announces until `shutdown`, then sends `stopped` for everything.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut tasks = tokio::task::JoinSet::new();
@@ -348,8 +366,17 @@ pub async fn lookup(
     timeout: Duration,
     retries: u32,
 ) -> Vec<(String, Outcome)> {
+    lookup_info_hash(servers, wire::info_hash(sd_hash), timeout, retries).await
+}
+
+async fn lookup_info_hash(
+    servers: &[String],
+    info_hash: InfoHash,
+    timeout: Duration,
+    retries: u32,
+) -> Vec<(String, Outcome)> {
     let announce = Announce {
-        info_hash: wire::info_hash(sd_hash),
+        info_hash,
         peer_id: peer_id(),
         port: 0,
         ip: Ipv4Addr::UNSPECIFIED,

@@ -710,6 +710,14 @@ async fn dht_peers_command_lists_the_announcer_and_marks_this_cache() {
         "stdout: {stdout}\nstderr: {stderr}"
     );
     assert!(stderr.contains("among them"), "{stderr}");
+    let verdict = format!(
+        "reachable from outside: no, because the DHT lists this cache at 127.0.0.1:{}, an address only this network can reach",
+        tcp_port(1)
+    );
+    assert!(
+        stdout.lines().any(|l| l.starts_with(&verdict)),
+        "stdout: {stdout}"
+    );
 
     // An unannounced blob: no peers, still a clean exit.
     let other = prism_lite::blob::BlobHash::of(b"nobody has this");
@@ -724,5 +732,12 @@ async fn dht_peers_command_lists_the_announcer_and_marks_this_cache() {
     .await
     .expect("run prism-lite");
     assert!(output.status.success());
-    assert!(String::from_utf8_lossy(&output.stdout).contains("no peers announce"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("no peers announce"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "reachable from outside: unknown, because none of the 1 DHT/tracker lookup(s) lists this cache yet"
+        ),
+        "{stdout}"
+    );
 }

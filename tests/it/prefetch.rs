@@ -997,6 +997,40 @@ async fn cache_serves_during_api_outage_and_status_reports_the_run() {
     // Every blob: fetched in this run or an earlier one, or cached by the GET above.
     let total = ch["blobs_fetched"].as_u64().unwrap() + ch["blobs_cached"].as_u64().unwrap();
     assert!(total >= 1, "{status}");
+    // The status page's channel table says the same, once a run has finished (with a 100 ms
+    // interval, the next run may be in progress: its partial row has no finish time yet).
+    let row = crate::common::within("a finished run on the status page", async {
+        loop {
+            let page = get_json(&client, admin, "/status.json").await;
+            let row = page["channels"]
+                .as_array()
+                .and_then(|rows| rows.iter().find(|c| c["channel"] == "@real:a").cloned());
+            if let Some(row) = row.filter(|r| r["last_prefetch_unix"].is_u64()) {
+                break row;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(row["streams_selected"], 2, "{row}");
+    assert_eq!(row["streams_complete"], 2, "{row}");
+    crate::common::within("the channel row in the page", async {
+        loop {
+            let html = client
+                .get(format!("http://{admin}/"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if html.contains("<tr><td>@real:a<td>2 of 2<td>–<td>") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
 
     let metrics = String::from_utf8(
         client

@@ -62,7 +62,10 @@ async fn status_page_renders_in_chromium_and_matches_status_json() {
              svg: document.querySelectorAll('svg#chart polyline').length, \
              external: [...document.querySelectorAll('[src],link[href],script')].length, \
              headings: [...document.querySelectorAll('h2')].map(h => h.textContent), \
-             fits: document.documentElement.scrollWidth <= window.innerWidth};",
+             fits: document.documentElement.scrollWidth <= window.innerWidth, \
+             too_wide: [...document.querySelectorAll('body *')] \
+               .filter(e => e.getBoundingClientRect().right > window.innerWidth) \
+               .map(e => e.tagName + (e.id ? '#' + e.id : '') + ': ' + e.textContent.slice(0, 60))};",
             vec![],
         )
         .await
@@ -82,7 +85,15 @@ async fn status_page_renders_in_chromium_and_matches_status_json() {
     );
     assert_eq!(page["svg"], 1, "{page}");
     assert_eq!(page["external"], 0, "no external assets: {page}");
-    for heading in ["Served", "Cache tiers", "DHT", "Trackers", "Pinned"] {
+    for heading in [
+        "Served",
+        "Cache tiers",
+        "Channels",
+        "DHT",
+        "Trackers",
+        "Reachable from outside",
+        "Pinned",
+    ] {
         assert!(
             page["headings"]
                 .as_array()

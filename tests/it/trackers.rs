@@ -387,5 +387,55 @@ async fn dht_peers_command_asks_the_trackers_and_marks_this_cache() {
         "stdout: {stdout}\nstderr: {stderr}"
     );
     assert!(stderr.contains("among them"), "{stderr}");
+    let seen_at = format!(
+        "the tracker {} lists this cache at 127.0.0.1:{}, an address only this network can reach",
+        tracker.addr,
+        running.peer_addr.unwrap().port()
+    );
+    let verdict = format!("reachable from outside: no, because {seen_at}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with(&verdict)),
+        "stdout: {stdout}"
+    );
+
+    // The running cache's own self-check says the same on its status page (and in a metric).
+    let reachability = within("the self-check's verdict", async {
+        loop {
+            let status: serde_json::Value = crate::common::http_client()
+                .get(format!("http://{metrics}/status.json"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if status["reachability"]["reachable"] != "unknown" {
+                break status["reachability"].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert_eq!(reachability["reachable"], "no", "{reachability}");
+    assert!(
+        reachability["because"]
+            .as_str()
+            .unwrap()
+            .starts_with(&seen_at),
+        "{reachability}"
+    );
+    let page = crate::common::http_client()
+        .get(format!("http://{metrics}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("<p id=reachable><b>no</b>, because the tracker"),
+        "{page}"
+    );
+    assert_eq!(metric(&scrape(metrics).await, "prism_reachable", &[]), 0.0);
     running.stop().await;
 }

@@ -67,7 +67,12 @@ impl Node {
             .announcements
             .with_label_values(&[result])
             .inc();
-        lock(&self.announced).last_announce = Some(SystemTime::now());
+        let mut announced = lock(&self.announced);
+        announced.last_announce = Some(SystemTime::now());
+        if stored > 0 {
+            announced.last_stored = Some(hash);
+        }
+        drop(announced);
         tracing::debug!(hash = %hash, stored, "dht announce");
         Ok(stored)
     }
@@ -86,6 +91,11 @@ impl Node {
         drop(a);
         self.wake.notify_one();
         Scheduled::Added
+    }
+
+    /// The last hash at least one node stored for us.
+    pub fn last_stored(&self) -> Option<NodeId> {
+        lock(&self.announced).last_stored
     }
 
     pub fn is_scheduled(&self, hash: &NodeId) -> bool {

@@ -56,6 +56,8 @@ struct Announced {
     due: HashMap<NodeId, Instant>,
     queue: BTreeSet<(Instant, NodeId)>,
     last_announce: Option<SystemTime>,
+    /// The last hash some node stored (the reachability check looks it up).
+    last_stored: Option<NodeId>,
 }
 
 impl Announced {
