@@ -24,6 +24,7 @@ use prism_lite::blob::BlobHash;
 use prism_lite::config::{self, BlobcacheConfig};
 use prism_lite::dht::{self, Dht, NodeId};
 use prism_lite::reachability::{self, Evidence, NatKnowledge, Sighting};
+use prism_lite::tracker::client::Outcome;
 use std::net::Ipv4Addr;
 use tokio_util::sync::CancellationToken;
 
@@ -66,73 +67,20 @@ pub fn peers(conf_dir: &Path, hash: &str) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e),
     };
-    let mut seen = Vec::new();
-    for peer in peers.iter().flatten() {
-        let is_us = Some(peer.id) == our_id
-            || (Some(*peer.addr.ip()) == our_ip && Some(peer.addr.port()) == our_port);
-        if is_us {
-            seen.push(Sighting {
-                source: "DHT".into(),
-                addr: peer.addr,
-            });
-        }
-    }
-    // A tracker lists peers without ids: ours is our port at an address that is ours.
-    let local_ips = reachability::local_ipv4s();
-    let mut known: Vec<Ipv4Addr> = seen.iter().map(|s| *s.addr.ip()).collect();
-    known.extend(our_ip);
-    known.extend(&local_ips);
-    for (server, outcome) in &tracker_answers {
-        let listed = prism_lite::tracker::peers_of(outcome);
-        eprintln!(
-            "tracker {server}: {} ({} peer(s))",
-            outcome.label(),
-            listed.len()
-        );
-        let ours = our_port.map_or_else(Vec::new, |port| {
-            reachability::tracker_sightings(server, &listed, port, &known)
-        });
-        for addr in listed {
-            let is_us = ours.iter().any(|s| s.addr == addr);
-            println!(
-                "{addr} tracker {server}{}",
-                if is_us { " (this cache)" } else { "" }
-            );
-        }
-        seen.extend(ours);
-    }
-    match &peers {
-        Some(peers) if peers.is_empty() => println!("no peers announce {hash} in the DHT"),
-        _ => {}
-    }
-    for peer in peers.iter().flatten() {
-        let is_us = seen
-            .iter()
-            .any(|s| s.source == "DHT" && s.addr == peer.addr);
-        println!(
-            "{} {}{}",
-            peer.addr,
-            peer.id,
-            if is_us { " (this cache)" } else { "" }
-        );
-    }
-    eprintln!(
-        "{} peer(s) announce {hash} in the DHT; this cache is {}",
-        peers.as_ref().map_or(0, Vec::len),
-        if seen.is_empty() {
-            "NOT among them"
-        } else {
-            "among them"
-        }
-    );
+    let us = Us {
+        id: our_id,
+        ip: our_ip,
+        port: our_port,
+    };
+    let seen = print_listing(&hash, &us, peers.as_deref(), &tracker_answers);
     let asked = usize::from(peers.is_some())
         + tracker_answers
             .iter()
-            .filter(|(_, o)| matches!(o.label(), "ok"))
+            .filter(|(_, o)| o.label() == "ok")
             .count();
     let evidence = Evidence {
         peer_port: cfg.servers.peer.as_ref().map_or(0, |p| p.port),
-        local_ips,
+        local_ips: reachability::local_ipv4s(),
         asked,
         seen,
         not_asked_because: None,
@@ -148,6 +96,82 @@ pub fn peers(conf_dir: &Path, hash: &str) -> anyhow::Result<()> {
         verdict.as_str()
     );
     Ok(())
+}
+
+/// How this cache appears in listings: its node id, announced address and port.
+struct Us {
+    id: Option<NodeId>,
+    ip: Option<Ipv4Addr>,
+    port: Option<u16>,
+}
+
+/// Prints every announcer the DHT and each tracker gave, marking ours, and returns where we
+/// were listed. A tracker lists peers without ids: ours is our port at an address that is ours
+/// (announced, this machine's, or where the DHT lists us).
+fn print_listing(
+    hash: &BlobHash,
+    us: &Us,
+    dht_peers: Option<&[dht::CompactPeer]>,
+    tracker_answers: &[(String, Outcome)],
+) -> Vec<Sighting> {
+    let dht_sightings: Vec<Sighting> = dht_peers
+        .into_iter()
+        .flatten()
+        .filter(|p| {
+            Some(p.id) == us.id || (Some(*p.addr.ip()) == us.ip && Some(p.addr.port()) == us.port)
+        })
+        .map(|p| Sighting {
+            source: "DHT".into(),
+            addr: p.addr,
+        })
+        .collect();
+    let mut known: Vec<Ipv4Addr> = dht_sightings.iter().map(|s| *s.addr.ip()).collect();
+    known.extend(us.ip);
+    known.extend(reachability::local_ipv4s());
+    let mut at_trackers = Vec::new();
+    for (server, outcome) in tracker_answers {
+        let listed = prism_lite::tracker::peers_of(outcome);
+        eprintln!(
+            "tracker {server}: {} ({} peer(s))",
+            outcome.label(),
+            listed.len()
+        );
+        let ours = us.port.map_or_else(Vec::new, |port| {
+            reachability::tracker_sightings(server, &listed, port, &known)
+        });
+        for addr in listed {
+            let mark = ours.iter().any(|s| s.addr == addr);
+            println!("{addr} tracker {server}{}", this_cache(mark));
+        }
+        at_trackers.extend(ours);
+    }
+    if dht_peers.is_some_and(<[_]>::is_empty) {
+        println!("no peers announce {hash} in the DHT");
+    }
+    for peer in dht_peers.into_iter().flatten() {
+        let mark = dht_sightings.iter().any(|s| s.addr == peer.addr);
+        println!("{} {}{}", peer.addr, peer.id, this_cache(mark));
+    }
+    let mut seen = dht_sightings;
+    seen.extend(at_trackers);
+    eprintln!(
+        "{} peer(s) announce {hash} in the DHT; this cache is {}",
+        dht_peers.map_or(0, <[_]>::len),
+        if seen.is_empty() {
+            "NOT among them"
+        } else {
+            "among them"
+        }
+    );
+    seen
+}
+
+fn this_cache(mark: bool) -> &'static str {
+    if mark {
+        " (this cache)"
+    } else {
+        ""
+    }
 }
 
 /// Joins the DHT from a throwaway node and looks `key` up.

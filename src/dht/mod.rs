@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::blob::BlobHash;
 
+pub use self::node::is_public;
 pub use self::node::lookup::ALPHA;
 pub use self::routing::K;
 pub use self::wire::{CompactPeer, Contact, NodeId, MAX_DATAGRAM};

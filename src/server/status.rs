@@ -146,7 +146,8 @@ impl StatusPage {
     }
 
     /// Per channel (every configured one, and any that served bytes): streams warm after the
-    /// last prefetch run and when it finished, streams and bytes pinned, bytes served.
+    /// last prefetch run, the bytes that run found held, when it finished; streams and bytes
+    /// pinned; bytes served.
     fn channels(&self) -> Vec<Value> {
         let mut rows: BTreeMap<String, serde_json::Map<String, Value>> = BTreeMap::new();
         let served = self
@@ -168,6 +169,8 @@ impl StatusPage {
                 let row = rows.entry(c.channel.clone()).or_default();
                 row.insert("streams_selected".into(), json!(c.streams_selected));
                 row.insert("streams_complete".into(), json!(c.streams_complete));
+                // What the run found in the cache or put there: the channel's bytes held then.
+                row.insert("held_bytes".into(), json!(c.bytes_fetched + c.bytes_cached));
                 row.insert(
                     "last_prefetch_unix".into(),
                     json!(run.finished_at.map(|t| t as u64)),
@@ -383,7 +386,10 @@ fn channels(page: &mut String, value: &Value) {
             c["streams_complete"].as_u64(),
             c["streams_selected"].as_u64(),
         ) {
-            (Some(done), Some(chosen)) => format!("{done} of {chosen}"),
+            (Some(done), Some(chosen)) => format!(
+                "{done} of {chosen}, {}",
+                bytes(c["held_bytes"].as_f64().unwrap_or(0.0))
+            ),
             _ => "–".into(),
         };
         let pinned = match c["pinned_streams"].as_u64() {

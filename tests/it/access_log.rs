@@ -1,7 +1,6 @@
 //! The access log (`access_log:`): nginx's combined line and the JSON line on every door, with
 //! the real client address and no secret; reopened on SIGHUP by a real process.
 
-use std::net::IpAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -26,15 +25,6 @@ async fn wait_lines(path: &Path, n: usize) -> Vec<String> {
     })
     .await;
     lines(path)
-}
-
-fn client_from(from: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .local_address(from.parse::<IpAddr>().unwrap())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
 }
 
 fn log_section(path: &Path, format: &str) -> String {

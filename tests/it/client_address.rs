@@ -2,7 +2,7 @@
 //! (Debian's haproxy, `send-proxy` / `send-proxy-v2`), believed from trusted peers only; the
 //! address it names is what the per-address cap and the access log see.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -11,15 +11,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
 use crate::common::*;
-
-fn client_from(from: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .local_address(from.parse::<IpAddr>().unwrap())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
 
 fn log_lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)

@@ -684,22 +684,9 @@ async fn dht_peers_command_lists_the_announcer_and_marks_this_cache() {
             ),
         )
         .write_to(conf.path());
-    let output = within(
-        "dht peers",
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_prism-lite"))
-            .args(["dht", "peers", &hash.to_string(), "--conf-dir"])
-            .arg(conf.path())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("run prism-lite");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "stdout: {stdout}\nstderr: {stderr}"
-    );
+    let (ok, stdout, stderr) =
+        crate::common::run_command(&["dht", "peers", &hash.to_string()], conf.path()).await;
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
     let line = format!(
         "127.0.0.1:{} {} (this cache)",
         tcp_port(1),
@@ -721,18 +708,9 @@ async fn dht_peers_command_lists_the_announcer_and_marks_this_cache() {
 
     // An unannounced blob: no peers, still a clean exit.
     let other = prism_lite::blob::BlobHash::of(b"nobody has this");
-    let output = within(
-        "dht peers",
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_prism-lite"))
-            .args(["dht", "peers", &other.to_string(), "--conf-dir"])
-            .arg(conf.path())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("run prism-lite");
-    assert!(output.status.success());
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let (ok, stdout, _) =
+        crate::common::run_command(&["dht", "peers", &other.to_string()], conf.path()).await;
+    assert!(ok, "{stdout}");
     assert!(stdout.contains("no peers announce"), "{stdout}");
     assert!(
         stdout.contains(

@@ -4,7 +4,7 @@
 
 mod stream;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use prism_lite::quic::{self, Verify};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::common::{blob_bytes, free_port, metric, H3Client, H3Stream, TEST_TIMEOUT};
+use crate::common::{blob_bytes, client_from, free_port, metric, H3Client, H3Stream, TEST_TIMEOUT};
 use crate::common::{scrape, within, Cache, Door, HttpOrigin, Store};
 
 const BIN: &str = env!("CARGO_BIN_EXE_prism-lite");
@@ -31,21 +31,6 @@ async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
     socket.set_recv_buffer_size(4096).unwrap();
     socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
     within("connect", socket.connect(to)).await.unwrap()
-}
-
-/// A client bound to `from`.
-fn client_from(from: &str) -> reqwest::Client {
-    client_from_within(from, Duration::from_secs(10))
-}
-
-/// A client from `from` whose whole request (body included) may take `timeout`.
-fn client_from_within(from: &str, timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .local_address(from.parse::<IpAddr>().unwrap())
-        .timeout(timeout)
-        .build()
-        .unwrap()
 }
 
 /// Resident memory of process `pid` in bytes.

@@ -64,25 +64,10 @@ async fn upnp_maps_renews_and_removes_the_peer_and_dht_ports() {
     };
     assert_eq!((mapped("tcp"), mapped("udp")), (1.0, 1.0));
     // The status page shows the mapping.
-    let base = format!("http://{}", cache.metrics_addr);
-    let status: serde_json::Value = http_client()
-        .get(format!("{base}/status.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status = get_json(cache.metrics_addr, "/status.json").await;
     assert_eq!(status["nat"]["method"], "upnp", "{status}");
     assert_eq!(status["nat"]["external_ip"], EXTERNAL_IP.to_string());
-    let page = http_client()
-        .get(format!("{base}/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(cache.metrics_addr, "/").await;
     assert!(
         page.contains(&format!(
             "<tr><td>tcp {peer_port} (peer)<td>{peer_port}<td>2 s</tr>"

@@ -3,6 +3,7 @@
 //! looked up, five deep and one too many), a claim that is not a stream, paid claims and
 //! routes, wrong prefixes and claim ids, and the headers a CDN or a cross-origin player reads.
 
+use prism_lite::app::Running;
 use prism_lite::blob::BlobHash;
 use serde_json::Value;
 
@@ -40,6 +41,23 @@ fn claims(sd_hash: &str) -> Vec<Value> {
 }
 
 /// A successful ranged answer: the right bytes and every header a player or CDN reads.
+/// The medium fixture behind an HTTP origin, the stand-in API naming it as [`CLIP`] (and its
+/// reposts), and a cold cache resolving through them (with an HTTP/3 door when asked).
+async fn player_cache(http3: bool) -> (Fixture, HttpOrigin, LbryApiStandIn, Running) {
+    let medium = Fixture::load("medium");
+    let origin = origin_with(&[&medium]).await;
+    let api = LbryApiStandIn::start(claims(&medium.sd_hash)).await;
+    let mut cache = cold_cache(&origin);
+    if http3 {
+        cache = cache.http3();
+    }
+    let cache = cache
+        .section("stream", format!("{{api: {}}}", quoted(api.url())))
+        .start()
+        .await;
+    (medium, origin, api, cache)
+}
+
 fn assert_stream_answer(a: &Answer, medium: &Fixture, what: &str) {
     assert_eq!(a.status, 206, "{what}: {:?}", a.body);
     assert!(a.body[..] == medium.source[10..], "{what}: wrong bytes");
@@ -68,13 +86,7 @@ fn assert_error(a: &Answer, status: u16, what: &str) {
 
 #[tokio::test]
 async fn every_player_server_url_shape_plays_the_claims_stream() {
-    let medium = Fixture::load("medium");
-    let origin = origin_with(&[&medium]).await;
-    let api = LbryApiStandIn::start(claims(&medium.sd_hash)).await;
-    let cache = cold_cache(&origin)
-        .section("stream", format!("{{api: {}}}", quoted(api.url())))
-        .start()
-        .await;
+    let (medium, _origin, api, cache) = player_cache(false).await;
     let base = format!("http://{}", cache.http_addr.unwrap());
     let sd6 = &medium.sd_hash[..6];
     let shapes = [
@@ -142,13 +154,7 @@ async fn every_player_server_url_shape_plays_the_claims_stream() {
 
 #[tokio::test]
 async fn player_routes_refuse_what_they_cannot_serve() {
-    let medium = Fixture::load("medium");
-    let origin = origin_with(&[&medium]).await;
-    let api = LbryApiStandIn::start(claims(&medium.sd_hash)).await;
-    let cache = cold_cache(&origin)
-        .section("stream", format!("{{api: {}}}", quoted(api.url())))
-        .start()
-        .await;
+    let (medium, origin, _api, cache) = player_cache(false).await;
     let base = format!("http://{}", cache.http_addr.unwrap());
     let sd6 = &medium.sd_hash[..6];
     let refusals = [
@@ -230,14 +236,7 @@ async fn player_routes_refuse_what_they_cannot_serve() {
 
 #[tokio::test]
 async fn player_routes_on_the_http3_door() {
-    let medium = Fixture::load("medium");
-    let origin = origin_with(&[&medium]).await;
-    let api = LbryApiStandIn::start(claims(&medium.sd_hash)).await;
-    let cache = cold_cache(&origin)
-        .http3()
-        .section("stream", format!("{{api: {}}}", quoted(api.url())))
-        .start()
-        .await;
+    let (medium, _origin, _api, cache) = player_cache(true).await;
     let client = H3Client::connect(cache.http3_addr.unwrap(), &[b"h3"])
         .await
         .unwrap();

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -939,7 +938,7 @@ async fn cache_serves_during_api_outage_and_status_reports_the_run() {
         api.state.call_count.load(Ordering::SeqCst) >= 3
     })
     .await;
-    let status = get_json(&client, admin, "/prefetch/status").await;
+    let status = crate::common::get_json(admin, "/prefetch/status").await;
     assert_eq!(status["runs_succeeded"], 0, "{status}");
     let small = real[0].blobs[1].0;
     let resp = client
@@ -971,7 +970,7 @@ async fn cache_serves_during_api_outage_and_status_reports_the_run() {
     api.state.down.store(false, Ordering::SeqCst);
     let deadline = tokio::time::Instant::now() + TEST_TIMEOUT;
     let status = loop {
-        let s = get_json(&client, admin, "/prefetch/status").await;
+        let s = crate::common::get_json(admin, "/prefetch/status").await;
         if s["runs_succeeded"].as_u64().unwrap_or(0) >= 1 && s["running"] == false {
             break s;
         }
@@ -1001,7 +1000,7 @@ async fn cache_serves_during_api_outage_and_status_reports_the_run() {
     // interval, the next run may be in progress: its partial row has no finish time yet).
     let row = crate::common::within("a finished run on the status page", async {
         loop {
-            let page = get_json(&client, admin, "/status.json").await;
+            let page = crate::common::get_json(admin, "/status.json").await;
             let row = page["channels"]
                 .as_array()
                 .and_then(|rows| rows.iter().find(|c| c["channel"] == "@real:a").cloned());
@@ -1014,17 +1013,17 @@ async fn cache_serves_during_api_outage_and_status_reports_the_run() {
     .await;
     assert_eq!(row["streams_selected"], 2, "{row}");
     assert_eq!(row["streams_complete"], 2, "{row}");
+    let held: u64 = real
+        .iter()
+        .flat_map(|s| &s.blobs)
+        .map(|(_, b)| b.len() as u64)
+        .sum();
+    assert_eq!(row["held_bytes"], held, "every blob of both streams: {row}");
+    let held = bytesize::ByteSize(held).to_string();
     crate::common::within("the channel row in the page", async {
         loop {
-            let html = client
-                .get(format!("http://{admin}/"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            if html.contains("<tr><td>@real:a<td>2 of 2<td>–<td>") {
+            let html = crate::common::get_text(admin, "/").await;
+            if html.contains(&format!("<tr><td>@real:a<td>2 of 2, {held}<td>–<td>")) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -1061,16 +1060,6 @@ async fn cache_serves_during_api_outage_and_status_reports_the_run() {
     tokio::time::timeout(TEST_TIMEOUT, running.stop())
         .await
         .expect("blobcache stops with the prefetcher running");
-}
-
-async fn get_json(client: &reqwest::Client, addr: SocketAddr, path: &str) -> Value {
-    let resp = client
-        .get(format!("http://{addr}{path}"))
-        .send()
-        .await
-        .expect("admin GET");
-    assert_eq!(resp.status(), 200, "{path}");
-    serde_json::from_slice(&resp.bytes().await.unwrap()).expect("status is JSON")
 }
 
 /// A flat `disk` directory holding the streams' blob files.

@@ -143,19 +143,7 @@ async fn readme_blobcache_yaml_serves_a_bucket_through_its_disk_cache() {
     let conf = dir.path().join("conf");
     std::fs::create_dir_all(&conf).unwrap();
     std::fs::write(conf.join("blobcache.yaml"), text).unwrap();
-    let metrics = free_port();
-    let prism = Prism::start(
-        dir.path(),
-        &[
-            "--conf-dir",
-            conf.to_str().unwrap(),
-            "blobcache",
-            &format!("--metrics-port={metrics}"),
-            "--metrics-address=127.0.0.1",
-        ],
-        metrics,
-    )
-    .await;
+    let prism = Prism::blobcache(dir.path(), &conf).await;
     let http = ([127, 0, 0, 1], ports[0]).into();
     let (status, _, body) = get_blob(http, &hash.to_hex()).await;
     assert_eq!((status, &body), (200, &data));

@@ -133,19 +133,7 @@ async fn readme_command_line_runs_a_private_blobcache_and_prints_its_file() {
     let conf = dir.path().join("conf");
     std::fs::create_dir_all(&conf).unwrap();
     std::fs::write(conf.join("blobcache.yaml"), &out.stdout).unwrap();
-    let metrics = free_port();
-    let file_run = Prism::start(
-        dir.path(),
-        &[
-            "--conf-dir",
-            conf.to_str().unwrap(),
-            "blobcache",
-            &format!("--metrics-port={metrics}"),
-            "--metrics-address=127.0.0.1",
-        ],
-        metrics,
-    )
-    .await;
+    let file_run = Prism::blobcache(dir.path(), &conf).await;
     let (status, _, body) = get_blob(http, &hash.to_hex()).await;
     assert_eq!((status, &body), (200, &data), "served from the disk cache");
     let (code, log) = file_run.terminate().await;

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::common::{blob, http_client, within, Browser, Cache, Store};
+use crate::common::{blob, get_json, Browser, Cache, Store};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_page_renders_in_chromium_and_matches_status_json() {
@@ -29,17 +29,7 @@ async fn status_page_renders_in_chromium_and_matches_status_json() {
     }
     let base = format!("http://{}", running.metrics_addr);
 
-    let status: Value = within("status.json", async {
-        http_client()
-            .get(format!("{base}/status.json"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    })
-    .await;
+    let status: Value = get_json(running.metrics_addr, "/status.json").await;
     assert_eq!(status["served"]["blobs_total"], 2.0);
     assert_eq!(status["served"]["bytes_total"], 60_000.0);
     let tier = &status["tiers"]["tier"];
@@ -145,18 +135,7 @@ async fn served_bytes_are_counted_per_stream() {
     running.store.put(&lone, data).await.unwrap();
     crate::common::get_blob(http, &lone.to_string()).await;
 
-    let base = format!("http://{}", running.metrics_addr);
-    let status: Value = within("status.json", async {
-        http_client()
-            .get(format!("{base}/status.json"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    })
-    .await;
+    let status: Value = get_json(running.metrics_addr, "/status.json").await;
     assert_eq!(status["streams"].as_array().unwrap().len(), 1, "{status}");
     assert_eq!(status["streams"][0]["sd_hash"], sd.to_string());
     assert_eq!(status["streams"][0]["served_bytes"], expected);

@@ -7,7 +7,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::{metric, quoted, scrape, within, Cache, Store};
+use crate::common::{
+    get_json, get_text, metric, quoted, scrape, wait_for_metric, within, Cache, Store,
+};
+use prism_lite::app::Running;
 use prism_lite::blob::BlobHash;
 use prism_lite::tracker::{self, client::Outcome};
 use tokio::net::UdpSocket;
@@ -102,6 +105,23 @@ async fn dead_tracker() -> (SocketAddr, UdpSocket) {
 }
 
 /// The small fixture stream: (sd hash, every blob of every fixture stream).
+/// A cache with an HTTP and a peer door (in memory) announcing to `trackers`.
+fn seeder(trackers: &[SocketAddr], dir: &Path) -> Cache {
+    Cache::new()
+        .http()
+        .peer()
+        .store(Store::mem())
+        .section("trackers", trackers_section(trackers, dir))
+}
+
+/// `running` once its store holds `blobs`.
+async fn holding(running: Running, blobs: &[(BlobHash, bytes::Bytes)]) -> Running {
+    for (hash, data) in blobs {
+        running.store.put(hash, data.clone()).await.expect("put");
+    }
+    running
+}
+
 fn fixture() -> Option<(BlobHash, Vec<(BlobHash, bytes::Bytes)>)> {
     let streams = crate::common::fixture_streams()?;
     let text = std::fs::read_to_string(streams.join("small/stream.json")).expect("json");
@@ -135,29 +155,16 @@ async fn held_stream_is_found_through_opentracker_and_downloaded_from_there() {
     let Some((sd, blobs)) = fixture() else { return };
     let tracker = Opentracker::start(&[sd]).await;
     let dir = tempfile::tempdir().unwrap();
-    let running = Cache::new()
-        .http()
-        .peer()
-        .store(Store::mem())
-        .section("trackers", trackers_section(&[tracker.addr], dir.path()))
-        .start()
-        .await;
-    for (hash, data) in &blobs {
-        running.store.put(hash, data.clone()).await.expect("put");
-    }
+    let running = holding(seeder(&[tracker.addr], dir.path()).start().await, &blobs).await;
     let (status, _, _) = crate::common::get_blob(running.http_addr.unwrap(), &sd.to_string()).await;
     assert_eq!(status, 200);
     let metrics = running.metrics_addr;
-    within("announced", async {
-        while metric(
-            &scrape(metrics).await,
-            "prism_tracker_announces_total",
-            &[("result", "ok")],
-        ) < 1.0
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
+    wait_for_metric(
+        metrics,
+        "prism_tracker_announces_total",
+        &[("result", "ok")],
+        1.0,
+    )
     .await;
     let text = scrape(metrics).await;
     assert_eq!(metric(&text, "prism_tracker_announced_streams", &[]), 1.0);
@@ -203,19 +210,13 @@ async fn dead_and_garbage_trackers_cost_a_count_and_nothing_else() {
     let (dead, _held) = dead_tracker().await;
     let garbage = garbage_tracker().await;
     let dir = tempfile::tempdir().unwrap();
-    let running = Cache::new()
-        .http()
-        .peer()
-        .store(Store::mem())
-        .section(
-            "trackers",
-            trackers_section(&[dead, garbage, real.addr], dir.path()),
-        )
-        .start()
-        .await;
-    for (hash, data) in &blobs {
-        running.store.put(hash, data.clone()).await.expect("put");
-    }
+    let running = holding(
+        seeder(&[dead, garbage, real.addr], dir.path())
+            .start()
+            .await,
+        &blobs,
+    )
+    .await;
     let http = running.http_addr.unwrap();
     let (status, _, _) = crate::common::get_blob(http, &sd.to_string()).await;
     assert_eq!(status, 200);
@@ -244,16 +245,7 @@ async fn a_tracker_refusing_a_stream_is_counted() {
     let Some((sd, blobs)) = fixture() else { return };
     let tracker = Opentracker::start(&[BlobHash::of(b"another stream")]).await;
     let dir = tempfile::tempdir().unwrap();
-    let running = Cache::new()
-        .http()
-        .peer()
-        .store(Store::mem())
-        .section("trackers", trackers_section(&[tracker.addr], dir.path()))
-        .start()
-        .await;
-    for (hash, data) in &blobs {
-        running.store.put(hash, data.clone()).await.expect("put");
-    }
+    let running = holding(seeder(&[tracker.addr], dir.path()).start().await, &blobs).await;
     crate::common::get_blob(running.http_addr.unwrap(), &sd.to_string()).await;
     let metrics = running.metrics_addr;
     within("refusal counted", async {
@@ -293,24 +285,18 @@ async fn tracker_announcements_survive_a_restart() {
             trackers_section(&[tracker.addr], &dir.path().join("t")),
         );
     let running = cache.start().await;
-    for (hash, data) in &blobs {
-        running.store.put(hash, data.clone()).await.expect("put");
-    }
+    let running = holding(running, &blobs).await;
     crate::common::get_blob(running.http_addr.unwrap(), &sd.to_string()).await;
     running.stop().await;
 
     let running = cache.start().await;
     let metrics = running.metrics_addr;
-    within("announced again", async {
-        while metric(
-            &scrape(metrics).await,
-            "prism_tracker_announces_total",
-            &[("result", "ok")],
-        ) < 1.0
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
+    wait_for_metric(
+        metrics,
+        "prism_tracker_announces_total",
+        &[("result", "ok")],
+        1.0,
+    )
     .await;
     let ours = SocketAddrV4::new([127, 0, 0, 1].into(), running.peer_addr.unwrap().port());
     assert!(lookup(tracker.addr, &sd).await.contains(&ours));
@@ -332,21 +318,15 @@ async fn dht_peers_command_asks_the_trackers_and_marks_this_cache() {
         .section("trackers", &section)
         .fixed_ports();
     let running = cache.start().await;
-    for (hash, data) in &blobs {
-        running.store.put(hash, data.clone()).await.expect("put");
-    }
+    let running = holding(running, &blobs).await;
     crate::common::get_blob(running.http_addr.unwrap(), &sd.to_string()).await;
     let metrics = running.metrics_addr;
-    within("announced", async {
-        while metric(
-            &scrape(metrics).await,
-            "prism_tracker_announces_total",
-            &[("result", "ok")],
-        ) < 1.0
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
+    wait_for_metric(
+        metrics,
+        "prism_tracker_announces_total",
+        &[("result", "ok")],
+        1.0,
+    )
     .await;
 
     let conf = tempfile::tempdir().unwrap();
@@ -361,22 +341,9 @@ async fn dht_peers_command_asks_the_trackers_and_marks_this_cache() {
             ),
         )
         .write_to(conf.path());
-    let output = within(
-        "dht peers",
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_prism-lite"))
-            .args(["dht", "peers", &sd.to_string(), "--conf-dir"])
-            .arg(conf.path())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .expect("run prism-lite");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "stdout: {stdout}\nstderr: {stderr}"
-    );
+    let (ok, stdout, stderr) =
+        crate::common::run_command(&["dht", "peers", &sd.to_string()], conf.path()).await;
+    assert!(ok, "stdout: {stdout}\nstderr: {stderr}");
     let line = format!(
         "127.0.0.1:{} tracker {} (this cache)",
         running.peer_addr.unwrap().port(),
@@ -401,14 +368,7 @@ async fn dht_peers_command_asks_the_trackers_and_marks_this_cache() {
     // The running cache's own self-check says the same on its status page (and in a metric).
     let reachability = within("the self-check's verdict", async {
         loop {
-            let status: serde_json::Value = crate::common::http_client()
-                .get(format!("http://{metrics}/status.json"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let status = get_json(metrics, "/status.json").await;
             if status["reachability"]["reachable"] != "unknown" {
                 break status["reachability"].clone();
             }
@@ -424,14 +384,7 @@ async fn dht_peers_command_asks_the_trackers_and_marks_this_cache() {
             .starts_with(&seen_at),
         "{reachability}"
     );
-    let page = crate::common::http_client()
-        .get(format!("http://{metrics}/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = get_text(metrics, "/").await;
     assert!(
         page.contains("<p id=reachable><b>no</b>, because the tracker"),
         "{page}"

@@ -87,7 +87,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Whether an address may appear in the public DHT (the SDK's `is_valid_public_ipv4`).
+/// Whether an address may appear in the public DHT (the SDK's `is_valid_public_ipv4`), and
+/// whether clients on the internet can reach it (the reachability check's rule too).
 pub fn is_public(ip: Ipv4Addr) -> bool {
     let [a, b, ..] = ip.octets();
     !(ip.is_private()

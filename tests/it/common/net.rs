@@ -10,6 +10,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::metric;
+
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
@@ -282,4 +284,57 @@ pub async fn scrape(metrics_addr: SocketAddr) -> String {
     .expect("scrape");
     assert_eq!(resp.status().as_u16(), 200);
     within("metrics body", resp.text()).await.unwrap()
+}
+
+/// `GET path` on `addr` (a metrics port's `/status.json`, `/dht/status`...) as JSON.
+pub async fn get_json(addr: SocketAddr, path: &str) -> serde_json::Value {
+    let resp = within(
+        "GET json",
+        http_client().get(format!("http://{addr}{path}")).send(),
+    )
+    .await
+    .expect("GET json");
+    assert_eq!(resp.status().as_u16(), 200, "{path}");
+    within("json body", resp.json()).await.expect("a JSON body")
+}
+
+/// `GET path` on `addr` as text (a status page).
+pub async fn get_text(addr: SocketAddr, path: &str) -> String {
+    let resp = within(
+        "GET text",
+        http_client().get(format!("http://{addr}{path}")).send(),
+    )
+    .await
+    .expect("GET text");
+    within("text body", resp.text()).await.expect("a text body")
+}
+
+/// Polls `/metrics` until the series reaches `at_least` (bounded by `within`).
+pub async fn wait_for_metric(
+    metrics_addr: SocketAddr,
+    name: &str,
+    labels: &[(&str, &str)],
+    at_least: f64,
+) {
+    within(&format!("{name} to reach {at_least}"), async {
+        while metric(&scrape(metrics_addr).await, name, labels) < at_least {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
+/// A client bound to `from` (127.0.0.2, 127.0.0.3...: another client address).
+pub fn client_from(from: &str) -> reqwest::Client {
+    client_from_within(from, Duration::from_secs(10))
+}
+
+/// A client from `from` whose whole request (body included) may take `timeout`.
+pub fn client_from_within(from: &str, timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .local_address(from.parse::<std::net::IpAddr>().unwrap())
+        .timeout(timeout)
+        .build()
+        .unwrap()
 }

@@ -122,6 +122,23 @@ impl Prism {
         prism
     }
 
+    /// `prism-lite --conf-dir CONF blobcache` with its metrics on a free local port.
+    pub async fn blobcache(dir: &Path, conf_dir: &Path) -> Prism {
+        let metrics = free_port();
+        Prism::start(
+            dir,
+            &[
+                "--conf-dir",
+                conf_dir.to_str().expect("a UTF-8 path"),
+                "blobcache",
+                &format!("--metrics-port={metrics}"),
+                "--metrics-address=127.0.0.1",
+            ],
+            metrics,
+        )
+        .await
+    }
+
     async fn wait_ready(&mut self) {
         let log = self.log.clone();
         wait_ready(&mut self.child, self.metrics, || {
@@ -171,4 +188,25 @@ async fn wait_ready(child: &mut Child, metrics: SocketAddr, what: impl Fn() -> S
         assert!(Instant::now() < deadline, "{} not ready within 20s", what());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Runs `prism-lite ARGS... --conf-dir CONF` to its end (bounded by `within`): (exit success,
+/// stdout, stderr).
+pub async fn run_command(args: &[&str], conf_dir: &Path) -> (bool, String, String) {
+    let output = super::within(
+        &format!("prism-lite {}", args.join(" ")),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_prism-lite"))
+            .args(args)
+            .arg("--conf-dir")
+            .arg(conf_dir)
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("run prism-lite");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
 use super::{
-    client_from_within, connect_from, server_process, stalled_h3_streams, wait_for_inflight,
-    PeakRss, ATTACKER, BYSTANDER, MIB,
+    connect_from, server_process, stalled_h3_streams, wait_for_inflight, PeakRss, ATTACKER,
+    BYSTANDER, MIB,
 };
-use crate::common::{metric, scrape, within, TEST_TIMEOUT};
+use crate::common::{client_from_within, metric, scrape, within, TEST_TIMEOUT};
 use crate::playback::Fixture;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
