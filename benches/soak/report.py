@@ -94,7 +94,14 @@ line = (f"SOAK minutes={a.minutes} requests={requests} wrong_bytes={wrong} error
         f"crashes={crashes} rss_start_mib={rss_start:.0f} rss_peak_mib={rss_peak:.0f} "
         f"rss_end_mib={rss_end:.0f} fds_peak={fds_peak}")
 origin = open(f"{W}/origin-counts.txt").read().split() if os.path.exists(f"{W}/origin-counts.txt") else []
-hostile = open(f"{W}/hostile.out").read().strip() if os.path.exists(f"{W}/hostile.out") else ""
+# The hostile script's summary line, then each distinct upload error with its count.
+hostile_lines = open(f"{W}/hostile.out").read().splitlines() if os.path.exists(f"{W}/hostile.out") else []
+upload_errors = {}
+for l in hostile_lines:
+    if not l.startswith("HOSTILE"):
+        upload_errors[l] = upload_errors.get(l, 0) + 1
+hostile = "; ".join([l for l in hostile_lines if l.startswith("HOSTILE")]
+                    + [f"{n} x `{l}`" for l, n in sorted(upload_errors.items())])
 first_errors = open(f"{W}/client.err").read().strip() if os.path.exists(f"{W}/client.err") else ""
 with open(f"{a.out}/report.md", "w") as f:
     f.write(f"""# Soak report

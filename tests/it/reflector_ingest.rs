@@ -316,6 +316,35 @@ async fn sdk_upload_stores_every_blob_and_a_second_upload_sends_nothing() {
     running.stop().await;
 }
 
+/// A reader that is down cannot say whether a blob is held: the door asks for it rather than
+/// close the connection (the soak found uploads closed with `origin_unavailable`), so a
+/// `proxied-s3` whose writer works still takes the whole upload; each failed check is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_completes_while_the_reader_is_down() {
+    let Some((small, _)) = fixtures() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let running = Cache::new()
+        .reflector()
+        .store(
+            Store::new("proxied-s3")
+                .set("reader", Store::upstreams(&["http://127.0.0.1:9"]).yaml())
+                .set("writer", Store::disk(dir.path()).named("local").yaml()),
+        )
+        .start()
+        .await;
+    let upload = upload_v2(reflector_addr(&running), &small, None).await;
+    assert!(upload.sent_sd, "the sd blob is asked for and taken");
+    assert_eq!(upload.sent.len(), small.blobs.len(), "every content blob");
+    for (hash, data) in small.all() {
+        let written = std::fs::read(dir.path().join(hash.to_hex())).expect("in the writer");
+        assert_eq!(written, data);
+    }
+    assert!(upload_errors(&running, "origin_unavailable").await >= 1.0);
+    running.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupted_upload_resumes_with_only_the_missing_blobs() {
     let Some((_, medium)) = fixtures() else {

@@ -5,7 +5,10 @@
 //!   answered `received_*: false` and close the connection (the byte stream may be out of step).
 //! - "Already held" is the root store's `has`, not `has_cached`: an ingest server's job is to
 //!   make the blob durable in its tree, and `has` answers "a get would succeed" — true for a
-//!   blob already in S3 behind an empty local cache, which must not be uploaded again.
+//!   blob already in S3 behind an empty local cache, which must not be uploaded again. When
+//!   that check fails (a reader is down), the blob is asked for rather than the connection
+//!   closed: the `put` decides, so a tree whose writer works still takes the upload (the soak
+//!   found uploads closed with `origin_unavailable`).
 //! - After an sd blob (v2, or v1 that sends one), only that stream's content blobs are asked
 //!   for. v1 (`{"version": 0}`, reflector.go's uploader) may also offer lone blobs with no sd
 //!   blob first; v2 without an sd blob gets `send_blob: false`.
@@ -111,8 +114,12 @@ impl Session<'_> {
             return Err(End::Error("blocked_blob"));
         }
         self.upload = None;
-        if self.held(&hash).await? {
-            return self.known_stream(hash).await;
+        if self.held(&hash).await {
+            match self.server.service.store().get(&hash).await {
+                Ok(blob) => return self.known_stream(hash, &blob.data).await,
+                // Held, but not readable now: take it again rather than fail the upload.
+                Err(e) => self.unsure(&hash, e.kind()),
+            }
         }
         self.send(Response::SendSdBlob {
             send_sd_blob: true,
@@ -142,14 +149,11 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// The sd blob is already held: answer which of its content blobs are still missing.
-    async fn known_stream(&mut self, hash: BlobHash) -> Step {
+    /// The sd blob (`data`) is already held: answer which of its content blobs are still
+    /// missing.
+    async fn known_stream(&mut self, hash: BlobHash, data: &[u8]) -> Step {
         let store = &self.server.service.store();
-        let descriptor = match store.get(&hash).await {
-            Ok(blob) => StreamDescriptor::parse(&blob.data).ok(),
-            Err(e) => return Err(End::Error(e.kind())),
-        };
-        let Some(descriptor) = descriptor else {
+        let Ok(descriptor) = StreamDescriptor::parse(data) else {
             // Held, and the same bytes as offered, but not a descriptor: nothing to ask for.
             return self
                 .send(Response::SendSdBlob {
@@ -203,7 +207,7 @@ impl Session<'_> {
             self.count("blocked_blob");
             return self.send(send_blob(false)).await;
         }
-        if self.held(&hash).await? {
+        if self.held(&hash).await {
             self.send(send_blob(false)).await?;
             self.stored(&hash);
             return Ok(());
@@ -219,14 +223,23 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// Whether the root store already holds `hash` (see the module docs for why `has`).
-    async fn held(&self, hash: &BlobHash) -> Step<bool> {
-        self.server
-            .service
-            .store()
-            .has(hash)
-            .await
-            .map_err(|e| End::Error(e.kind()))
+    /// Whether the root store already holds `hash` (see the module docs for why `has`). A
+    /// check that fails (an origin down) counts as "not held": the publisher sends the blob
+    /// again, which costs bytes, where closing would fail the upload.
+    async fn held(&self, hash: &BlobHash) -> bool {
+        match self.server.service.store().has(hash).await {
+            Ok(held) => held,
+            Err(e) => {
+                self.unsure(hash, e.kind());
+                false
+            }
+        }
+    }
+
+    /// A store check failed mid-upload: counted and logged, and the blob asked for.
+    fn unsure(&self, hash: &BlobHash, kind: &'static str) {
+        tracing::debug!(%hash, error_type = kind, "reflector: cannot tell whether a blob is held; asking for it");
+        self.count(kind);
     }
 
     /// Reads the `size` raw bytes of an accepted offer and checks them against `hash`. Wrong
