@@ -372,7 +372,7 @@ impl clients::H3 {
     async fn fetch_body(&mut self, hash: BlobHash) -> anyhow::Result<Option<Vec<u8>>> {
         let req = http::Request::get(format!("https://localhost/get/{hash}")).body(())?;
         let mut stream = self.send.send_request(req).await?;
-        stream.finish().await?;
+        prism_lite::protocol::http3::request_sent(stream.finish().await)?;
         let resp = stream.recv_response().await?;
         if resp.status() != 200 {
             return Ok(None);

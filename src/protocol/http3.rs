@@ -60,6 +60,23 @@ pub struct Availability {
     pub is_available: bool,
 }
 
+/// Ending a request's send side: a server may send its whole answer before reading the
+/// request's end and then stop that side with `H3_NO_ERROR` (RFC 9114, section 4.1: "clients
+/// MUST NOT discard complete responses as a result of having their requests terminated
+/// abruptly"). `finish` then fails although the answer is on its way; that failure is not one.
+pub fn request_sent(
+    finished: Result<(), h3::error::StreamError>,
+) -> Result<(), h3::error::StreamError> {
+    match finished {
+        Err(h3::error::StreamError::RemoteTerminate { code, .. })
+            if code == h3::error::Code::H3_NO_ERROR =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

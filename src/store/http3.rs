@@ -221,9 +221,7 @@ impl Http3Store {
             .send_request(req)
             .await
             .map_err(|e| fail("sending request to", e))?;
-        stream
-            .finish()
-            .await
+        crate::protocol::http3::request_sent(stream.finish().await)
             .map_err(|e| fail("sending request to", e))?;
         let resp = stream
             .recv_response()

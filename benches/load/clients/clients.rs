@@ -125,7 +125,7 @@ impl Fetch for H3 {
     async fn fetch(&mut self, hash: BlobHash) -> anyhow::Result<usize> {
         let req = http::Request::get(format!("https://localhost/get/{hash}")).body(())?;
         let mut stream = self.send.send_request(req).await?;
-        stream.finish().await?;
+        prism_lite::protocol::http3::request_sent(stream.finish().await)?;
         let resp = stream.recv_response().await?;
         anyhow::ensure!(resp.status() == 200, "status {}", resp.status());
         let expected: Option<usize> = resp

@@ -125,7 +125,10 @@ impl H3Client {
     ) -> (http::Response<()>, Bytes) {
         within("h3 request", async {
             let mut stream = self.open_with(method, path, headers).await;
-            stream.finish().await.expect("finish request");
+            // A stop with H3_NO_ERROR before our end is no failure (seen once in a suite run
+            // beside two busy loops and a fuzzer): see `request_sent`.
+            prism_lite::protocol::http3::request_sent(stream.finish().await)
+                .expect("finish request");
             let resp = stream.recv_response().await.expect("response head");
             let mut body = BytesMut::new();
             while let Some(mut chunk) = stream.recv_data().await.expect("body") {
