@@ -263,10 +263,8 @@ impl BlobService {
         text: &str,
         presented: Option<&str>,
     ) -> Result<BlobHash, Refusal> {
-        let hash =
-            BlobHash::parse(text).map_err(|e| self.refuse(door, None, Refusal::BadHash(e)))?;
-        self.check(door, &hash, presented)?;
-        Ok(hash)
+        let hash = self.parse(door, text)?;
+        self.check(door, &hash, presented).map(|()| hash)
     }
 
     /// [`admit`](Self::admit) with the blocklist checked too, for an answer that confirms a
@@ -277,10 +275,13 @@ impl BlobService {
         text: &str,
         presented: Option<&str>,
     ) -> Result<BlobHash, Refusal> {
-        let hash =
-            BlobHash::parse(text).map_err(|e| self.refuse(door, None, Refusal::BadHash(e)))?;
-        self.check_listed(door, &hash, presented)?;
-        Ok(hash)
+        let hash = self.parse(door, text)?;
+        self.check_listed(door, &hash, presented).map(|()| hash)
+    }
+
+    /// Step 1: the hash a client wrote, or its refusal.
+    fn parse(&self, door: &Door, text: &str) -> Result<BlobHash, Refusal> {
+        BlobHash::parse(text).map_err(|e| self.refuse(door, None, Refusal::BadHash(e)))
     }
 
     /// Step 2 alone, for a hash the door already holds (playback's content blobs).

@@ -114,6 +114,17 @@ fn seeder(trackers: &[SocketAddr], dir: &Path) -> Cache {
         .section("trackers", trackers_section(trackers, dir))
 }
 
+/// Waits until a tracker took an announce.
+async fn announced_ok(metrics: SocketAddr) {
+    wait_for_metric(
+        metrics,
+        "prism_tracker_announces_total",
+        &[("result", "ok")],
+        1.0,
+    )
+    .await;
+}
+
 /// `running` once its store holds `blobs`.
 async fn holding(running: Running, blobs: &[(BlobHash, bytes::Bytes)]) -> Running {
     for (hash, data) in blobs {
@@ -159,13 +170,7 @@ async fn held_stream_is_found_through_opentracker_and_downloaded_from_there() {
     let (status, _, _) = crate::common::get_blob(running.http_addr.unwrap(), &sd.to_string()).await;
     assert_eq!(status, 200);
     let metrics = running.metrics_addr;
-    wait_for_metric(
-        metrics,
-        "prism_tracker_announces_total",
-        &[("result", "ok")],
-        1.0,
-    )
-    .await;
+    announced_ok(metrics).await;
     let text = scrape(metrics).await;
     assert_eq!(metric(&text, "prism_tracker_announced_streams", &[]), 1.0);
 
@@ -291,13 +296,7 @@ async fn tracker_announcements_survive_a_restart() {
 
     let running = cache.start().await;
     let metrics = running.metrics_addr;
-    wait_for_metric(
-        metrics,
-        "prism_tracker_announces_total",
-        &[("result", "ok")],
-        1.0,
-    )
-    .await;
+    announced_ok(metrics).await;
     let ours = SocketAddrV4::new([127, 0, 0, 1].into(), running.peer_addr.unwrap().port());
     assert!(lookup(tracker.addr, &sd).await.contains(&ours));
     running.stop().await;
@@ -321,13 +320,7 @@ async fn dht_peers_command_asks_the_trackers_and_marks_this_cache() {
     let running = holding(running, &blobs).await;
     crate::common::get_blob(running.http_addr.unwrap(), &sd.to_string()).await;
     let metrics = running.metrics_addr;
-    wait_for_metric(
-        metrics,
-        "prism_tracker_announces_total",
-        &[("result", "ok")],
-        1.0,
-    )
-    .await;
+    announced_ok(metrics).await;
 
     let conf = tempfile::tempdir().unwrap();
     let dht_dir = conf.path().join("dht");
