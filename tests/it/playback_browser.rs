@@ -158,53 +158,10 @@ async fn headless_chromium_plays_and_seeks_a_v6_url_cross_origin_from_a_cold_cac
         .await;
     let edge_base = format!("http://{}", edge.http_addr.unwrap());
 
-    // chromedriver on a free port; Chromium with a fresh profile and nothing that phones home.
-    let port = free_port();
-    let mut driver = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start chromedriver");
     let profile = work.path().join("profile");
-    let caps = json!({
-        "browserName": "chrome",
-        "goog:chromeOptions": {
-            "binary": "/usr/bin/chromium",
-            "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                "--disable-breakpad",
-                "--autoplay-policy=no-user-gesture-required",
-                format!("--user-data-dir={}", profile.display()),
-            ]
-        }
-    });
-    let caps = caps.as_object().unwrap().clone();
-    // The WebDriver client's TLS stack needs a process-wide provider (it talks plain HTTP to
-    // chromedriver, but is built with one); another test may have installed it already.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let deadline = tokio::time::Instant::now() + BROWSER_DEADLINE;
-    let client = loop {
-        let attempt = fantoccini::ClientBuilder::rustls()
-            .unwrap()
-            .capabilities(caps.clone())
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await;
-        match attempt {
-            Ok(c) => break c,
-            Err(e) => {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "could not start a Chromium session through chromedriver: {e}"
-                );
-                // Poll interval while chromedriver binds its port.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
+    let browser =
+        Browser::start_with(&profile, &["--autoplay-policy=no-user-gesture-required"]).await;
+    let client = browser.client.clone();
 
     // A page on another origin (the origin cache's door), with a muted CORS-mode <video>
     // pointed at the edge's v6 URL.
@@ -262,7 +219,6 @@ async fn headless_chromium_plays_and_seeks_a_v6_url_cross_origin_from_a_cold_cac
     );
 
     client.close().await.unwrap();
-    let _ = driver.kill().await;
     let text = scrape(edge.metrics_addr).await;
     assert!(metric(&text, "prism_stream_started_total", &[]) >= 1.0);
     assert!(metric(&text, "prism_stream_range_requests_total", &[]) >= 1.0);

@@ -1,6 +1,5 @@
 //! Headless Chromium driven through chromedriver (Debian's `chromium` and `chromium-driver`),
-//! with a fresh profile and nothing that phones home. The same setup as the playback browser
-//! test, as a helper.
+//! with a fresh profile and nothing that phones home.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -22,6 +21,11 @@ impl Browser {
     /// Starts chromedriver on a free port and a headless Chromium session with its profile in
     /// `profile`.
     pub async fn start(profile: &Path) -> Browser {
+        Browser::start_with(profile, &[]).await
+    }
+
+    /// [`start`](Self::start) with more Chromium switches (e.g. an autoplay policy).
+    pub async fn start_with(profile: &Path, switches: &[&str]) -> Browser {
         let port = super::free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -32,18 +36,26 @@ impl Browser {
             .expect(
                 "start chromedriver (Debian package chromium-driver; tests/run.sh installs it)",
             );
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--disable-breakpad",
+        ]
+        .iter()
+        .chain(switches)
+        .map(|s| s.to_string())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.display()));
         let caps = json!({
             "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                    "--disable-breakpad",
-                    format!("--user-data-dir={}", profile.display()),
-                ]
-            }
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}
         });
         let caps = caps.as_object().unwrap().clone();
         // The WebDriver client's TLS stack needs a process-wide provider; another test may
