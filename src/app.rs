@@ -254,16 +254,7 @@ pub async fn start_loaded(
     if let Some(sink) = &sink {
         announcing.attach(Arc::clone(sink));
     }
-    // Reachability matters to a cache LBRY clients are told about: a peer door announced in
-    // the DHT or to trackers.
-    if peer_port.is_some() && (dht.is_some() || trackers.is_some()) {
-        let check = Arc::new(crate::reachability::SelfCheck::new(
-            dht.clone(),
-            trackers.clone(),
-            nat.clone(),
-            peer_port,
-            metrics.family(),
-        ));
+    if let Some(check) = reachability_check(peer_port, &dht, &trackers, &nat, &metrics) {
         tasks.spawn(Arc::clone(&check).run(shutdown.clone()));
         let _ = admin.reachability.set(check);
     }
@@ -699,6 +690,26 @@ fn start_trackers(
     ));
     tasks.spawn(trackers.clone().run(shutdown.clone()));
     Ok(Some(trackers))
+}
+
+/// The reachability self-check, for a cache LBRY clients are told about: a peer door
+/// announced in the DHT or to trackers.
+fn reachability_check(
+    peer_port: Option<u16>,
+    dht: &Option<crate::dht::Dht>,
+    trackers: &Option<crate::tracker::Trackers>,
+    nat: &Option<Arc<crate::nat::Nat>>,
+    metrics: &Metrics,
+) -> Option<Arc<crate::reachability::SelfCheck>> {
+    (peer_port.is_some() && (dht.is_some() || trackers.is_some())).then(|| {
+        Arc::new(crate::reachability::SelfCheck::new(
+            dht.clone(),
+            trackers.clone(),
+            nat.clone(),
+            peer_port,
+            metrics.family(),
+        ))
+    })
 }
 
 /// Where announcements go: the DHT, the trackers, both, or nowhere.
